@@ -1,0 +1,104 @@
+//! The files handed to a certificate's owner: NAME.crt, NAME.key (0600),
+//! NAME.fullchain.pem and optionally NAME.p12.
+
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use pki::files::{PRIVATE, PUBLIC, write_atomic};
+use pki::{Issued, Issuer, Pkcs12Format, build_pkcs12, pem_cert};
+
+/// Checks that a common name can serve as a file name in the output directory.
+pub fn file_stem(cn: &str) -> Result<&str, String> {
+    if cn.trim().is_empty() {
+        Err("the common name is empty".into())
+    } else if cn.contains('/') || cn.contains('\0') || cn.contains('\\') {
+        Err(format!(
+            "the common name '{cn}' contains a path separator, so it cannot name the output files"
+        ))
+    } else if cn.starts_with('.') {
+        Err(format!(
+            "the common name '{cn}' starts with '.', so it cannot name the output files"
+        ))
+    } else {
+        Ok(cn)
+    }
+}
+
+/// The paths of one bundle.
+pub struct BundlePaths {
+    pub crt: PathBuf,
+    pub key: PathBuf,
+    pub fullchain: PathBuf,
+    pub p12: PathBuf,
+}
+
+impl BundlePaths {
+    pub fn new(dir: &Path, stem: &str) -> BundlePaths {
+        BundlePaths {
+            crt: dir.join(format!("{stem}.crt")),
+            key: dir.join(format!("{stem}.key")),
+            fullchain: dir.join(format!("{stem}.fullchain.pem")),
+            p12: dir.join(format!("{stem}.p12")),
+        }
+    }
+
+    /// The first output file that already exists, if any.
+    pub fn existing(&self, with_p12: bool) -> Option<&Path> {
+        let mut all = vec![&self.crt, &self.key, &self.fullchain];
+        if with_p12 {
+            all.push(&self.p12);
+        }
+        all.into_iter().find(|p| p.exists()).map(PathBuf::as_path)
+    }
+}
+
+/// A PKCS#12 to write alongside the PEM files.
+pub struct P12Request<'a> {
+    pub password: &'a str,
+    pub format: Pkcs12Format,
+}
+
+/// Builds the PKCS#12 of a bundle (CPU work, kept apart from the writes so batches can do it in parallel).
+pub fn pkcs12(
+    issuer: &Issuer,
+    cn: &str,
+    issued: &Issued,
+    key: &rcgen::KeyPair,
+    request: &P12Request<'_>,
+) -> pki::Result<Vec<u8>> {
+    let key_der = zeroize_vec(key.serialize_der());
+    build_pkcs12(
+        cn,
+        &key_der,
+        &[&issued.der, issuer.intermediate(), issuer.root()],
+        request.password,
+        request.format,
+    )
+}
+
+fn zeroize_vec(v: Vec<u8>) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(v)
+}
+
+/// Writes the bundle's files. The key is written first and the certificate
+/// last, so an existing NAME.crt means the whole bundle is there.
+pub fn write(
+    paths: &BundlePaths,
+    issuer: &Issuer,
+    issued: &Issued,
+    key: &rcgen::KeyPair,
+    p12: Option<&[u8]>,
+    sync: bool,
+) -> pki::Result<()> {
+    let key_pem = zeroize_vec(key.serialize_pem().into_bytes());
+    write_atomic(&paths.key, &key_pem, PRIVATE, sync)?;
+    if let Some(p12) = p12 {
+        write_atomic(&paths.p12, p12, PRIVATE, sync)?;
+    }
+    let leaf = pem_cert(&issued.der);
+    let fullchain = format!("{leaf}{}", pem_cert(issuer.intermediate()));
+    write_atomic(&paths.fullchain, fullchain.as_bytes(), PUBLIC, sync)?;
+    write_atomic(&paths.crt, leaf.as_bytes(), PUBLIC, sync)?;
+    Ok(())
+}

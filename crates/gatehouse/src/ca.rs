@@ -1,0 +1,434 @@
+//! `gatehouse ca ...`: the certificate authority commands.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use pki::{
+    CaDir, CaInit, CertificateAuthority, CertificateStatus, CheckedCsr, KeyType, LeafRequest,
+    Passphrase, Pkcs12Format, RevocationReason, Serial, Subject, SubjectAltName,
+};
+use serde_json::json;
+use store::{CertificateRecord, ListFilter, SqliteStore, Store};
+
+use crate::Failure;
+use crate::bundle::{self, BundlePaths, P12Request};
+use crate::cli::{CaCommand, Global, StatusArg};
+
+pub async fn run(global: &Global, command: CaCommand) -> Result<ExitCode, Failure> {
+    let dir = CaDir::new(&global.data_dir);
+    match command {
+        CaCommand::Init {
+            name,
+            key_type,
+            days,
+            crl_url,
+        } => init(global, &dir, name, &key_type, days, crl_url).await,
+        CaCommand::Root => {
+            print!("{}", dir.root_pem()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        CaCommand::Issue {
+            profile,
+            cn,
+            sans,
+            days,
+            key_type,
+            out,
+            p12,
+            p12_password_file,
+            force,
+        } => {
+            let request = LeafRequest {
+                profile: profile.into(),
+                subject: Subject::common_name(&cn),
+                sans: sans
+                    .iter()
+                    .map(|s| SubjectAltName::parse(s))
+                    .collect::<pki::Result<_>>()?,
+                days,
+            };
+            let p12 = p12.p12.then_some(if p12.legacy {
+                Pkcs12Format::Legacy
+            } else {
+                Pkcs12Format::Modern
+            });
+            issue(
+                global,
+                &dir,
+                &request,
+                &cn,
+                &key_type,
+                &out,
+                p12,
+                p12_password_file.as_deref(),
+                force,
+            )
+            .await
+        }
+        CaCommand::Sign {
+            csr,
+            profile,
+            days,
+            out,
+        } => sign(global, &dir, &csr, profile.into(), days, out.as_deref()).await,
+        CaCommand::Revoke { serial, reason } => {
+            let serial: Serial = serial.parse()?;
+            let reason: RevocationReason = reason.parse()?;
+            let store = open_store(&dir).await?;
+            pki::revoke(&store, &serial, reason).await?;
+            println!("revoked {serial} ({reason})");
+            Ok(ExitCode::SUCCESS)
+        }
+        CaCommand::Crl {
+            out,
+            der,
+            next_update_hours,
+        } => crl(global, &dir, out.as_deref(), der, next_update_hours).await,
+        CaCommand::List { status, json } => list(&dir, status, json).await,
+        CaCommand::Show { serial, json } => show(&dir, &serial, json).await,
+        CaCommand::Batch {
+            csv,
+            out,
+            p12,
+            profile,
+            days,
+            key_type,
+        } => {
+            let p12 = p12.p12.then_some(if p12.legacy {
+                Pkcs12Format::Legacy
+            } else {
+                Pkcs12Format::Modern
+            });
+            let ca = open_ca(global, &dir).await?;
+            crate::batch::run(
+                &ca,
+                &csv,
+                &out,
+                p12,
+                profile.into(),
+                days,
+                parse_key_type(&key_type)?,
+            )
+            .await
+        }
+    }
+}
+
+fn parse_key_type(text: &str) -> Result<KeyType, Failure> {
+    text.parse::<KeyType>()
+        .map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// The CA passphrase: from --ca-passphrase-file, else GATEHOUSE_CA_PASSPHRASE, else none.
+fn passphrase(global: &Global) -> Result<Option<Passphrase>, Failure> {
+    if let Some(path) = &global.ca_passphrase_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::failed(format!(
+                "cannot read the passphrase file {}: {e}",
+                path.display()
+            ))
+        })?;
+        return Ok(Some(Passphrase::new(text)));
+    }
+    match std::env::var("GATEHOUSE_CA_PASSPHRASE") {
+        Ok(text) if !text.is_empty() => Ok(Some(Passphrase::new(text))),
+        _ => Ok(None),
+    }
+}
+
+async fn open_store(dir: &CaDir) -> Result<SqliteStore, Failure> {
+    if !dir.exists() {
+        return Err(pki::Error::NotInitialized(
+            dir.database()
+                .parent()
+                .map(Path::to_owned)
+                .unwrap_or_default(),
+        )
+        .into());
+    }
+    Ok(SqliteStore::open(&dir.database()).await?)
+}
+
+async fn open_ca(
+    global: &Global,
+    dir: &CaDir,
+) -> Result<CertificateAuthority<SqliteStore>, Failure> {
+    let issuer = dir.issuer(passphrase(global)?.as_ref())?;
+    let store = open_store(dir).await?;
+    Ok(CertificateAuthority::new(issuer, store))
+}
+
+async fn init(
+    global: &Global,
+    dir: &CaDir,
+    name: String,
+    key_type: &str,
+    days: u32,
+    crl_url: Option<String>,
+) -> Result<ExitCode, Failure> {
+    let key_type = parse_key_type(key_type)?;
+    let passphrase = passphrase(global)?;
+    let init = CaInit {
+        name,
+        key_type,
+        days,
+    };
+    dir.init(&init, crl_url.as_deref(), passphrase.as_ref())?;
+    SqliteStore::open(&dir.database()).await?;
+    println!(
+        "created a {key_type} root and issuing CA in {}",
+        global.data_dir.display()
+    );
+    println!("root certificate:         {}", dir.root_path().display());
+    println!(
+        "intermediate certificate: {}",
+        dir.intermediate_path().display()
+    );
+    println!(
+        "settings and policy:      {}",
+        dir.settings_path().display()
+    );
+    if passphrase.is_some() {
+        println!("the CA keys are encrypted with the passphrase you gave");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn issue(
+    global: &Global,
+    dir: &CaDir,
+    request: &LeafRequest,
+    cn: &str,
+    key_type: &str,
+    out: &Path,
+    p12: Option<Pkcs12Format>,
+    p12_password_file: Option<&Path>,
+    force: bool,
+) -> Result<ExitCode, Failure> {
+    let key_type = parse_key_type(key_type)?;
+    let stem = bundle::file_stem(cn).map_err(Failure::usage)?;
+    let paths = BundlePaths::new(out, stem);
+    if let Some(existing) = paths.existing(p12.is_some()).filter(|_| !force) {
+        return Err(Failure::failed(format!(
+            "{} already exists; pass --force to replace it or choose another --out",
+            existing.display()
+        )));
+    }
+    let password = match (p12, p12_password_file) {
+        (Some(_), Some(file)) => Some((read_password(file)?, false)),
+        (Some(_), None) => Some((pki::generate_password(), true)),
+        _ => None,
+    };
+    std::fs::create_dir_all(out)
+        .map_err(|e| Failure::failed(format!("cannot create {}: {e}", out.display())))?;
+    let ca = open_ca(global, dir).await?;
+    let (issued, key) = ca.issue(request, key_type).await?;
+    let p12_bytes = match (p12, &password) {
+        (Some(format), Some((password, _))) => Some(bundle::pkcs12(
+            ca.issuer(),
+            cn,
+            &issued,
+            &key,
+            &P12Request { password, format },
+        )?),
+        _ => None,
+    };
+    bundle::write(
+        &paths,
+        ca.issuer(),
+        &issued,
+        &key,
+        p12_bytes.as_deref(),
+        true,
+    )?;
+    println!("serial: {}", issued.serial);
+    println!("certificate: {}", paths.crt.display());
+    println!("private key: {}", paths.key.display());
+    println!("full chain:  {}", paths.fullchain.display());
+    if p12_bytes.is_some() {
+        println!("PKCS#12:     {}", paths.p12.display());
+    }
+    if let Some((password, true)) = password {
+        println!("p12 password: {password}");
+        println!("(shown once; it is not stored anywhere)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_password(path: &Path) -> Result<String, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::failed(format!(
+            "cannot read the password file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let line = text.lines().next().unwrap_or_default().to_owned();
+    if line.is_empty() {
+        return Err(Failure::failed(format!(
+            "the password file {} is empty; put the password on its first line",
+            path.display()
+        )));
+    }
+    Ok(line)
+}
+
+async fn sign(
+    global: &Global,
+    dir: &CaDir,
+    csr_path: &Path,
+    profile: pki::Profile,
+    days: Option<u32>,
+    out: Option<&Path>,
+) -> Result<ExitCode, Failure> {
+    let input = std::fs::read(csr_path)
+        .map_err(|e| Failure::failed(format!("cannot read the CSR {}: {e}", csr_path.display())))?;
+    let csr = CheckedCsr::parse(&input)?;
+    let ca = open_ca(global, dir).await?;
+    let request = csr.to_request(profile, ca.issuer().settings().policy(profile), days);
+    let issued = ca.sign(&request, &csr).await?;
+    let pem = pki::pem_cert(&issued.der);
+    match out {
+        Some(path) => {
+            pki::files::write_atomic(path, pem.as_bytes(), pki::files::PUBLIC, true)?;
+            println!("serial: {}", issued.serial);
+            println!("certificate: {}", path.display());
+        }
+        None => print!("{pem}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn crl(
+    global: &Global,
+    dir: &CaDir,
+    out: Option<&Path>,
+    der: bool,
+    hours: Option<u32>,
+) -> Result<ExitCode, Failure> {
+    let ca = open_ca(global, dir).await?;
+    let crl = ca.crl(hours).await?;
+    let bytes = if der {
+        crl.der
+    } else {
+        pki::pem_crl(&crl.der).into_bytes()
+    };
+    match out {
+        Some(path) => {
+            pki::files::write_atomic(path, &bytes, pki::files::PUBLIC, true)?;
+            eprintln!(
+                "CRL number {} with {} revoked certificates written to {}",
+                crl.number,
+                crl.entries,
+                path.display()
+            );
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&bytes)
+                .map_err(|e| Failure::failed(format!("cannot write the CRL: {e}")))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn record_json(record: &CertificateRecord, now: i64) -> serde_json::Value {
+    let c = &record.certificate;
+    json!({
+        "serial": c.serial,
+        "status": CertificateStatus::of(record, now).name(),
+        "profile": c.profile,
+        "subject": c.subject,
+        "common_name": c.common_name,
+        "sans": c.sans,
+        "not_before": pki::rfc3339(c.not_before),
+        "not_after": pki::rfc3339(c.not_after),
+        "issued_at": pki::rfc3339(record.issued_at),
+        "revoked_at": record.revocation.map(|r| pki::rfc3339(r.revoked_at)),
+        "revocation_reason": record.revocation.map(|r| RevocationReason::from_code(r.reason).name()),
+    })
+}
+
+async fn list(dir: &CaDir, status: Option<StatusArg>, json: bool) -> Result<ExitCode, Failure> {
+    let store = open_store(dir).await?;
+    let now = now();
+    let filter = match status {
+        None => ListFilter::All,
+        Some(StatusArg::Valid) => CertificateStatus::Valid.filter(now),
+        Some(StatusArg::Revoked) => CertificateStatus::Revoked.filter(now),
+        Some(StatusArg::Expired) => CertificateStatus::Expired.filter(now),
+    };
+    let records = store.certificates(filter).await?;
+    if json {
+        let all: Vec<_> = records.iter().map(|r| record_json(r, now)).collect();
+        println!("{}", serde_json::Value::Array(all));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<32}  {:<7}  {:<20}  {:<6}  SUBJECT / SANS",
+        "SERIAL", "STATUS", "NOT AFTER", "PROFILE"
+    );
+    for r in &records {
+        let c = &r.certificate;
+        println!(
+            "{:<32}  {:<7}  {:<20}  {:<6}  {} [{}]",
+            c.serial,
+            CertificateStatus::of(r, now).name(),
+            pki::rfc3339(c.not_after),
+            c.profile,
+            c.subject,
+            c.sans.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(dir: &CaDir, serial: &str, json: bool) -> Result<ExitCode, Failure> {
+    let serial: Serial = serial.parse()?;
+    let store = open_store(dir).await?;
+    let record = store
+        .certificate(&serial.to_string())
+        .await?
+        .ok_or_else(|| pki::Error::UnknownSerial(serial.to_string()))?;
+    let now = now();
+    let pem = pki::pem_cert(&record.certificate.der);
+    if json {
+        let mut value = record_json(&record, now);
+        value["pem"] = json!(pem);
+        println!("{value}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let value = record_json(&record, now);
+    for key in [
+        "serial",
+        "status",
+        "profile",
+        "subject",
+        "sans",
+        "not_before",
+        "not_after",
+        "issued_at",
+        "revoked_at",
+        "revocation_reason",
+    ] {
+        let v = &value[key];
+        let text = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "-".into(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => other.to_string(),
+        };
+        println!("{key:<18} {text}");
+    }
+    print!("{pem}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,206 @@
+//! The CA's files in the data dir:
+//!
+//! ```text
+//! DATA_DIR/ca.toml               settings and issuance policy
+//! DATA_DIR/ca/root.crt           root certificate (PEM)
+//! DATA_DIR/ca/root.key           root key (PKCS#8 PEM, 0600, optionally encrypted)
+//! DATA_DIR/ca/intermediate.crt   issuing CA certificate
+//! DATA_DIR/ca/intermediate.key   issuing CA key
+//! DATA_DIR/gatehouse.db          issuance database (see the store crate)
+//! ```
+//!
+//! `init` builds the `ca/` directory under a temporary name and renames it
+//! into place, so a crash during init leaves either no CA or a whole one.
+
+use std::path::{Path, PathBuf};
+
+use rustls_pki_types::CertificateDer;
+
+use crate::authority::{CaInit, Issuer, create_ca};
+use crate::error::{Error, Result};
+use crate::files::{PRIVATE, PUBLIC, create_private_dir, sync_dir, write_atomic};
+use crate::key::{Passphrase, decode_private_key, encode_private_key};
+use crate::profile::CaSettings;
+
+/// The CA's part of a data dir.
+#[derive(Debug, Clone)]
+pub struct CaDir {
+    data_dir: PathBuf,
+}
+
+impl CaDir {
+    /// The CA files under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> CaDir {
+        CaDir {
+            data_dir: data_dir.into(),
+        }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.data_dir.join("ca")
+    }
+
+    /// Path of the issuance database.
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("gatehouse.db")
+    }
+
+    /// Path of the settings file.
+    pub fn settings_path(&self) -> PathBuf {
+        self.data_dir.join("ca.toml")
+    }
+
+    /// Path of the root certificate.
+    pub fn root_path(&self) -> PathBuf {
+        self.ca().join("root.crt")
+    }
+
+    /// Path of the intermediate certificate.
+    pub fn intermediate_path(&self) -> PathBuf {
+        self.ca().join("intermediate.crt")
+    }
+
+    /// Whether a CA exists here.
+    pub fn exists(&self) -> bool {
+        self.ca().exists()
+    }
+
+    /// Creates the root and intermediate and writes them, refusing if a CA exists.
+    /// Returns the root and intermediate certificates.
+    pub fn init(
+        &self,
+        init: &CaInit,
+        crl_url: Option<&str>,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<(CertificateDer<'static>, CertificateDer<'static>)> {
+        if self.exists() {
+            return Err(Error::AlreadyInitialized(self.ca()));
+        }
+        if let Some(url) = crl_url {
+            // Validate before anything is written.
+            CaSettings::parse(&self.settings_path(), &CaSettings::template(Some(url)))?;
+        }
+        create_private_dir(&self.data_dir)?;
+        let material = create_ca(init)?;
+        let staging = self
+            .data_dir
+            .join(format!(".ca-init.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        create_private_dir(&staging)?;
+        let files: [(&str, Vec<u8>, u32); 4] = [
+            (
+                "root.crt",
+                pem_cert(&material.root.der).into_bytes(),
+                PUBLIC,
+            ),
+            (
+                "root.key",
+                encode_private_key(&material.root.key, passphrase)?
+                    .as_bytes()
+                    .to_vec(),
+                PRIVATE,
+            ),
+            (
+                "intermediate.crt",
+                pem_cert(&material.intermediate.der).into_bytes(),
+                PUBLIC,
+            ),
+            (
+                "intermediate.key",
+                encode_private_key(&material.intermediate.key, passphrase)?
+                    .as_bytes()
+                    .to_vec(),
+                PRIVATE,
+            ),
+        ];
+        for (name, bytes, mode) in &files {
+            write_atomic(&staging.join(name), bytes, *mode, true)?;
+        }
+        if self.exists() {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(Error::AlreadyInitialized(self.ca()));
+        }
+        std::fs::rename(&staging, self.ca()).map_err(Error::io("create", self.ca()))?;
+        sync_dir(&self.data_dir)?;
+        let settings = self.settings_path();
+        if !settings.exists() || crl_url.is_some() {
+            write_atomic(
+                &settings,
+                CaSettings::template(crl_url).as_bytes(),
+                PUBLIC,
+                true,
+            )?;
+        }
+        Ok((material.root.der, material.intermediate.der))
+    }
+
+    /// Reads `ca.toml` (defaults when absent).
+    pub fn settings(&self) -> Result<CaSettings> {
+        let path = self.settings_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(CaSettings::parse(&path, &text)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CaSettings::default()),
+            Err(e) => Err(Error::io("read", path)(e)),
+        }
+    }
+
+    /// The root certificate PEM.
+    pub fn root_pem(&self) -> Result<String> {
+        self.require()?;
+        std::fs::read_to_string(self.root_path()).map_err(Error::io("read", self.root_path()))
+    }
+
+    fn require(&self) -> Result<()> {
+        if self.exists() {
+            Ok(())
+        } else {
+            Err(Error::NotInitialized(self.data_dir.clone()))
+        }
+    }
+
+    /// Loads the issuing CA (decrypting its key with `passphrase` when needed).
+    pub fn issuer(&self, passphrase: Option<&Passphrase>) -> Result<Issuer> {
+        self.require()?;
+        let settings = self.settings()?;
+        let root = read_cert(&self.root_path())?;
+        let intermediate = read_cert(&self.intermediate_path())?;
+        let key_path = self.ca().join("intermediate.key");
+        let key_pem = std::fs::read_to_string(&key_path).map_err(Error::io("read", &key_path))?;
+        let key = decode_private_key(&key_path, &key_pem, passphrase)?;
+        Issuer::new(intermediate, key, root, settings)
+    }
+}
+
+/// PEM of one certificate.
+pub fn pem_cert(der: &[u8]) -> String {
+    pem_block("CERTIFICATE", der)
+}
+
+/// PEM of one CRL.
+pub fn pem_crl(der: &[u8]) -> String {
+    pem_block("X509 CRL", der)
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(label, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+fn read_cert(path: &Path) -> Result<CertificateDer<'static>> {
+    let text = std::fs::read_to_string(path).map_err(Error::io("read", path))?;
+    let block = pem::parse(&text).map_err(|e| Error::BadFile {
+        path: path.to_owned(),
+        what: "certificate",
+        why: e.to_string(),
+    })?;
+    if block.tag() != "CERTIFICATE" {
+        return Err(Error::BadFile {
+            path: path.to_owned(),
+            what: "certificate",
+            why: format!("PEM block is '{}'", block.tag()),
+        });
+    }
+    Ok(CertificateDer::from(block.into_contents()))
+}

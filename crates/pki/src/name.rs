@@ -1,0 +1,347 @@
+//! Subject alternative names: parsing what users type (`DNS:x`, `IP:x`,
+//! `email:x`, `URI:x`, or a bare value), and matching them against the
+//! patterns of a profile's policy.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// One subject alternative name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SubjectAltName {
+    /// A DNS name, possibly a wildcard (`*.example.com`).
+    Dns(String),
+    /// An IP address.
+    Ip(IpAddr),
+    /// An RFC 822 email address.
+    Email(String),
+    /// A URI (SPIFFE IDs, for instance).
+    Uri(String),
+}
+
+impl SubjectAltName {
+    /// The prefix used in text form (`DNS`, `IP`, `email`, `URI`), as openssl prints it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SubjectAltName::Dns(_) => "DNS",
+            SubjectAltName::Ip(_) => "IP",
+            SubjectAltName::Email(_) => "email",
+            SubjectAltName::Uri(_) => "URI",
+        }
+    }
+
+    /// Parses `DNS:x`, `IP:x`, `email:x`, `URI:x` (prefix case-insensitive), or
+    /// a bare value: an IP if it parses as one, email if it has `@`, URI if it has `://`, else DNS.
+    pub fn parse(input: &str) -> Result<Self> {
+        let input = input.trim();
+        if let Some((prefix, value)) = input.split_once(':') {
+            match prefix.to_ascii_lowercase().as_str() {
+                "dns" => return dns(value),
+                "ip" | "ip address" => return ip(value),
+                "email" | "rfc822" => return email(value),
+                "uri" => return uri(value),
+                _ => {}
+            }
+        }
+        if let Ok(addr) = input.parse::<IpAddr>() {
+            Ok(SubjectAltName::Ip(addr))
+        } else if input.contains("://") {
+            uri(input)
+        } else if input.contains('@') {
+            email(input)
+        } else {
+            dns(input)
+        }
+    }
+
+    /// The rcgen form, for encoding.
+    pub(crate) fn to_rcgen(&self) -> Result<rcgen::SanType> {
+        let ia5 = |v: &str, kind| {
+            rcgen::string::Ia5String::try_from(v).map_err(|_| Error::InvalidName {
+                value: v.to_owned(),
+                kind,
+                why: "only ASCII characters can be encoded",
+            })
+        };
+        Ok(match self {
+            SubjectAltName::Dns(v) => rcgen::SanType::DnsName(ia5(v, "DNS")?),
+            SubjectAltName::Ip(v) => rcgen::SanType::IpAddress(*v),
+            SubjectAltName::Email(v) => rcgen::SanType::Rfc822Name(ia5(v, "email")?),
+            SubjectAltName::Uri(v) => rcgen::SanType::URI(ia5(v, "URI")?),
+        })
+    }
+}
+
+impl fmt::Display for SubjectAltName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubjectAltName::Dns(v) | SubjectAltName::Email(v) | SubjectAltName::Uri(v) => {
+                write!(f, "{}:{v}", self.kind())
+            }
+            SubjectAltName::Ip(v) => write!(f, "IP:{v}"),
+        }
+    }
+}
+
+impl FromStr for SubjectAltName {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        SubjectAltName::parse(s)
+    }
+}
+
+fn invalid(value: &str, kind: &'static str, why: &'static str) -> Error {
+    Error::InvalidName {
+        value: value.to_owned(),
+        kind,
+        why,
+    }
+}
+
+/// Whether `name` is a syntactically valid DNS name, a leftmost `*` label allowed.
+pub fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    name.split('.').enumerate().all(|(i, label)| {
+        (i == 0 && label == "*")
+            || (!label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    })
+}
+
+fn dns(value: &str) -> Result<SubjectAltName> {
+    let value = value.trim().to_ascii_lowercase();
+    if !is_dns_name(&value) {
+        return Err(invalid(
+            &value,
+            "DNS",
+            "use letters, digits and hyphens in dot-separated labels; '*' only as the whole first label",
+        ));
+    }
+    Ok(SubjectAltName::Dns(value))
+}
+
+fn ip(value: &str) -> Result<SubjectAltName> {
+    value
+        .trim()
+        .parse()
+        .map(SubjectAltName::Ip)
+        .map_err(|_| invalid(value, "IP", "not an IPv4 or IPv6 address"))
+}
+
+fn email(value: &str) -> Result<SubjectAltName> {
+    let value = value.trim();
+    match value.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && is_dns_name(domain)
+                && !domain.contains('*')
+                && value.is_ascii()
+                && !value.contains(char::is_whitespace) =>
+        {
+            Ok(SubjectAltName::Email(value.to_owned()))
+        }
+        _ => Err(invalid(value, "email", "expected local@domain")),
+    }
+}
+
+fn uri(value: &str) -> Result<SubjectAltName> {
+    let value = value.trim();
+    match value.split_once(':') {
+        Some((scheme, rest))
+            if !rest.is_empty()
+                && scheme
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && value.is_ascii()
+                && !value.contains(char::is_whitespace) =>
+        {
+            Ok(SubjectAltName::Uri(value.to_owned()))
+        }
+        _ => Err(invalid(
+            value,
+            "URI",
+            "expected scheme:rest, e.g. spiffe://example.org/service",
+        )),
+    }
+}
+
+/// Matches a DNS name against a policy pattern: `*` (anything), an exact name,
+/// or `*.example.com` (exactly one label under example.com, or that literal wildcard).
+pub fn dns_matches(pattern: &str, name: &str) -> bool {
+    let pattern = pattern.trim().to_ascii_lowercase();
+    if pattern == "*" {
+        return true;
+    }
+    if let Some(suffix) = pattern.strip_prefix("*.") {
+        return match name.split_once('.') {
+            Some((first, rest)) => rest == suffix && !first.is_empty(),
+            None => false,
+        };
+    }
+    pattern == name
+}
+
+/// Matches text against a glob where `*` stands for any run of characters.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first)
+        || !text[first.len()..].ends_with(last)
+        || text.len() < first.len() + last.len()
+    {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// An IP network in CIDR form, for IP SAN policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` lies in this network.
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(*ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(*ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IP network (e.g. 10.0.0.0/8)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'{s}' has a bad prefix length"))?,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_prefixed_and_bare_names() {
+        assert_eq!(
+            SubjectAltName::parse("DNS:Example.COM").unwrap(),
+            SubjectAltName::Dns("example.com".into())
+        );
+        assert_eq!(
+            SubjectAltName::parse("*.example.com").unwrap(),
+            SubjectAltName::Dns("*.example.com".into())
+        );
+        assert_eq!(
+            SubjectAltName::parse("127.0.0.1").unwrap().to_string(),
+            "IP:127.0.0.1"
+        );
+        assert_eq!(
+            SubjectAltName::parse("IP:::1").unwrap().to_string(),
+            "IP:::1"
+        );
+        assert_eq!(
+            SubjectAltName::parse("a@b.example").unwrap().to_string(),
+            "email:a@b.example"
+        );
+        assert_eq!(
+            SubjectAltName::parse("spiffe://td/svc")
+                .unwrap()
+                .to_string(),
+            "URI:spiffe://td/svc"
+        );
+        assert!(SubjectAltName::parse("DNS:foo..bar").is_err());
+        assert!(SubjectAltName::parse("DNS:a.*.b").is_err());
+        assert!(SubjectAltName::parse("email:nobody").is_err());
+        assert!(SubjectAltName::parse("IP:1.2.3").is_err());
+    }
+
+    #[test]
+    fn dns_patterns() {
+        assert!(dns_matches("*", "anything.example"));
+        assert!(dns_matches("*.example.com", "www.example.com"));
+        assert!(dns_matches("*.example.com", "*.example.com"));
+        assert!(!dns_matches("*.example.com", "a.b.example.com"));
+        assert!(!dns_matches("*.example.com", "example.com"));
+        assert!(!dns_matches("*.example.com", "evilexample.com"));
+        assert!(dns_matches("example.com", "example.com"));
+    }
+
+    #[test]
+    fn globs_and_networks() {
+        assert!(glob_matches("*@example.com", "alice@example.com"));
+        assert!(!glob_matches("*@example.com", "alice@example.org"));
+        assert!(glob_matches("spiffe://td/*", "spiffe://td/a/b"));
+        assert!(glob_matches("a*b*c", "axxbyyc"));
+        assert!(!glob_matches("a*b*c", "ac"));
+        let net: IpNet = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains(&"10.1.2.3".parse().unwrap()));
+        assert!(!net.contains(&"11.0.0.1".parse().unwrap()));
+        assert!(
+            "::/0"
+                .parse::<IpNet>()
+                .unwrap()
+                .contains(&"::1".parse().unwrap())
+        );
+        assert!(
+            "0.0.0.0/0"
+                .parse::<IpNet>()
+                .unwrap()
+                .contains(&"8.8.8.8".parse().unwrap())
+        );
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+    }
+}

@@ -1,0 +1,444 @@
+//! Certificate profiles (server, client) and the CA settings file `ca.toml`
+//! that holds their issuance policy: which subject fields a CSR may set,
+//! which names may be certified, how long certificates may live.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result, SettingsError};
+use crate::name::{IpNet, SubjectAltName, dns_matches, glob_matches};
+
+/// What a certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// A TLS server: EKU serverAuth.
+    Server,
+    /// A TLS client (a person or a service): EKU clientAuth.
+    Client,
+}
+
+impl Profile {
+    /// The profile's name as the CLI and the database spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Server => "server",
+            Profile::Client => "client",
+        }
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "server" => Ok(Profile::Server),
+            "client" => Ok(Profile::Client),
+            other => Err(format!("unknown profile '{other}'; use server or client")),
+        }
+    }
+}
+
+/// Subject attributes a profile may copy from a CSR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum DnField {
+    /// commonName
+    #[serde(rename = "CN")]
+    CommonName,
+    /// organizationName
+    #[serde(rename = "O")]
+    Organization,
+    /// organizationalUnitName
+    #[serde(rename = "OU")]
+    OrganizationalUnit,
+    /// countryName
+    #[serde(rename = "C")]
+    Country,
+    /// stateOrProvinceName
+    #[serde(rename = "ST")]
+    State,
+    /// localityName
+    #[serde(rename = "L")]
+    Locality,
+}
+
+impl DnField {
+    /// The short name used in RFC 4514 strings.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            DnField::CommonName => "CN",
+            DnField::Organization => "O",
+            DnField::OrganizationalUnit => "OU",
+            DnField::Country => "C",
+            DnField::State => "ST",
+            DnField::Locality => "L",
+        }
+    }
+
+    pub(crate) fn to_rcgen(self) -> rcgen::DnType {
+        match self {
+            DnField::CommonName => rcgen::DnType::CommonName,
+            DnField::Organization => rcgen::DnType::OrganizationName,
+            DnField::OrganizationalUnit => rcgen::DnType::OrganizationalUnitName,
+            DnField::Country => rcgen::DnType::CountryName,
+            DnField::State => rcgen::DnType::StateOrProvinceName,
+            DnField::Locality => rcgen::DnType::LocalityName,
+        }
+    }
+}
+
+/// The issuance policy of one profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfilePolicy {
+    /// Lifetime when none is asked for.
+    pub default_days: u32,
+    /// Longest lifetime allowed.
+    pub max_days: u32,
+    /// Subject attributes taken from a CSR; others are dropped.
+    pub subject_fields: Vec<DnField>,
+    /// DNS name patterns (`*`, exact, `*.example.com`).
+    pub allowed_dns: Vec<String>,
+    /// IP networks.
+    pub allowed_ips: Vec<IpNet>,
+    /// Email globs (`*`, `*@example.com`).
+    pub allowed_emails: Vec<String>,
+    /// URI globs (`*`, `spiffe://example.org/*`).
+    pub allowed_uris: Vec<String>,
+}
+
+impl ProfilePolicy {
+    fn defaults(profile: Profile) -> ProfilePolicy {
+        let any = || vec!["*".to_owned()];
+        ProfilePolicy {
+            default_days: match profile {
+                Profile::Server => 90,
+                Profile::Client => 365,
+            },
+            max_days: match profile {
+                Profile::Server => 398,
+                Profile::Client => 3650,
+            },
+            subject_fields: vec![
+                DnField::CommonName,
+                DnField::Organization,
+                DnField::OrganizationalUnit,
+                DnField::Country,
+                DnField::State,
+                DnField::Locality,
+            ],
+            allowed_dns: any(),
+            allowed_ips: vec![
+                "0.0.0.0/0".parse().expect("valid"),
+                "::/0".parse().expect("valid"),
+            ],
+            allowed_emails: any(),
+            allowed_uris: any(),
+        }
+    }
+
+    /// The lifetime to issue for, refusing more than `max_days`.
+    pub fn lifetime_days(&self, profile: Profile, asked: Option<u32>) -> Result<u32> {
+        let days = asked.unwrap_or(self.default_days);
+        if days == 0 {
+            return Err(Error::ZeroLifetime);
+        }
+        if days > self.max_days {
+            return Err(Error::LifetimeTooLong {
+                profile: profile.name(),
+                days,
+                max: self.max_days,
+            });
+        }
+        Ok(days)
+    }
+
+    /// Refuses a name that no pattern of the policy allows.
+    pub fn check_name(&self, profile: Profile, name: &SubjectAltName) -> Result<()> {
+        let (allowed, key) = match name {
+            SubjectAltName::Dns(n) => (
+                self.allowed_dns.iter().any(|p| dns_matches(p, n)),
+                "allowed_dns",
+            ),
+            SubjectAltName::Ip(ip) => (
+                self.allowed_ips.iter().any(|net| net.contains(ip)),
+                "allowed_ips",
+            ),
+            SubjectAltName::Email(e) => (
+                self.allowed_emails.iter().any(|p| glob_matches(p, e)),
+                "allowed_emails",
+            ),
+            SubjectAltName::Uri(u) => (
+                self.allowed_uris.iter().any(|p| glob_matches(p, u)),
+                "allowed_uris",
+            ),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::PolicyViolation {
+                profile: profile.name(),
+                name: name.to_string(),
+                key,
+            })
+        }
+    }
+}
+
+/// The CA settings (`ca.toml` in the data dir).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaSettings {
+    /// URL put in issued certificates' CRL distribution point, if any.
+    pub crl_url: Option<String>,
+    /// Default validity of a CRL, hours.
+    pub crl_next_update_hours: u32,
+    /// Server profile policy.
+    pub server: ProfilePolicy,
+    /// Client profile policy.
+    pub client: ProfilePolicy,
+}
+
+impl Default for CaSettings {
+    fn default() -> Self {
+        CaSettings {
+            crl_url: None,
+            crl_next_update_hours: 168,
+            server: ProfilePolicy::defaults(Profile::Server),
+            client: ProfilePolicy::defaults(Profile::Client),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    crl_url: Option<String>,
+    crl_next_update_hours: Option<u32>,
+    #[serde(default)]
+    profiles: ProfilesFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ProfilesFile {
+    server: Option<PolicyFile>,
+    client: Option<PolicyFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    default_days: Option<u32>,
+    max_days: Option<u32>,
+    subject_fields: Option<Vec<DnField>>,
+    allowed_dns: Option<Vec<String>>,
+    allowed_ips: Option<Vec<IpNetText>>,
+    allowed_emails: Option<Vec<String>>,
+    allowed_uris: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct IpNetText(IpNet);
+
+impl TryFrom<String> for IpNetText {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        s.parse().map(IpNetText)
+    }
+}
+
+impl PolicyFile {
+    fn resolve(self, profile: Profile) -> ProfilePolicy {
+        let d = ProfilePolicy::defaults(profile);
+        ProfilePolicy {
+            default_days: self.default_days.unwrap_or(d.default_days),
+            max_days: self.max_days.unwrap_or(d.max_days),
+            subject_fields: self.subject_fields.unwrap_or(d.subject_fields),
+            allowed_dns: self.allowed_dns.unwrap_or(d.allowed_dns),
+            allowed_ips: self
+                .allowed_ips
+                .map(|v| v.into_iter().map(|n| n.0).collect())
+                .unwrap_or(d.allowed_ips),
+            allowed_emails: self.allowed_emails.unwrap_or(d.allowed_emails),
+            allowed_uris: self.allowed_uris.unwrap_or(d.allowed_uris),
+        }
+    }
+}
+
+impl CaSettings {
+    /// Parses `ca.toml` text; unknown keys and bad values are errors that name the key and line.
+    pub fn parse(path: &Path, text: &str) -> std::result::Result<CaSettings, SettingsError> {
+        let err = |message: String| SettingsError {
+            path: path.to_owned(),
+            message,
+        };
+        let file: SettingsFile = toml::from_str(text).map_err(|e| err(toml_error(text, &e)))?;
+        let settings = CaSettings {
+            crl_url: file.crl_url,
+            crl_next_update_hours: file.crl_next_update_hours.unwrap_or(168),
+            server: file
+                .profiles
+                .server
+                .map(|p| p.resolve(Profile::Server))
+                .unwrap_or_else(|| ProfilePolicy::defaults(Profile::Server)),
+            client: file
+                .profiles
+                .client
+                .map(|p| p.resolve(Profile::Client))
+                .unwrap_or_else(|| ProfilePolicy::defaults(Profile::Client)),
+        };
+        for (name, p) in [("server", &settings.server), ("client", &settings.client)] {
+            if p.default_days == 0 || p.default_days > p.max_days {
+                return Err(err(format!(
+                    "profiles.{name}: default_days ({}) must be between 1 and max_days ({})",
+                    p.default_days, p.max_days
+                )));
+            }
+        }
+        if settings.crl_next_update_hours == 0 {
+            return Err(err("crl_next_update_hours must be at least 1".into()));
+        }
+        if let Some(url) = settings
+            .crl_url
+            .as_ref()
+            .filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(err(format!(
+                "crl_url '{url}' must be an http:// or https:// URL"
+            )));
+        }
+        Ok(settings)
+    }
+
+    /// The policy of a profile.
+    pub fn policy(&self, profile: Profile) -> &ProfilePolicy {
+        match profile {
+            Profile::Server => &self.server,
+            Profile::Client => &self.client,
+        }
+    }
+
+    /// The commented settings file `ca init` writes.
+    pub fn template(crl_url: Option<&str>) -> String {
+        let crl_line = match crl_url {
+            Some(url) => format!("crl_url = \"{url}\""),
+            None => "# crl_url = \"http://ca.example.com/intermediate.crl\"".to_owned(),
+        };
+        SETTINGS_TEMPLATE.replace("{crl_line}", &crl_line)
+    }
+}
+
+/// One line for a TOML error: `line L, column C: message`.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", e.message().trim_end())
+        }
+        None => e.message().trim_end().to_owned(),
+    }
+}
+
+const SETTINGS_TEMPLATE: &str = r#"# gatehouse CA settings. Unknown keys are errors.
+
+# URL of the CRL (`gatehouse ca crl` output, published by you); put in every
+# certificate issued from now on as its CRL distribution point.
+{crl_line}
+
+# How long a CRL from `gatehouse ca crl` is valid (its nextUpdate), in hours.
+crl_next_update_hours = 168
+
+# Issuance policy per profile. `ca issue` and `ca sign` both obey it.
+#   subject_fields: subject attributes taken from a CSR (CN O OU C ST L); others are dropped
+#   allowed_dns:    "*" any, "example.com" exact, "*.example.com" one label below (and that wildcard)
+#   allowed_ips:    CIDR networks
+#   allowed_emails, allowed_uris: globs, "*" any, "*@example.com", "spiffe://example.org/*"
+# An empty list refuses that kind of name.
+[profiles.server]
+default_days = 90
+max_days = 398
+subject_fields = ["CN", "O", "OU", "C", "ST", "L"]
+allowed_dns = ["*"]
+allowed_ips = ["0.0.0.0/0", "::/0"]
+allowed_emails = ["*"]
+allowed_uris = ["*"]
+
+[profiles.client]
+default_days = 365
+max_days = 3650
+subject_fields = ["CN", "O", "OU", "C", "ST", "L"]
+allowed_dns = ["*"]
+allowed_ips = ["0.0.0.0/0", "::/0"]
+allowed_emails = ["*"]
+allowed_uris = ["*"]
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_parses_to_the_defaults() {
+        let parsed = CaSettings::parse(Path::new("ca.toml"), &CaSettings::template(None)).unwrap();
+        assert_eq!(parsed, CaSettings::default());
+        let with_url = CaSettings::parse(
+            Path::new("ca.toml"),
+            &CaSettings::template(Some("http://x/crl")),
+        )
+        .unwrap();
+        assert_eq!(with_url.crl_url.as_deref(), Some("http://x/crl"));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = "crl_next_update_hours = 1\n[profiles.server]\nmax_dayz = 3\n";
+        let err = CaSettings::parse(Path::new("ca.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_dayz") && err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn partial_profile_keeps_other_defaults_and_policy_applies() {
+        let text = "[profiles.server]\nallowed_dns = [\"*.example.com\"]\nallowed_ips = []\n";
+        let s = CaSettings::parse(Path::new("ca.toml"), text).unwrap();
+        assert_eq!(s.server.max_days, 398);
+        let p = s.policy(Profile::Server);
+        assert!(
+            p.check_name(
+                Profile::Server,
+                &SubjectAltName::parse("www.example.com").unwrap()
+            )
+            .is_ok()
+        );
+        let err = p
+            .check_name(Profile::Server, &SubjectAltName::parse("evil.org").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("DNS:evil.org") && err.contains("policy") && err.contains("allowed_dns"),
+            "{err}"
+        );
+        assert!(
+            p.check_name(Profile::Server, &SubjectAltName::parse("10.0.0.1").unwrap())
+                .is_err()
+        );
+        assert!(matches!(
+            p.lifetime_days(Profile::Server, Some(399)),
+            Err(Error::LifetimeTooLong { .. })
+        ));
+        assert_eq!(p.lifetime_days(Profile::Server, None).unwrap(), 90);
+    }
+
+    #[test]
+    fn bad_network_is_a_settings_error() {
+        let err = CaSettings::parse(
+            Path::new("ca.toml"),
+            "[profiles.client]\nallowed_ips = [\"10.0.0.0/99\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("prefix"), "{}", err.message);
+    }
+}

@@ -1,0 +1,86 @@
+//! Durable state of gatehouse: the issuance database of the certificate
+//! authority (what was issued, what was revoked, CRL numbers).
+//!
+//! This crate owns the [`Store`] trait and its backends. The SQLite backend
+//! ([`SqliteStore`]) is the embedded default: one file in the data dir, no
+//! setup. The trait speaks only plain data (hex serials, DER bytes, unix
+//! times), so a PostgreSQL backend can implement it without `pki` changing.
+//!
+//! It knows nothing of X.509 encoding, HTTP or TLS. Every write that matters
+//! (recording an issued certificate, a revocation, a CRL number) is durable
+//! when the call returns.
+
+#![forbid(unsafe_code)]
+
+mod record;
+mod sqlite;
+
+pub use record::{
+    CertificateRecord, ListFilter, NewCertificate, Revocation, RevokeOutcome, RevokedEntry,
+};
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+/// What can go wrong when reading or writing the issuance database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A certificate with this serial is already recorded: serials are never reused.
+    #[error("serial {0} is already recorded; serials are never reused")]
+    SerialExists(String),
+    /// The database could not be opened or created.
+    #[error(
+        "cannot open the database {path}: {source}; check that the data dir exists and is writable"
+    )]
+    Open {
+        /// Where the database was looked for.
+        path: String,
+        /// What the backend said.
+        source: sqlx::Error,
+    },
+    /// The database was written by a newer gatehouse.
+    #[error(
+        "the database schema version {found} is newer than this gatehouse understands ({known}); upgrade gatehouse"
+    )]
+    SchemaTooNew {
+        /// Version found in the file.
+        found: i64,
+        /// Newest version this build knows.
+        known: i64,
+    },
+    /// A stored row does not have the shape this build expects.
+    #[error("the database holds a malformed row ({0}); restore it from a backup")]
+    Corrupt(String),
+    /// Any other backend failure (disk full, lock timeout, I/O error).
+    #[error("database error: {0}")]
+    Backend(#[from] sqlx::Error),
+}
+
+/// Result of a store operation.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The issuance database of a certificate authority.
+///
+/// Implementations must make every write durable before returning and keep
+/// serials unique per store.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Records issued certificates atomically: all of them or none.
+    /// Fails with [`StoreError::SerialExists`] if any serial is already recorded.
+    async fn record_issued(&self, certificates: &[NewCertificate]) -> Result<()>;
+
+    /// The certificate with this serial (uppercase hex), if recorded.
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>>;
+
+    /// Recorded certificates matching the filter, oldest first.
+    async fn certificates(&self, filter: ListFilter) -> Result<Vec<CertificateRecord>>;
+
+    /// Marks a certificate revoked. Never changes an existing revocation.
+    async fn revoke(&self, serial: &str, revocation: Revocation) -> Result<RevokeOutcome>;
+
+    /// Every revoked certificate of one issuer (identified by its key id), for a CRL.
+    async fn revoked(&self, issuer: &str) -> Result<Vec<RevokedEntry>>;
+
+    /// Takes the next CRL number of an issuer: 1 for its first CRL, then one more each call.
+    async fn next_crl_number(&self, issuer: &str) -> Result<u64>;
+}

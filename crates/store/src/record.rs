@@ -1,0 +1,83 @@
+//! The plain-data records that cross the [`Store`](crate::Store) boundary.
+
+/// A certificate just issued, to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCertificate {
+    /// Serial number as uppercase hex without separators (as `openssl x509 -serial` prints it).
+    pub serial: String,
+    /// Key identifier (hex) of the issuing CA.
+    pub issuer: String,
+    /// Profile the certificate was issued under (`server`, `client`).
+    pub profile: String,
+    /// Subject distinguished name, RFC 4514 form.
+    pub subject: String,
+    /// Subject common name, empty when the subject has none.
+    pub common_name: String,
+    /// Subject alternative names as `DNS:x`, `IP:x`, `email:x`, `URI:x`.
+    pub sans: Vec<String>,
+    /// Start of validity, unix seconds.
+    pub not_before: i64,
+    /// End of validity, unix seconds.
+    pub not_after: i64,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+}
+
+/// A revocation: when, and why (RFC 5280 CRLReason code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// Revocation time, unix seconds.
+    pub revoked_at: i64,
+    /// RFC 5280 §5.3.1 reason code.
+    pub reason: u8,
+}
+
+/// A recorded certificate with its revocation state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRecord {
+    /// The certificate as issued.
+    pub certificate: NewCertificate,
+    /// When it was recorded, unix seconds.
+    pub issued_at: i64,
+    /// Set once revoked.
+    pub revocation: Option<Revocation>,
+}
+
+/// A revoked certificate as a CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedEntry {
+    /// Serial, uppercase hex.
+    pub serial: String,
+    /// The revocation.
+    pub revocation: Revocation,
+}
+
+/// What [`Store::revoke`](crate::Store::revoke) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// The certificate is now revoked.
+    Revoked,
+    /// It was revoked before; the earlier revocation stands.
+    AlreadyRevoked(Revocation),
+    /// No certificate has this serial.
+    NotFound,
+}
+
+/// Which certificates to list. Status is judged at `now` (unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFilter {
+    /// Everything recorded.
+    All,
+    /// Not revoked and not expired at `now`.
+    Valid {
+        /// The time to judge expiry at.
+        now: i64,
+    },
+    /// Revoked (expired or not).
+    Revoked,
+    /// Not revoked, but past not-after at `now`.
+    Expired {
+        /// The time to judge expiry at.
+        now: i64,
+    },
+}

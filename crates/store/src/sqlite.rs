@@ -1,0 +1,402 @@
+//! The embedded SQLite backend: one database file in the data dir.
+//!
+//! WAL journal with `synchronous = FULL`, so a committed transaction is on
+//! disk when the commit returns (a `kill -9` or a power cut after that loses
+//! nothing). The schema version lives in `PRAGMA user_version`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+
+use crate::record::{
+    CertificateRecord, ListFilter, NewCertificate, Revocation, RevokeOutcome, RevokedEntry,
+};
+use crate::{Result, Store, StoreError};
+
+/// Schema migrations, applied in order; index + 1 is the version they lead to.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE certificates (
+    serial            TEXT PRIMARY KEY NOT NULL,
+    issuer            TEXT NOT NULL,
+    profile           TEXT NOT NULL,
+    subject           TEXT NOT NULL,
+    common_name       TEXT NOT NULL,
+    sans              TEXT NOT NULL,
+    not_before        INTEGER NOT NULL,
+    not_after         INTEGER NOT NULL,
+    der               BLOB NOT NULL,
+    issued_at         INTEGER NOT NULL,
+    revoked_at        INTEGER,
+    revocation_reason INTEGER
+) STRICT;
+CREATE INDEX certificates_revoked ON certificates (issuer, revoked_at) WHERE revoked_at IS NOT NULL;
+CREATE TABLE crl_numbers (
+    issuer TEXT PRIMARY KEY NOT NULL,
+    last   INTEGER NOT NULL
+) STRICT;
+"#];
+
+/// The issuance database in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let open_error = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(open_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                known,
+            });
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await?;
+            let bump = format!("PRAGMA user_version = {}", index + 1);
+            sqlx::raw_sql(sqlx::AssertSqlSafe(bump))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn record_from_row(row: &SqliteRow) -> Result<CertificateRecord> {
+    let sans_json: String = row.try_get("sans")?;
+    let sans: Vec<String> = serde_json::from_str(&sans_json)
+        .map_err(|e| StoreError::Corrupt(format!("sans column: {e}")))?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    let reason: Option<i64> = row.try_get("revocation_reason")?;
+    let revocation = match (revoked_at, reason) {
+        (Some(revoked_at), Some(reason)) => Some(Revocation {
+            revoked_at,
+            reason: u8::try_from(reason)
+                .map_err(|_| StoreError::Corrupt(format!("revocation reason {reason}")))?,
+        }),
+        _ => None,
+    };
+    Ok(CertificateRecord {
+        certificate: NewCertificate {
+            serial: row.try_get("serial")?,
+            issuer: row.try_get("issuer")?,
+            profile: row.try_get("profile")?,
+            subject: row.try_get("subject")?,
+            common_name: row.try_get("common_name")?,
+            sans,
+            not_before: row.try_get("not_before")?,
+            not_after: row.try_get("not_after")?,
+            der: row.try_get("der")?,
+        },
+        issued_at: row.try_get("issued_at")?,
+        revocation,
+    })
+}
+
+const SELECT_CERTIFICATE: &str = "SELECT serial, issuer, profile, subject, common_name, sans, not_before, not_after, \
+     der, issued_at, revoked_at, revocation_reason FROM certificates";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn record_issued(&self, certificates: &[NewCertificate]) -> Result<()> {
+        let issued_at = now_unix();
+        let mut tx = self.pool.begin().await?;
+        for cert in certificates {
+            let sans = serde_json::to_string(&cert.sans)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let inserted = sqlx::query(
+                "INSERT INTO certificates (serial, issuer, profile, subject, common_name, sans, not_before, \
+                 not_after, der, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&cert.serial)
+            .bind(&cert.issuer)
+            .bind(&cert.profile)
+            .bind(&cert.subject)
+            .bind(&cert.common_name)
+            .bind(sans)
+            .bind(cert.not_before)
+            .bind(cert.not_after)
+            .bind(&cert.der)
+            .bind(issued_at)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    return Err(StoreError::SerialExists(cert.serial.clone()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_CERTIFICATE} WHERE serial = ?"
+        )))
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    async fn certificates(&self, filter: ListFilter) -> Result<Vec<CertificateRecord>> {
+        let (condition, now) = match filter {
+            ListFilter::All => ("1 = 1 OR ? IS NULL", 0),
+            ListFilter::Valid { now } => ("revoked_at IS NULL AND not_after >= ?", now),
+            ListFilter::Revoked => ("revoked_at IS NOT NULL OR ? IS NULL", 0),
+            ListFilter::Expired { now } => ("revoked_at IS NULL AND not_after < ?", now),
+        };
+        let sql = format!("{SELECT_CERTIFICATE} WHERE {condition} ORDER BY issued_at, rowid");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn revoke(&self, serial: &str, revocation: Revocation) -> Result<RevokeOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?",
+        )
+        .bind(serial)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = match existing {
+            None => RevokeOutcome::NotFound,
+            Some((Some(revoked_at), reason)) => RevokeOutcome::AlreadyRevoked(Revocation {
+                revoked_at,
+                reason: reason.and_then(|r| u8::try_from(r).ok()).unwrap_or(0),
+            }),
+            Some((None, _)) => {
+                sqlx::query("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?")
+                    .bind(revocation.revoked_at)
+                    .bind(i64::from(revocation.reason))
+                    .bind(serial)
+                    .execute(&mut *tx)
+                    .await?;
+                RevokeOutcome::Revoked
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn revoked(&self, issuer: &str) -> Result<Vec<RevokedEntry>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE issuer = ? AND revoked_at IS NOT NULL ORDER BY revoked_at, serial",
+        )
+        .bind(issuer)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(serial, revoked_at, reason)| {
+                let reason = u8::try_from(reason)
+                    .map_err(|_| StoreError::Corrupt(format!("revocation reason {reason}")))?;
+                Ok(RevokedEntry {
+                    serial,
+                    revocation: Revocation { revoked_at, reason },
+                })
+            })
+            .collect()
+    }
+
+    async fn next_crl_number(&self, issuer: &str) -> Result<u64> {
+        let number: i64 = sqlx::query_scalar(
+            "INSERT INTO crl_numbers (issuer, last) VALUES (?, 1) \
+             ON CONFLICT (issuer) DO UPDATE SET last = last + 1 RETURNING last",
+        )
+        .bind(issuer)
+        .fetch_one(&self.pool)
+        .await?;
+        u64::try_from(number).map_err(|_| StoreError::Corrupt(format!("CRL number {number}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(serial: &str, not_after: i64) -> NewCertificate {
+        NewCertificate {
+            serial: serial.into(),
+            issuer: "AB".into(),
+            profile: "client".into(),
+            subject: "CN=alice".into(),
+            common_name: "alice".into(),
+            sans: vec!["email:alice@example.com".into()],
+            not_before: 0,
+            not_after,
+            der: vec![0x30, 0x00],
+        }
+    }
+
+    async fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn records_and_reads_back() {
+        let (_dir, store) = open().await;
+        store
+            .record_issued(&[cert("01", 100), cert("02", 200)])
+            .await
+            .unwrap();
+        let got = store.certificate("02").await.unwrap().unwrap();
+        assert_eq!(got.certificate, cert("02", 200));
+        assert!(got.revocation.is_none());
+        assert!(store.certificate("03").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn duplicate_serial_rolls_back_the_whole_batch() {
+        let (_dir, store) = open().await;
+        store.record_issued(&[cert("01", 100)]).await.unwrap();
+        let err = store
+            .record_issued(&[cert("02", 100), cert("01", 100)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::SerialExists(ref s) if s == "01"),
+            "{err}"
+        );
+        assert!(
+            store.certificate("02").await.unwrap().is_none(),
+            "partial batch was kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn revocation_is_kept_once_and_filters_work() {
+        let (_dir, store) = open().await;
+        store
+            .record_issued(&[cert("01", 100), cert("02", 50), cert("03", 1000)])
+            .await
+            .unwrap();
+        let first = Revocation {
+            revoked_at: 10,
+            reason: 1,
+        };
+        assert_eq!(
+            store.revoke("01", first).await.unwrap(),
+            RevokeOutcome::Revoked
+        );
+        let again = store
+            .revoke(
+                "01",
+                Revocation {
+                    revoked_at: 20,
+                    reason: 4,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, RevokeOutcome::AlreadyRevoked(first));
+        assert_eq!(
+            store.revoke("FF", first).await.unwrap(),
+            RevokeOutcome::NotFound
+        );
+
+        let serials = |v: Vec<CertificateRecord>| {
+            v.into_iter()
+                .map(|r| r.certificate.serial)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            serials(
+                store
+                    .certificates(ListFilter::Valid { now: 60 })
+                    .await
+                    .unwrap()
+            ),
+            ["03"]
+        );
+        assert_eq!(
+            serials(
+                store
+                    .certificates(ListFilter::Expired { now: 60 })
+                    .await
+                    .unwrap()
+            ),
+            ["02"]
+        );
+        assert_eq!(
+            serials(store.certificates(ListFilter::Revoked).await.unwrap()),
+            ["01"]
+        );
+        assert_eq!(store.certificates(ListFilter::All).await.unwrap().len(), 3);
+        let revoked = store.revoked("AB").await.unwrap();
+        assert_eq!(
+            revoked,
+            vec![RevokedEntry {
+                serial: "01".into(),
+                revocation: first
+            }]
+        );
+        assert!(store.revoked("CD").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn crl_numbers_increase_per_issuer_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let store = SqliteStore::open(&path).await.unwrap();
+            assert_eq!(store.next_crl_number("AB").await.unwrap(), 1);
+            assert_eq!(store.next_crl_number("AB").await.unwrap(), 2);
+            assert_eq!(store.next_crl_number("CD").await.unwrap(), 1);
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.next_crl_number("AB").await.unwrap(), 3);
+    }
+}
