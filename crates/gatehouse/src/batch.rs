@@ -147,6 +147,13 @@ pub async fn run(
     let rows = read_rows(csv_path, &mut tally)?;
     std::fs::create_dir_all(out)
         .map_err(|e| Failure::failed(format!("cannot create {}: {e}", out.display())))?;
+    let stale = pki::files::remove_stale_temps(out);
+    if stale > 0 {
+        eprintln!(
+            "removed {stale} partial files left in {} by an interrupted run",
+            out.display()
+        );
+    }
     // Days are checked once, before anything is issued, so a bad --days fails the whole run cleanly.
     ca.issuer()
         .settings()
@@ -186,6 +193,23 @@ pub async fn run(
         }
         ca.record(&signed.iter().map(|s| &s.issued).collect::<Vec<_>>())
             .await?;
+        // Passwords are durable before any PKCS#12 that needs them exists on disk.
+        let generated: Vec<_> = signed
+            .iter()
+            .filter_map(|s| s.generated_password.as_ref().map(|p| (&s.row.cn, p)))
+            .collect();
+        if !generated.is_empty() {
+            let file = match passwords.as_mut() {
+                Some(f) => f,
+                None => passwords.insert(open_passwords(out)?),
+            };
+            for (cn, password) in generated {
+                writeln!(file, "{cn},{password}")
+                    .map_err(|e| Failure::failed(format!("cannot write passwords.csv: {e}")))?;
+            }
+            file.sync_data()
+                .map_err(|e| Failure::failed(format!("cannot write passwords.csv: {e}")))?;
+        }
         let written: Vec<Result<(), (u64, pki::Error)>> = signed
             .par_iter()
             .map(|s| {
@@ -215,22 +239,6 @@ pub async fn run(
                     tally.failed += 1;
                 }
             }
-        }
-        let generated: Vec<_> = signed
-            .iter()
-            .filter_map(|s| s.generated_password.as_ref().map(|p| (&s.row.cn, p)))
-            .collect();
-        if !generated.is_empty() {
-            let file = match passwords.as_mut() {
-                Some(f) => f,
-                None => passwords.insert(open_passwords(out)?),
-            };
-            for (cn, password) in generated {
-                writeln!(file, "{cn},{password}")
-                    .map_err(|e| Failure::failed(format!("cannot write passwords.csv: {e}")))?;
-            }
-            file.sync_data()
-                .map_err(|e| Failure::failed(format!("cannot write passwords.csv: {e}")))?;
         }
         if let Some(bar) = &progress {
             bar.inc(chunk.len() as u64);

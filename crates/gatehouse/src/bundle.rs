@@ -3,8 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use zeroize::Zeroizing;
-
 use pki::files::{PRIVATE, PUBLIC, write_atomic};
 use pki::{Issued, Issuer, Pkcs12Format, build_pkcs12, pem_cert};
 
@@ -67,7 +65,7 @@ pub fn pkcs12(
     key: &rcgen::KeyPair,
     request: &P12Request<'_>,
 ) -> pki::Result<Vec<u8>> {
-    let key_der = zeroize_vec(key.serialize_der());
+    let key_der = pki::private_key_der(key)?;
     build_pkcs12(
         cn,
         &key_der,
@@ -75,10 +73,6 @@ pub fn pkcs12(
         request.password,
         request.format,
     )
-}
-
-fn zeroize_vec(v: Vec<u8>) -> Zeroizing<Vec<u8>> {
-    Zeroizing::new(v)
 }
 
 /// Writes the bundle's files. The key is written first and the certificate
@@ -91,8 +85,8 @@ pub fn write(
     p12: Option<&[u8]>,
     sync: bool,
 ) -> pki::Result<()> {
-    let key_pem = zeroize_vec(key.serialize_pem().into_bytes());
-    write_atomic(&paths.key, &key_pem, PRIVATE, sync)?;
+    let key_pem = pki::encode_private_key(key, None)?;
+    write_atomic(&paths.key, key_pem.as_bytes(), PRIVATE, sync)?;
     if let Some(p12) = p12 {
         write_atomic(&paths.p12, p12, PRIVATE, sync)?;
     }

@@ -40,8 +40,13 @@ impl Failure {
 
 impl From<pki::Error> for Failure {
     fn from(e: pki::Error) -> Failure {
+        // Settings files and malformed command-line values are usage errors.
         let code = match e {
-            pki::Error::Settings(_) => 2,
+            pki::Error::Settings(_)
+            | pki::Error::UnknownKeyType(_)
+            | pki::Error::UnknownReason(_)
+            | pki::Error::MalformedSerial(_)
+            | pki::Error::InvalidName { .. } => 2,
             _ => 1,
         };
         Failure {

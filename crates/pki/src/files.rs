@@ -57,6 +57,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<
     result
 }
 
+/// Removes temporary files that [`write_atomic`] left in `dir` when its
+/// process was killed mid-write (their process no longer runs). Returns how many.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temp_owner(&name) else {
+            continue;
+        };
+        if pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The process id in a temporary name `.NAME.tmp.PID.N`.
+fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, tail) = rest.rsplit_once(".tmp.")?;
+    let (pid, counter) = tail.split_once('.')?;
+    counter.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
 /// Flushes a directory's entries (new and renamed files) to disk.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
@@ -93,5 +124,21 @@ mod tests {
         );
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temporary files left behind");
+    }
+
+    #[test]
+    fn stale_temps_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // A PID above the kernel maximum never runs; our own temp must stay.
+        let dead = dir.path().join(".alice.crt.tmp.4294967294.0");
+        let ours = dir
+            .path()
+            .join(format!(".bob.crt.tmp.{}.7", std::process::id()));
+        let unrelated = dir.path().join(".profile");
+        for p in [&dead, &ours, &unrelated] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temps(dir.path()), 1);
+        assert!(!dead.exists() && ours.exists() && unrelated.exists());
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use pkcs8::LineEnding;
+use pkcs8::der::Encode;
 use pkcs8::der::zeroize::Zeroizing;
 use rcgen::{KeyPair, RsaKeySize, SignatureAlgorithm};
 
@@ -134,17 +135,40 @@ const ENCRYPTED_LABEL: &str = "ENCRYPTED PRIVATE KEY";
 /// their CA keys with `openssl pkey`.
 const PBKDF2_ITERATIONS: u32 = 600_000;
 
+/// The private key as PKCS#8 v1 DER. aws-lc writes Ed25519 keys as PKCS#8
+/// v2 (with the public key), which OpenSSL 3.0 cannot read; v1 is what every
+/// tool reads, and the public key is derivable anyway.
+pub fn private_key_der(key: &KeyPair) -> Result<Zeroizing<Vec<u8>>> {
+    let der = Zeroizing::new(key.serialize_der());
+    let mut info = pkcs8::PrivateKeyInfo::try_from(der.as_slice())
+        .map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))?;
+    if info.public_key.is_none() {
+        return Ok(der);
+    }
+    info.public_key = None;
+    let v1 = info
+        .to_der()
+        .map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))?;
+    Ok(Zeroizing::new(v1))
+}
+
 /// Encodes a private key as PKCS#8 PEM, encrypted when a passphrase is given.
 pub fn encode_private_key(
     key: &KeyPair,
     passphrase: Option<&Passphrase>,
 ) -> Result<Zeroizing<String>> {
+    let der = private_key_der(key)?;
+    let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice())
+        .map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))?;
     match passphrase {
-        None => Ok(Zeroizing::new(key.serialize_pem())),
+        None => {
+            let block = pem::Pem::new("PRIVATE KEY", der.to_vec());
+            let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+            let pem = Zeroizing::new(pem::encode_config(&block, config));
+            drop(Zeroizing::new(block.into_contents()));
+            Ok(pem)
+        }
         Some(passphrase) => {
-            let der = Zeroizing::new(key.serialize_der());
-            let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice())
-                .map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))?;
             let mut salt = [0u8; 16];
             let mut iv = [0u8; 16];
             aws_lc_rs::rand::fill(&mut salt)
@@ -159,10 +183,9 @@ pub fn encode_private_key(
             let encrypted = info
                 .encrypt_with_params(params, passphrase.bytes())
                 .map_err(|e| Error::Pkcs12(format!("private key encryption: {e}")))?;
-            let pem = encrypted
+            encrypted
                 .to_pem(ENCRYPTED_LABEL, LineEnding::LF)
-                .map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))?;
-            Ok(pem)
+                .map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))
         }
     }
 }
@@ -232,6 +255,15 @@ mod tests {
         ));
         let wrong = decode_private_key(path, &pem, Some(&Passphrase::new("wrong".into())));
         assert!(matches!(wrong, Err(Error::WrongPassphrase(_))));
+    }
+
+    #[test]
+    fn ed25519_keys_are_written_as_pkcs8_v1() {
+        let key = KeyType::Ed25519.generate().unwrap();
+        let der = private_key_der(&key).unwrap();
+        let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).unwrap();
+        assert!(info.public_key.is_none());
+        assert_eq!(info.version(), pkcs8::Version::V1);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub use ca_dir::{CaDir, pem_cert, pem_crl};
 pub use crl::{RevocationReason, build_crl};
 pub use csr::CheckedCsr;
 pub use error::{Error, Result, SettingsError};
-pub use key::{KeyType, Passphrase, decode_private_key, encode_private_key};
+pub use key::{KeyType, Passphrase, decode_private_key, encode_private_key, private_key_der};
 pub use name::{SubjectAltName, is_dns_name};
 pub use pkcs12::{Pkcs12Format, build_pkcs12, generate_password};
 pub use profile::{CaSettings, DnField, Profile, ProfilePolicy};
