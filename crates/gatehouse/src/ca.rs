@@ -120,7 +120,7 @@ fn parse_key_type(text: &str) -> Result<KeyType, Failure> {
 }
 
 /// The CA passphrase: from --ca-passphrase-file, else GATEHOUSE_CA_PASSPHRASE, else none.
-fn passphrase(global: &Global) -> Result<Option<Passphrase>, Failure> {
+pub(crate) fn passphrase(global: &Global) -> Result<Option<Passphrase>, Failure> {
     if let Some(path) = &global.ca_passphrase_file {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Failure::failed(format!(

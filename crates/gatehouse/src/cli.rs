@@ -32,9 +32,35 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// With nothing configured: CA, server certificate, a client bundle, and the gateway with mTLS required.
+    Quickstart {
+        /// Address of the TLS listener.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: String,
+        /// Upstream URL (default: a built-in echo server).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Host name of the server certificate.
+        #[arg(long, default_value = "localhost")]
+        hostname: String,
+    },
+    /// Run the gateway (and CA services) per a configuration file.
+    Serve {
+        #[arg(long, default_value = "gatehouse.toml")]
+        config: PathBuf,
+    },
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The certificate authority: init, issue, sign, revoke, CRL, list.
     #[command(subcommand)]
     Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file; errors name the key and the line.
+    Check { file: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -7,12 +7,13 @@ mod batch;
 mod bundle;
 mod ca;
 mod cli;
+mod serve;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ConfigCommand};
 
 /// A failure to report: one sentence for stderr and the exit code.
 pub struct Failure {
@@ -62,6 +63,13 @@ impl From<store::StoreError> for Failure {
     }
 }
 
+fn current_thread() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -71,21 +79,32 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("gatehouse: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+    let result = match cli.command {
+        Command::Ca(command) => {
+            current_thread().and_then(|rt| rt.block_on(ca::run(&cli.global, command)))
         }
+        Command::Config(ConfigCommand::Check { file }) => {
+            current_thread().and_then(|rt| rt.block_on(serve::check(&cli.global, &file)))
+        }
+        Command::Serve { config } => serve::load_config(&config).and_then(|loaded| {
+            let rt = serve::runtime(loaded.runtime.worker_threads)?;
+            rt.block_on(serve::serve(&cli.global, &config, loaded))
+        }),
+        Command::Quickstart {
+            listen,
+            upstream,
+            hostname,
+        } => serve::runtime(None).and_then(|rt| {
+            rt.block_on(serve::quickstart(
+                &cli.global,
+                serve::Quickstart {
+                    listen,
+                    upstream,
+                    hostname,
+                },
+            ))
+        }),
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Ca(command) => ca::run(&cli.global, command).await,
-        }
-    });
     match result {
         Ok(code) => code,
         Err(failure) => {

@@ -84,3 +84,26 @@ pub trait Store: Send + Sync {
     /// Takes the next CRL number of an issuer: 1 for its first CRL, then one more each call.
     async fn next_crl_number(&self, issuer: &str) -> Result<u64>;
 }
+
+/// A shared store is a store, so callers can hold `Arc<dyn Store>`.
+#[async_trait]
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    async fn record_issued(&self, certificates: &[NewCertificate]) -> Result<()> {
+        (**self).record_issued(certificates).await
+    }
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
+        (**self).certificate(serial).await
+    }
+    async fn certificates(&self, filter: ListFilter) -> Result<Vec<CertificateRecord>> {
+        (**self).certificates(filter).await
+    }
+    async fn revoke(&self, serial: &str, revocation: Revocation) -> Result<RevokeOutcome> {
+        (**self).revoke(serial, revocation).await
+    }
+    async fn revoked(&self, issuer: &str) -> Result<Vec<RevokedEntry>> {
+        (**self).revoked(issuer).await
+    }
+    async fn next_crl_number(&self, issuer: &str) -> Result<u64> {
+        (**self).next_crl_number(issuer).await
+    }
+}

@@ -1,0 +1,248 @@
+//! The gateway's link to the internal CA: its root as a trust anchor, its
+//! revocations (polled from the issuance database every second, so a
+//! `gatehouse ca revoke` is refused within two seconds without restart), and
+//! server certificates for sites with `internal_ca = true`, issued on first
+//! use and renewed when a third of their lifetime is left.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use store::Store;
+
+use crate::trust::InternalRevocations;
+
+/// The internal CA as the gateway sees it.
+pub struct InternalCa {
+    data_dir: PathBuf,
+    root: CertificateDer<'static>,
+    intermediate: CertificateDer<'static>,
+    issuer_key_id: String,
+    revocations: Arc<InternalRevocations>,
+    store: Arc<dyn Store>,
+    passphrase: Option<pki::Passphrase>,
+}
+
+impl InternalCa {
+    /// Opens the CA in `data_dir` (its certificates and database; the key is read only to issue).
+    pub async fn open(
+        data_dir: &Path,
+        store: Arc<dyn Store>,
+        passphrase: Option<pki::Passphrase>,
+    ) -> Result<InternalCa, String> {
+        let dir = pki::CaDir::new(data_dir);
+        if !dir.exists() {
+            return Err(format!(
+                "no CA in {}; run `gatehouse ca init` first",
+                data_dir.display()
+            ));
+        }
+        let read = |p: PathBuf| {
+            CertificateDer::from_pem_file(&p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        let root = read(dir.root_path())?;
+        let intermediate = read(dir.intermediate_path())?;
+        let key_id = key_id_of(&intermediate)?;
+        let revocations = Arc::new(InternalRevocations {
+            issuer_key_id: hex::decode(&key_id).unwrap_or_default(),
+            serials: ArcSwap::from_pointee(HashSet::new()),
+        });
+        let ca = InternalCa {
+            data_dir: data_dir.to_owned(),
+            root,
+            intermediate,
+            issuer_key_id: key_id,
+            revocations,
+            store,
+            passphrase,
+        };
+        ca.refresh_revocations().await?;
+        Ok(ca)
+    }
+
+    /// The root certificate (trust anchor for `trust = { internal_ca = true }`).
+    pub fn root(&self) -> &CertificateDer<'static> {
+        &self.root
+    }
+
+    /// The intermediate, sent in chains.
+    pub fn intermediate(&self) -> &CertificateDer<'static> {
+        &self.intermediate
+    }
+
+    /// The live revocation set.
+    pub fn revocations(&self) -> Arc<InternalRevocations> {
+        self.revocations.clone()
+    }
+
+    /// Re-reads the revoked serials; returns whether they changed.
+    pub async fn refresh_revocations(&self) -> Result<bool, String> {
+        let revoked = self
+            .store
+            .revoked(&self.issuer_key_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let serials: HashSet<String> = revoked.into_iter().map(|r| r.serial).collect();
+        if **self.revocations.serials.load() == serials {
+            return Ok(false);
+        }
+        tracing::info!(
+            revoked = serials.len(),
+            "internal CA revocation list updated"
+        );
+        self.revocations.serials.store(Arc::new(serials));
+        Ok(true)
+    }
+
+    /// Polls revocations every `interval` until the runtime shuts down.
+    pub fn spawn_revocation_poller(self: &Arc<Self>, interval: Duration) {
+        let ca = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(ca) = ca.upgrade() else { return };
+                if let Err(e) = ca.refresh_revocations().await {
+                    tracing::warn!(error = %e, "cannot read revocations from the issuance database; keeping the last known set");
+                }
+            }
+        });
+    }
+
+    /// A server certificate for `hosts` (chain, key): reused from the data dir while
+    /// it has more than a third of its life left and names the same hosts, else issued anew.
+    pub async fn site_certificate(
+        &self,
+        hosts: &[String],
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+        let dir = self.data_dir.join("gateway").join("certs");
+        let stem = hosts
+            .first()
+            .map(|h| h.replace('*', "_wildcard"))
+            .unwrap_or_else(|| "site".into());
+        let crt_path = dir.join(format!("{stem}.fullchain.pem"));
+        let key_path = dir.join(format!("{stem}.key"));
+        if let Some(found) = reusable(&crt_path, &key_path, hosts) {
+            return Ok(found);
+        }
+        let issuer = pki::CaDir::new(&self.data_dir)
+            .issuer(self.passphrase.as_ref())
+            .map_err(|e| e.to_string())?;
+        let ca = pki::CertificateAuthority::new(issuer, self.store.clone());
+        let sans = hosts
+            .iter()
+            .map(|h| pki::SubjectAltName::parse(h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let request = pki::LeafRequest {
+            profile: pki::Profile::Server,
+            subject: pki::Subject::common_name(
+                hosts.first().map(String::as_str).unwrap_or("gatehouse"),
+            ),
+            sans,
+            days: None,
+        };
+        let (issued, key) = ca
+            .issue(&request, pki::KeyType::EcdsaP256)
+            .await
+            .map_err(|e| e.to_string())?;
+        pki::files::create_private_dir(&dir).map_err(|e| e.to_string())?;
+        let key_pem = pki::encode_private_key(&key, None).map_err(|e| e.to_string())?;
+        let chain_pem = format!(
+            "{}{}",
+            pki::pem_cert(&issued.der),
+            pki::pem_cert(&self.intermediate)
+        );
+        pki::files::write_atomic(&key_path, key_pem.as_bytes(), pki::files::PRIVATE, true)
+            .map_err(|e| e.to_string())?;
+        pki::files::write_atomic(&crt_path, chain_pem.as_bytes(), pki::files::PUBLIC, true)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(hosts = ?hosts, serial = %issued.serial, "issued a site certificate from the internal CA");
+        reusable(&crt_path, &key_path, hosts)
+            .ok_or_else(|| "the certificate just issued cannot be read back".into())
+    }
+
+    /// Whether any of the site certificates in use needs renewal now.
+    pub fn needs_renewal(&self, hosts: &[String]) -> bool {
+        let dir = self.data_dir.join("gateway").join("certs");
+        let stem = hosts
+            .first()
+            .map(|h| h.replace('*', "_wildcard"))
+            .unwrap_or_else(|| "site".into());
+        reusable(
+            &dir.join(format!("{stem}.fullchain.pem")),
+            &dir.join(format!("{stem}.key")),
+            hosts,
+        )
+        .is_none()
+    }
+}
+
+fn key_id_of(cert: &CertificateDer<'_>) -> Result<String, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|e| format!("intermediate certificate: {e}"))?;
+    parsed
+        .extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(ki) => {
+                Some(hex::encode_upper(ki.0))
+            }
+            _ => None,
+        })
+        .ok_or_else(|| "the intermediate certificate has no subject key identifier".into())
+}
+
+/// The stored chain and key if they cover `hosts` and have over a third of their lifetime left.
+fn reusable(
+    crt: &Path,
+    key: &Path,
+    hosts: &[String],
+) -> Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(crt)
+        .ok()?
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let key = PrivateKeyDer::from_pem_file(key).ok()?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
+    let validity = leaf.validity();
+    let (start, end) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if now > end - (end - start) / 3 {
+        return None;
+    }
+    let names: HashSet<String> = leaf
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                    x509_parser::extensions::GeneralName::IPAddress(b) if b.len() == 4 => {
+                        Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).ok()?).to_string())
+                    }
+                    x509_parser::extensions::GeneralName::IPAddress(b) if b.len() == 16 => {
+                        Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).ok()?).to_string())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    hosts
+        .iter()
+        .all(|h| names.contains(h))
+        .then_some((chain, key))
+}

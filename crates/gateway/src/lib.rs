@@ -1,0 +1,295 @@
+//! The gateway: a TLS-terminating reverse proxy with per-host, per-path
+//! client-certificate policy, revocation, identity forwarding, upstream pools
+//! with health checks, hot reload, logs and metrics.
+//!
+//! It owns listeners, the SNI-to-site choice, client-certificate
+//! verification, the request phases (see [`proxy`]), upstream pools and the
+//! reload machinery. It knows nothing of SQL: the internal CA's revocations
+//! and certificates come through the `store::Store` trait and `pki`.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod echo;
+pub mod identity;
+pub mod internal_ca;
+pub mod log;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod sites;
+pub mod trust;
+#[path = "upstream_stub.rs"]
+pub mod upstream; // TEMPORARY until upstream/ lands
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+pub use config::{Config, ConfigError};
+pub use internal_ca::InternalCa;
+
+use crate::metrics::Metrics;
+use crate::sites::Runtime;
+
+/// The running gateway.
+pub struct Gateway {
+    /// What connections are served with now.
+    pub runtime: ArcSwap<Runtime>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Downstream connection limit.
+    pub connection_slots: Arc<Semaphore>,
+    provider: Arc<CryptoProvider>,
+    internal: Option<Arc<InternalCa>>,
+    config_path: Option<PathBuf>,
+    base_dir: PathBuf,
+}
+
+/// Addresses the gateway actually listens on (ports resolved).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// TLS listener.
+    pub https: SocketAddr,
+    /// Redirect listener.
+    pub http: Option<SocketAddr>,
+    /// Admin listener.
+    pub admin: Option<SocketAddr>,
+}
+
+impl Gateway {
+    /// Builds the gateway from a validated config. `config_path` enables reload
+    /// from that file; relative paths in the config resolve against its directory.
+    pub async fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        internal: Option<Arc<InternalCa>>,
+    ) -> Result<Arc<Gateway>, String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let base_dir = config_path
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_owned)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let slots = config.limits.max_connections;
+        let runtime =
+            Runtime::build(config, &base_dir, provider.clone(), internal.as_ref()).await?;
+        runtime.start_health_checks();
+        if let Some(ca) = &internal {
+            ca.spawn_revocation_poller(Duration::from_millis(500));
+        }
+        Ok(Arc::new(Gateway {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics: Arc::new(Metrics::default()),
+            connection_slots: Arc::new(Semaphore::new(slots)),
+            provider,
+            internal,
+            config_path,
+            base_dir,
+        }))
+    }
+
+    /// Re-reads the config file and swaps in the new runtime; on any error the old one keeps serving.
+    pub async fn reload(&self) -> Result<(), String> {
+        let result = self.try_reload().await;
+        self.metrics.reload(result.is_ok());
+        match &result {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the previous configuration keeps serving")
+            }
+        }
+        result
+    }
+
+    async fn try_reload(&self) -> Result<(), String> {
+        let path = self
+            .config_path
+            .as_deref()
+            .ok_or("this gateway has no configuration file to reload")?;
+        let config = Config::load(path).map_err(|e| e.to_string())?;
+        if config.listen != self.runtime.load().config.listen {
+            tracing::warn!("listen addresses changed; they take effect at the next restart");
+        }
+        let runtime = Runtime::build(
+            config,
+            &self.base_dir,
+            self.provider.clone(),
+            self.internal.as_ref(),
+        )
+        .await?;
+        runtime.start_health_checks();
+        self.runtime.store(Arc::new(runtime));
+        Ok(())
+    }
+
+    /// Binds the listeners; then serve with [`Gateway::run`].
+    pub async fn bind(
+        &self,
+    ) -> Result<(TcpListener, Option<TcpListener>, Option<TcpListener>), String> {
+        let listen = self.runtime.load().config.listen.clone();
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}; is another server using it?"))
+        };
+        let https = bind(listen.https).await?;
+        let http = match listen.http {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let admin = match listen.admin {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        Ok((https, http, admin))
+    }
+
+    /// Serves until SIGTERM or SIGINT, reloading on SIGHUP and on changes of the files the
+    /// config reads; then stops accepting and drains open connections (30 s at most).
+    pub async fn run(
+        self: Arc<Self>,
+        listeners: (TcpListener, Option<TcpListener>, Option<TcpListener>),
+        on_ready: impl FnOnce(Bound),
+    ) -> Result<(), String> {
+        let (https, http, admin) = listeners;
+        let bound = Bound {
+            https: https.local_addr().map_err(|e| e.to_string())?,
+            http: http.as_ref().and_then(|l| l.local_addr().ok()),
+            admin: admin.as_ref().and_then(|l| l.local_addr().ok()),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(server::serve_tls(
+            self.clone(),
+            https,
+            stopped.clone(),
+        ))];
+        if let Some(l) = http {
+            tasks.push(tokio::spawn(server::serve_redirect(
+                l,
+                bound.https.port(),
+                stopped.clone(),
+            )));
+        }
+        if let Some(l) = admin {
+            tasks.push(tokio::spawn(server::serve_admin(
+                self.clone(),
+                l,
+                stopped.clone(),
+            )));
+        }
+        self.clone().spawn_watchers();
+        on_ready(bound);
+
+        wait_for_termination().await;
+        tracing::info!("shutting down: no new connections, draining open ones");
+        let _ = stop.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.metrics.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// SIGHUP and file changes trigger a reload; internal-CA site certificates are renewed hourly.
+    fn spawn_watchers(self: Arc<Self>) {
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let _ = gateway.reload().await;
+            }
+        });
+        let Some(config_path) = self.config_path.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut seen = self.fingerprint(&config_path);
+            let mut last_renewal_check = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = self.fingerprint(&config_path);
+                let renewal_due = last_renewal_check.elapsed() >= Duration::from_secs(3600)
+                    && self.internal_certs_due();
+                if renewal_due {
+                    last_renewal_check = tokio::time::Instant::now();
+                }
+                if now != seen || renewal_due {
+                    seen = now;
+                    let _ = self.reload().await;
+                }
+            }
+        });
+    }
+
+    fn internal_certs_due(&self) -> bool {
+        let Some(ca) = &self.internal else {
+            return false;
+        };
+        self.runtime
+            .load()
+            .config
+            .sites
+            .iter()
+            .filter(|s| s.certificate.internal_ca)
+            .any(|s| {
+                let hosts: Vec<String> = s
+                    .hosts
+                    .iter()
+                    .map(|h| h.get_ref().to_ascii_lowercase())
+                    .collect();
+                ca.needs_renewal(&hosts)
+            })
+    }
+
+    /// Modification times of the config file and every file it reads.
+    fn fingerprint(&self, config_path: &Path) -> Vec<Option<SystemTime>> {
+        let mut files = vec![config_path.to_owned()];
+        files.extend(
+            self.runtime
+                .load()
+                .config
+                .watched_files()
+                .into_iter()
+                .map(|p| {
+                    if p.is_absolute() {
+                        p
+                    } else {
+                        self.base_dir.join(p)
+                    }
+                }),
+        );
+        files
+            .iter()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
+    }
+}
+
+async fn wait_for_termination() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,462 @@
+//! The request path, one phase per function, in the order they run:
+//!
+//! 1. [`route`]: the Host must belong to the connection's site (else 421);
+//!    the longest path prefix picks the route.
+//! 2. [`policy`]: a route that requires a client certificate refuses the
+//!    request (403, HTML or JSON by Accept, with the reason) unless the
+//!    connection's certificate verified.
+//! 3. [`upstream_request`]: hop-by-hop and spoofable headers removed, the
+//!    client identity, `X-Forwarded-*` and `X-Request-Id` set.
+//! 4. [`forward`]: the upstream pool sends it (WebSocket and other upgrades
+//!    are spliced through).
+//! 5. [`response_filter`]: hop-by-hop headers removed, HSTS added.
+//! 6. logging: the access line is written when the response body ends
+//!    ([`LoggedBody`]).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::identity::{IdentityHeaders, strip_spoofable};
+use crate::log::{AccessEntry, now_rfc3339, write_line};
+use crate::metrics::Metrics;
+use crate::sites::{Route, Site};
+use crate::trust::{CertSummary, Refusal};
+
+/// What the connection knows of the client certificate.
+#[derive(Debug, Clone)]
+pub enum ClientCert {
+    /// None was presented (or the site does not ask).
+    None,
+    /// Presented and verified.
+    Verified(CertSummary),
+    /// Presented and refused (optional mode), with the reason.
+    Refused(Refusal),
+    /// Presented, not verified (passthrough).
+    Unverified(Option<CertSummary>),
+}
+
+impl ClientCert {
+    fn verify_label(&self) -> String {
+        match self {
+            ClientCert::None => "none".into(),
+            ClientCert::Verified(_) => "verified".into(),
+            ClientCert::Refused(r) => format!("refused:{}", r.label()),
+            ClientCert::Unverified(_) => "unverified".into(),
+        }
+    }
+
+    fn summary(&self) -> Option<&CertSummary> {
+        match self {
+            ClientCert::Verified(s) | ClientCert::Unverified(Some(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// One downstream TLS connection, shared by its requests.
+pub struct Connection {
+    /// Client address.
+    pub peer: SocketAddr,
+    /// The site the SNI chose.
+    pub site: Arc<Site>,
+    /// Negotiated TLS version.
+    pub tls_version: &'static str,
+    /// Negotiated cipher suite.
+    pub cipher: &'static str,
+    /// The client certificate's state.
+    pub client: ClientCert,
+    /// Identity headers for the upstream.
+    pub identity: IdentityHeaders,
+    /// Time allowed for the upstream's response head.
+    pub request_timeout: Duration,
+    /// Whether to write access lines.
+    pub access_log: bool,
+    /// Process-wide counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Response body: the upstream's, or one the gateway made; logged when it ends.
+pub type ProxyBody = LoggedBody;
+
+type Inner = Either<Incoming, Full<Bytes>>;
+
+static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn request_id() -> String {
+    let mut seed = [0u8; 8];
+    // Ids only need to be unique, not secret; fall back to the counter alone.
+    let _ = aws_lc_rs::rand::fill(&mut seed);
+    format!(
+        "{:016x}{:08x}",
+        u64::from_le_bytes(seed),
+        REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed) as u32
+    )
+}
+
+/// Handles one request through every phase.
+pub async fn handle(
+    conn: Arc<Connection>,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    let id = request_id();
+    let host = request_host(&req).unwrap_or_default();
+    let mut entry = AccessEntry {
+        time: now_rfc3339(),
+        event: "request",
+        request_id: id.clone(),
+        client_ip: conn.peer.ip().to_string(),
+        host: host.clone(),
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+        protocol: version_name(req.version()),
+        status: 0,
+        bytes: 0,
+        duration_ms: 0.0,
+        tls_version: conn.tls_version,
+        cipher: conn.cipher,
+        client_serial: conn.client.summary().map(|s| s.serial.clone()),
+        client_subject: conn.client.summary().map(|s| s.subject.clone()),
+        client_verify: conn.client.verify_label(),
+        upstream: None,
+        refused: None,
+    };
+    let accept_json = wants_json(req.headers());
+
+    let route = match route(&conn.site, &host, req.uri().path()) {
+        Ok(route) => route,
+        Err((status, why)) => {
+            return Ok(local(&conn, entry, started, status, why, None, accept_json));
+        }
+    };
+    if let Err(reason) = policy(route, &conn.client) {
+        return Ok(local(
+            &conn,
+            entry,
+            started,
+            StatusCode::FORBIDDEN,
+            "route_requires_certificate",
+            Some(reason),
+            accept_json,
+        ));
+    }
+    upstream_request(&conn, &mut req, &host, &id);
+    let upgrade = req
+        .headers()
+        .contains_key(header::UPGRADE)
+        .then(|| hyper::upgrade::on(&mut req));
+
+    let forwarded = tokio::time::timeout(conn.request_timeout, route.upstream.forward(req)).await;
+    let (mut response, server) = match forwarded {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => {
+            conn.metrics.upstream_error();
+            tracing::warn!(request_id = %id, error = %e, "upstream failed");
+            return Ok(local(
+                &conn,
+                entry,
+                started,
+                e.status(),
+                "upstream_unavailable",
+                Some(e.to_string()),
+                accept_json,
+            ));
+        }
+        Err(_) => {
+            conn.metrics.upstream_error();
+            return Ok(local(
+                &conn,
+                entry,
+                started,
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                None,
+                accept_json,
+            ));
+        }
+    };
+    entry.upstream = Some(server);
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(downstream) = upgrade {
+            splice_upgrade(downstream, hyper::upgrade::on(&mut response));
+        }
+    } else {
+        response_filter(&conn.site, response.headers_mut());
+    }
+    entry.status = response.status().as_u16();
+    let (parts, body) = response.into_parts();
+    Ok(Response::from_parts(
+        parts,
+        LoggedBody::new(Either::Left(body), entry, started, &conn),
+    ))
+}
+
+/// Phase 1: the Host must be one of the site's names; the longest prefix route wins.
+pub fn route<'a>(
+    site: &'a Site,
+    host: &str,
+    path: &str,
+) -> Result<&'a Route, (StatusCode, &'static str)> {
+    if !site.serves(host) {
+        return Err((
+            StatusCode::MISDIRECTED_REQUEST,
+            "host_not_served_on_this_connection",
+        ));
+    }
+    site.route(path).ok_or((StatusCode::NOT_FOUND, "no_route"))
+}
+
+/// Phase 2: the per-route client-certificate requirement.
+pub fn policy(route: &Route, client: &ClientCert) -> Result<(), String> {
+    if !route.require_cert {
+        return Ok(());
+    }
+    match client {
+        ClientCert::Verified(_) => Ok(()),
+        ClientCert::Refused(r) => Err(r.to_string()),
+        ClientCert::None => Err(Refusal::NoCertificate.to_string()),
+        ClientCert::Unverified(_) => Err("the client certificate was not verified".into()),
+    }
+}
+
+/// Phase 3: headers for the upstream.
+pub fn upstream_request(conn: &Connection, req: &mut Request<Incoming>, host: &str, id: &str) {
+    let upgrade = req.headers().get(header::UPGRADE).cloned();
+    let headers = req.headers_mut();
+    remove_hop_by_hop(headers);
+    strip_spoofable(headers);
+    if let Some(protocol) = upgrade {
+        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    conn.identity.apply(headers);
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(headers, "x-forwarded-for", &conn.peer.ip().to_string());
+    set(headers, "x-forwarded-proto", "https");
+    set(headers, "x-forwarded-host", host);
+    set(headers, "x-request-id", id);
+    if !headers.contains_key(header::HOST) {
+        // HTTP/2 carries the host in :authority; HTTP/1.1 origins need a Host header.
+        set(headers, "host", host);
+    }
+    *req.version_mut() = http::Version::HTTP_11;
+}
+
+/// Phase 5: response headers for the client.
+pub fn response_filter(site: &Site, headers: &mut HeaderMap) {
+    remove_hop_by_hop(headers);
+    if let Some(hsts) = &site.hsts {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+];
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn splice_upgrade(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (Ok(down), Ok(up)) = (downstream.await, upstream.await) else {
+            tracing::debug!("an upgraded connection closed before it was established");
+            return;
+        };
+        let mut down = hyper_util::rt::TokioIo::new(down);
+        let mut up = hyper_util::rt::TokioIo::new(up);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+            tracing::debug!(error = %e, "upgraded connection ended");
+        }
+    });
+}
+
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    let raw = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_owned())
+        .or_else(|| {
+            let value = req.headers().get(header::HOST)?.to_str().ok()?;
+            let host = if value.starts_with('[') {
+                value.split_inclusive(']').next().unwrap_or(value)
+            } else {
+                value.rsplit_once(':').map_or(value, |(h, _)| h)
+            };
+            Some(host.to_owned())
+        })?;
+    Some(
+        raw.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase(),
+    )
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+fn version_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// A response the gateway answers itself (421, 403, 404, 502, 503, 504).
+fn local(
+    conn: &Connection,
+    mut entry: AccessEntry,
+    started: Instant,
+    status: StatusCode,
+    code: &str,
+    detail: Option<String>,
+    json: bool,
+) -> Response<ProxyBody> {
+    let message = detail
+        .clone()
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let (content_type, body) = if json {
+        let body =
+            serde_json::json!({ "status": status.as_u16(), "error": code, "reason": message });
+        ("application/json", body.to_string())
+    } else {
+        let title = status.canonical_reason().unwrap_or("Error");
+        let escaped = message
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        (
+            "text/html; charset=utf-8",
+            format!(
+                "<!doctype html><html><head><title>{} {title}</title></head><body><h1>{} {title}</h1><p>{escaped}</p></body></html>\n",
+                status.as_u16(),
+                status.as_u16()
+            ),
+        )
+    };
+    entry.status = status.as_u16();
+    entry.refused = Some(code.to_owned());
+    let mut response = Response::new(LoggedBody::new(
+        Either::Right(Full::new(Bytes::from(body))),
+        entry,
+        started,
+        conn,
+    ));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(hsts) = &conn.site.hsts {
+        response
+            .headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    response
+}
+
+/// A response body that counts its bytes and writes the access line when it ends or is dropped.
+pub struct LoggedBody {
+    inner: Inner,
+    entry: Option<AccessEntry>,
+    started: Instant,
+    log: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl LoggedBody {
+    fn new(inner: Inner, entry: AccessEntry, started: Instant, conn: &Connection) -> LoggedBody {
+        LoggedBody {
+            inner,
+            entry: Some(entry),
+            started,
+            log: conn.access_log,
+            metrics: conn.metrics.clone(),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(mut entry) = self.entry.take() {
+            self.metrics.request(entry.status);
+            if self.log {
+                entry.duration_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+                write_line(&entry);
+            }
+        }
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(entry)) = (frame.data_ref(), self.entry.as_mut()) {
+                    entry.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,441 @@
+//! Listeners and connections: accept, TLS handshake (the SNI picks the
+//! site's configuration before the handshake goes on), client-certificate
+//! outcome, HTTP/1.1 or HTTP/2 by ALPN, limits, idle timeout, drain on
+//! shutdown; the plain-HTTP redirect listener and the admin listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::UnixTime;
+use rustls::server::Acceptor;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio_rustls::LazyConfigAcceptor;
+
+use crate::Gateway;
+use crate::config::MtlsMode;
+use crate::identity::IdentityHeaders;
+use crate::log::{HandshakeEntry, now_rfc3339, write_line};
+use crate::proxy::{self, ClientCert, Connection};
+use crate::trust::{Refusal, summarize};
+
+/// Accepts TLS connections until `shutdown` turns true.
+pub async fn serve_tls(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let permit = tokio::select! {
+            permit = gateway.connection_slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let gateway = gateway.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move { connection(gateway, tcp, peer, permit, shutdown).await });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(
+    gateway: Arc<Gateway>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let runtime = gateway.runtime.load_full();
+    let limits = runtime.config.limits.clone();
+    let log_handshakes = runtime.config.log.handshakes;
+    let handshake_timeout = Duration::from_millis(limits.header_read_timeout_ms);
+    let _ = tcp.set_nodelay(true);
+    let metrics = gateway.metrics.clone();
+
+    let start = match tokio::time::timeout(
+        handshake_timeout,
+        LazyConfigAcceptor::new(Acceptor::default(), tcp),
+    )
+    .await
+    {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) => {
+            metrics.tls_error();
+            tracing::debug!(%peer, error = %e, "not a TLS ClientHello");
+            return;
+        }
+        Err(_) => {
+            metrics.tls_error();
+            return;
+        }
+    };
+    let sni = start.client_hello().server_name().map(str::to_owned);
+    let Some(site) = runtime.site_for_sni(sni.as_deref()).cloned() else {
+        metrics.unknown_sni();
+        if log_handshakes {
+            write_line(&HandshakeEntry {
+                time: now_rfc3339(),
+                event: "handshake_refused",
+                client_ip: peer.ip().to_string(),
+                sni: sni.clone(),
+                reason: "unknown_server_name".into(),
+                detail: format!("no site serves {}", sni.as_deref().unwrap_or("(no SNI)")),
+                client_serial: None,
+            });
+        }
+        return;
+    };
+    let tls =
+        match tokio::time::timeout(handshake_timeout, start.into_stream(site.tls.clone())).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                let rustls_error = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+                match rustls_error.map(Refusal::from_rustls) {
+                    Some(refusal @ Refusal::Other(_)) | Some(refusal @ Refusal::Malformed)
+                        if !is_cert_error(rustls_error) =>
+                    {
+                        metrics.tls_error();
+                        tracing::debug!(%peer, reason = %refusal, "TLS handshake failed");
+                    }
+                    Some(refusal) => {
+                        metrics.refusal(&refusal);
+                        if log_handshakes {
+                            write_line(&HandshakeEntry {
+                                time: now_rfc3339(),
+                                event: "handshake_refused",
+                                client_ip: peer.ip().to_string(),
+                                sni,
+                                reason: refusal.label().into(),
+                                detail: refusal.to_string(),
+                                client_serial: None,
+                            });
+                        }
+                    }
+                    None => {
+                        metrics.tls_error();
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    }
+                }
+                return;
+            }
+            Err(_) => {
+                metrics.tls_error();
+                return;
+            }
+        };
+    metrics.handshake();
+    let (_, session) = tls.get_ref();
+    let chain = session
+        .peer_certificates()
+        .map(<[_]>::to_vec)
+        .unwrap_or_default();
+    let client = match (site.mtls, chain.split_first()) {
+        (MtlsMode::Off, _) | (_, None) => ClientCert::None,
+        (MtlsMode::Require, Some((leaf, _))) => match summarize(leaf) {
+            Ok((summary, _)) => ClientCert::Verified(summary),
+            Err(refusal) => ClientCert::Refused(refusal),
+        },
+        (MtlsMode::Optional, Some((leaf, intermediates))) => match &site.trust {
+            Some(trust) => match trust.verify(leaf, intermediates, UnixTime::now()) {
+                Ok(summary) => ClientCert::Verified(summary),
+                Err(refusal) => ClientCert::Refused(refusal),
+            },
+            None => ClientCert::Refused(Refusal::UnknownIssuer),
+        },
+        (MtlsMode::Passthrough, Some((leaf, _))) => {
+            ClientCert::Unverified(summarize(leaf).ok().map(|(s, _)| s))
+        }
+    };
+    if let ClientCert::Refused(refusal) = &client {
+        metrics.refusal(refusal);
+        if log_handshakes {
+            write_line(&HandshakeEntry {
+                time: now_rfc3339(),
+                event: "client_cert_refused",
+                client_ip: peer.ip().to_string(),
+                sni: sni.clone(),
+                reason: refusal.label().into(),
+                detail: refusal.to_string(),
+                client_serial: chain
+                    .first()
+                    .and_then(|c| summarize(c).ok())
+                    .map(|(s, _)| s.serial),
+            });
+        }
+    }
+    let identity = match &client {
+        ClientCert::Verified(summary) => {
+            IdentityHeaders::new(runtime.config.identity.format, &chain, Some(summary))
+        }
+        ClientCert::Unverified(summary) => {
+            IdentityHeaders::new(runtime.config.identity.format, &chain, summary.as_ref())
+        }
+        _ => IdentityHeaders::default(),
+    };
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    let conn = Arc::new(Connection {
+        peer,
+        site,
+        tls_version: match session.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "unknown",
+        },
+        cipher: session
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("unknown"),
+        client,
+        identity,
+        request_timeout: Duration::from_millis(limits.request_timeout_ms),
+        access_log: runtime.config.log.access,
+        metrics: metrics.clone(),
+    });
+    drop(runtime);
+
+    metrics.connection(1);
+    let idle = Duration::from_millis(limits.idle_timeout_ms);
+    let activity = Arc::new(Activity::default());
+    let service = {
+        let activity = activity.clone();
+        service_fn(move |req: Request<Incoming>| {
+            let conn = conn.clone();
+            let guard = activity.begin();
+            async move {
+                let response = proxy::handle(conn, req).await;
+                drop(guard);
+                response
+            }
+        })
+    };
+    let io = TokioIo::new(tls);
+    if h2 {
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        let conn = builder.serve_connection(io, service);
+        drive(conn, &activity, idle, &mut shutdown, |c| {
+            c.graceful_shutdown()
+        })
+        .await;
+    } else {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        let conn = builder.serve_connection(io, service).with_upgrades();
+        drive(conn, &activity, idle, &mut shutdown, |c| {
+            c.graceful_shutdown()
+        })
+        .await;
+    }
+    metrics.connection(-1);
+}
+
+fn is_cert_error(error: Option<&rustls::Error>) -> bool {
+    matches!(
+        error,
+        Some(rustls::Error::InvalidCertificate(_)) | Some(rustls::Error::NoCertificatesPresented)
+    )
+}
+
+/// In-flight requests and the time the connection last went idle.
+#[derive(Default)]
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    idle_since: std::sync::Mutex<Option<Instant>>,
+}
+
+struct ActivityGuard(Arc<Activity>);
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> ActivityGuard {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ActivityGuard(self.clone())
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let mut since = self.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+        Some(since.get_or_insert_with(Instant::now).elapsed())
+    }
+}
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+            == 1
+        {
+            *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        }
+    }
+}
+
+/// Runs a connection to its end, closing it gracefully when idle too long or on shutdown.
+async fn drive<C, T>(
+    conn: C,
+    activity: &Activity,
+    idle: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+    close: fn(std::pin::Pin<&mut C>),
+) where
+    C: std::future::Future<Output = Result<T, hyper::Error>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    let check = (idle / 4).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(check), if !closing => {
+                if activity.idle_for().is_some_and(|d| d >= idle) {
+                    close(conn.as_mut());
+                    closing = true;
+                }
+            }
+            _ = shutdown.changed(), if !closing => {
+                close(conn.as_mut());
+                closing = true;
+            }
+        }
+    }
+}
+
+/// The plain-HTTP listener: every request is redirected to HTTPS (308).
+pub async fn serve_redirect(
+    listener: TcpListener,
+    https_port: u16,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+            },
+            _ = shutdown.changed() => return,
+        };
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| async move {
+                let host = req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("localhost");
+                let host = host
+                    .rsplit_once(':')
+                    .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+                    .map_or(host, |(h, _)| h);
+                let port = if https_port == 443 {
+                    String::new()
+                } else {
+                    format!(":{https_port}")
+                };
+                let path = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let location = format!("https://{host}{port}{path}");
+                let mut response = Response::new(Full::new(Bytes::from(format!(
+                    "redirecting to {location}\n"
+                ))));
+                *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+                if let Ok(v) = http::HeaderValue::from_str(&location) {
+                    response.headers_mut().insert(header::LOCATION, v);
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+/// The admin listener: `/metrics` (Prometheus) and `/healthz`.
+pub async fn serve_admin(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let gateway = gateway.clone();
+                async move {
+                    let (status, content_type, body) = match req.uri().path() {
+                        "/metrics" => (
+                            StatusCode::OK,
+                            "text/plain; version=0.0.4",
+                            gateway.metrics.render(&gateway.runtime.load()),
+                        ),
+                        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+                        _ => (
+                            StatusCode::NOT_FOUND,
+                            "text/plain",
+                            "not found; try /metrics or /healthz\n".to_owned(),
+                        ),
+                    };
+                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    *response.status_mut() = status;
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(content_type),
+                    );
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,244 @@
+//! The request path through a pool: pick a server, send over an idle
+//! keep-alive connection or a new one, retry a replayable request once on
+//! another server after a connect failure, and hand the connection back when
+//! the response body is done.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tracing::debug;
+
+use super::UpstreamError;
+use super::balance::Balancer;
+use super::config::{self, HealthCheck, UpstreamConfig};
+use super::connect::{Connection, Connector};
+use super::health;
+use super::request::Outgoing;
+use super::server::{Ejection, InFlight, Server};
+use super::tls::OriginTls;
+
+/// One upstream: its servers, their state and their connections.
+///
+/// Shared as `Arc<Pool>`; a reload builds a new pool, and the old one's
+/// health checks stop when its last `Arc` is dropped.
+pub struct Pool {
+    pub(super) name: Arc<str>,
+    pub(super) servers: Vec<Arc<Server>>,
+    balancer: Balancer,
+    pub(super) connector: Connector,
+    health: Option<HealthCheck>,
+    health_started: AtomicBool,
+}
+
+impl Pool {
+    /// Validates `config` and reads its TLS files (relative paths against `base_dir`).
+    pub fn new(config: &UpstreamConfig, base_dir: &Path) -> Result<Pool, UpstreamError> {
+        let checked = config::check(config)?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| OriginTls::load(&config.name, t, base_dir))
+            .transpose()?;
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let ejection = Ejection {
+            max_fails: config.max_fails,
+            fail_timeout: checked.fail_timeout,
+        };
+        let mut servers = Vec::with_capacity(checked.servers.len());
+        for (i, addr) in checked.servers.into_iter().enumerate() {
+            let tls_name = match (&tls, addr.tls) {
+                (Some(tls), true) => Some(tls.name_for(&config.name, i, &addr)?),
+                _ => None,
+            };
+            // Health checks ask for the virtual host the origin certificate names, if configured.
+            let check_host = match (&config.tls, addr.tls) {
+                (Some(t), true) => t.server_name.clone(),
+                _ => None,
+            }
+            .unwrap_or_else(|| addr.authority.clone());
+            servers.push(Arc::new(Server::new(
+                Arc::clone(&name),
+                addr,
+                tls_name,
+                check_host,
+                ejection,
+            )));
+        }
+        Ok(Pool {
+            name,
+            servers,
+            balancer: Balancer::new(config.balance),
+            connector: Connector {
+                tls,
+                timeout: checked.connect_timeout,
+            },
+            health: checked.health,
+            health_started: AtomicBool::new(false),
+        })
+    }
+
+    /// The upstream's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts the active health checks, if configured, on the current tokio
+    /// runtime. They stop once the last `Arc<Pool>` is dropped. A second call
+    /// does nothing.
+    pub fn spawn_health_checks(self: &Arc<Self>) {
+        let Some(check) = self.health.clone() else {
+            return;
+        };
+        if self.health_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(health::run(Arc::downgrade(self), check));
+    }
+
+    /// Sends `req` to one available server and returns the response with
+    /// the server's `host:port`.
+    ///
+    /// The request goes out as HTTP/1.1 in origin form (`/path?query`) with
+    /// its headers as given; a request without Host gets its URI authority,
+    /// or the server's. A connect failure counts towards the server's
+    /// ejection; an idempotent request without a body is then sent once more,
+    /// to another server.
+    ///
+    /// The server counts the request as in flight (least connections) until
+    /// the response body is finished or dropped; after a `101 Switching
+    /// Protocols`, until the upgraded connection is dropped. To tunnel an
+    /// upgrade, take `hyper::upgrade::on(&mut downstream_request)` before
+    /// calling this, and `hyper::upgrade::on(&mut response)` after.
+    pub async fn forward(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, String), UpstreamError> {
+        let mut out = Outgoing::new(req);
+        let first = self.pick(None)?;
+        let error = match self.attempt(first, &mut out).await {
+            Ok(response) => return Ok((response, self.servers[first].authority().to_owned())),
+            Err(error) => error,
+        };
+        if !(error.is_connect_failure() && out.replayable()) {
+            return Err(error);
+        }
+        let Ok(second) = self.pick(Some(first)) else {
+            return Err(error);
+        };
+        let server = &self.servers[second];
+        debug!(upstream = %self.name, server = %server.authority(), %error, "retrying on another server");
+        let response = self.attempt(second, &mut out).await?;
+        Ok((response, server.authority().to_owned()))
+    }
+
+    /// Servers that may be picked now: up by health checks and not ejected.
+    pub fn healthy(&self) -> usize {
+        self.servers.iter().filter(|s| s.available()).count()
+    }
+
+    /// Servers configured.
+    pub fn servers(&self) -> usize {
+        self.servers.len()
+    }
+
+    fn pick(&self, exclude: Option<usize>) -> Result<usize, UpstreamError> {
+        self.balancer
+            .pick(&self.servers, exclude)
+            .ok_or_else(|| UpstreamError::NoHealthyServer {
+                upstream: self.name.to_string(),
+            })
+    }
+
+    /// One try on servers[`index`]: idle connections first, then a new one.
+    async fn attempt(
+        &self,
+        index: usize,
+        out: &mut Outgoing,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let server = &self.servers[index];
+        let in_flight = server.begin();
+        while let Some(mut conn) = server.take_idle() {
+            let req = out.take(server.authority()).ok_or_else(|| body_spent(server))?;
+            match conn.sender.try_send_request(req).await {
+                Ok(response) => return Ok(hand_back(server, conn, response, in_flight)),
+                Err(mut e) => {
+                    if let Some(req) = e.take_message() {
+                        // Closed before any of the request was written.
+                        out.give_back(req);
+                        continue;
+                    }
+                    if !out.replayable() {
+                        return Err(exchange_failed(server, &e.into_error()));
+                    }
+                    // The origin closed the idle connection as the request went
+                    // out; an idempotent request is safe to send on a new one.
+                    debug!(upstream = %self.name, server = %server.authority(), error = %e.into_error(), "reused connection failed");
+                }
+            }
+        }
+        let mut conn = match self.connector.connect(server).await {
+            Ok(conn) => {
+                server.connect_succeeded();
+                conn
+            }
+            Err(error) => {
+                server.connect_failed(&error.to_string());
+                return Err(error);
+            }
+        };
+        let req = out.take(server.authority()).ok_or_else(|| body_spent(server))?;
+        match conn.sender.send_request(req).await {
+            Ok(response) => Ok(hand_back(server, conn, response, in_flight)),
+            Err(e) => Err(exchange_failed(server, &e)),
+        }
+    }
+}
+
+/// Returns the connection to the idle list once the response body is done.
+fn hand_back(
+    server: &Arc<Server>,
+    conn: Connection,
+    response: Response<Incoming>,
+    in_flight: InFlight,
+) -> Response<Incoming> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        conn.hold_until_closed(in_flight);
+        return response;
+    }
+    let server = Arc::clone(server);
+    tokio::spawn(async move {
+        let mut conn = conn;
+        // Ready again once the response body has been read to the end; an
+        // error means it was dropped early or the origin closed the connection.
+        let ready = conn.sender.ready().await;
+        drop(in_flight);
+        if ready.is_ok() {
+            server.put_idle(conn);
+        }
+    });
+    response
+}
+
+fn exchange_failed(server: &Server, error: &hyper::Error) -> UpstreamError {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    UpstreamError::Protocol {
+        server: server.authority().to_owned(),
+        message,
+    }
+}
+
+fn body_spent(server: &Server) -> UpstreamError {
+    UpstreamError::Protocol {
+        server: server.authority().to_owned(),
+        message: "the request body was already sent and cannot be sent again".to_owned(),
+    }
+}
