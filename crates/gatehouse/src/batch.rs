@@ -13,10 +13,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use pki::{
-    CertificateAuthority, Issued, KeyType, LeafRequest, Pkcs12Format, Profile, Subject,
-    SubjectAltName,
-};
+use pki::{CertificateAuthority, Issued, KeyType, LeafRequest, Pkcs12Format, Profile, Subject, SubjectAltName};
 use rayon::prelude::*;
 use store::SqliteStore;
 
@@ -68,10 +65,7 @@ fn read_rows(csv_path: &Path, tally: &mut Tally) -> Result<Vec<Row>, Failure> {
                 continue;
             }
         };
-        let line = record
-            .position()
-            .map(|p| p.line())
-            .unwrap_or(index as u64 + 1);
+        let line = record.position().map(|p| p.line()).unwrap_or(index as u64 + 1);
         let field = |i: usize| record.get(i).filter(|s| !s.is_empty()).map(str::to_owned);
         let Some(cn) = field(0) else {
             if record.iter().all(str::is_empty) {
@@ -85,10 +79,7 @@ fn read_rows(csv_path: &Path, tally: &mut Tally) -> Result<Vec<Row>, Failure> {
             continue; // header
         }
         if record.len() > 3 {
-            report(
-                line,
-                format!("{} columns; expected cn, email, password", record.len()),
-            );
+            report(line, format!("{} columns; expected cn, email, password", record.len()));
             tally.failed += 1;
             continue;
         }
@@ -97,10 +88,7 @@ fn read_rows(csv_path: &Path, tally: &mut Tally) -> Result<Vec<Row>, Failure> {
             tally.failed += 1;
             continue;
         }
-        let email = match field(1)
-            .map(|e| SubjectAltName::parse(&format!("email:{e}")))
-            .transpose()
-        {
+        let email = match field(1).map(|e| SubjectAltName::parse(&format!("email:{e}"))).transpose() {
             Ok(e) => e,
             Err(e) => {
                 report(line, e);
@@ -114,12 +102,7 @@ fn read_rows(csv_path: &Path, tally: &mut Tally) -> Result<Vec<Row>, Failure> {
             continue;
         }
         first_line_of.insert(cn.clone(), line);
-        rows.push(Row {
-            line,
-            cn,
-            email,
-            password: field(2),
-        });
+        rows.push(Row { line, cn, email, password: field(2) });
     }
     Ok(rows)
 }
@@ -145,42 +128,30 @@ pub async fn run(
     let started = Instant::now();
     let mut tally = Tally::default();
     let rows = read_rows(csv_path, &mut tally)?;
-    std::fs::create_dir_all(out)
-        .map_err(|e| Failure::failed(format!("cannot create {}: {e}", out.display())))?;
+    std::fs::create_dir_all(out).map_err(|e| Failure::failed(format!("cannot create {}: {e}", out.display())))?;
     let stale = pki::files::remove_stale_temps(out);
     if stale > 0 {
-        eprintln!(
-            "removed {stale} partial files left in {} by an interrupted run",
-            out.display()
-        );
+        eprintln!("removed {stale} partial files left in {} by an interrupted run", out.display());
     }
     // Days are checked once, before anything is issued, so a bad --days fails the whole run cleanly.
-    ca.issuer()
-        .settings()
-        .policy(profile)
-        .lifetime_days(profile, days)?;
+    ca.issuer().settings().policy(profile).lifetime_days(profile, days)?;
 
-    let (todo, done): (Vec<&Row>, Vec<&Row>) = rows
-        .iter()
-        .partition(|row| !BundlePaths::new(out, &row.cn).crt.exists());
+    let (todo, done): (Vec<&Row>, Vec<&Row>) =
+        rows.iter().partition(|row| !BundlePaths::new(out, &row.cn).crt.exists());
     tally.skipped = done.len();
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(todo.len() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} certificates, {per_sec}, eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} certificates, {per_sec}, eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar
     });
     let mut passwords = None;
 
     for chunk in todo.chunks(CHUNK) {
-        let results: Vec<Result<Signed<'_>, (u64, pki::Error)>> = chunk
-            .par_iter()
-            .map(|row| sign_row(ca, row, profile, days, key_type, p12))
-            .collect();
+        let results: Vec<Result<Signed<'_>, (u64, pki::Error)>> =
+            chunk.par_iter().map(|row| sign_row(ca, row, profile, days, key_type, p12)).collect();
         let mut signed = Vec::with_capacity(results.len());
         for result in results {
             match result {
@@ -191,13 +162,10 @@ pub async fn run(
                 }
             }
         }
-        ca.record(&signed.iter().map(|s| &s.issued).collect::<Vec<_>>())
-            .await?;
+        ca.record(&signed.iter().map(|s| &s.issued).collect::<Vec<_>>()).await?;
         // Passwords are durable before any PKCS#12 that needs them exists on disk.
-        let generated: Vec<_> = signed
-            .iter()
-            .filter_map(|s| s.generated_password.as_ref().map(|p| (&s.row.cn, p)))
-            .collect();
+        let generated: Vec<_> =
+            signed.iter().filter_map(|s| s.generated_password.as_ref().map(|p| (&s.row.cn, p))).collect();
         if !generated.is_empty() {
             let file = match passwords.as_mut() {
                 Some(f) => f,
@@ -207,35 +175,21 @@ pub async fn run(
                 writeln!(file, "{cn},{password}")
                     .map_err(|e| Failure::failed(format!("cannot write passwords.csv: {e}")))?;
             }
-            file.sync_data()
-                .map_err(|e| Failure::failed(format!("cannot write passwords.csv: {e}")))?;
+            file.sync_data().map_err(|e| Failure::failed(format!("cannot write passwords.csv: {e}")))?;
         }
         let written: Vec<Result<(), (u64, pki::Error)>> = signed
             .par_iter()
             .map(|s| {
                 let paths = BundlePaths::new(out, &s.row.cn);
-                bundle::write(
-                    &paths,
-                    ca.issuer(),
-                    &s.issued,
-                    &s.key,
-                    s.p12.as_deref(),
-                    false,
-                )
-                .map_err(|e| (s.row.line, e))
+                bundle::write(&paths, ca.issuer(), &s.issued, &s.key, s.p12.as_deref(), false)
+                    .map_err(|e| (s.row.line, e))
             })
             .collect();
         for (s, result) in signed.iter().zip(&written) {
             match result {
                 Ok(()) => tally.issued += 1,
                 Err((line, e)) => {
-                    report(
-                        *line,
-                        format!(
-                            "{e} (serial {} is recorded; revoke it or re-run)",
-                            s.issued.serial
-                        ),
-                    );
+                    report(*line, format!("{e} (serial {} is recorded; revoke it or re-run)", s.issued.serial));
                     tally.failed += 1;
                 }
             }
@@ -257,16 +211,9 @@ pub async fn run(
         started.elapsed().as_secs_f64()
     );
     if passwords.is_some() {
-        eprintln!(
-            "generated PKCS#12 passwords are in {} (mode 0600)",
-            out.join("passwords.csv").display()
-        );
+        eprintln!("generated PKCS#12 passwords are in {} (mode 0600)", out.join("passwords.csv").display());
     }
-    Ok(if tally.failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if tally.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn sign_row<'a>(
@@ -284,10 +231,7 @@ fn sign_row<'a>(
         days,
     };
     let fail = |e| (row.line, e);
-    let (issued, key) = ca
-        .issuer()
-        .issue_with_new_key(&request, key_type)
-        .map_err(fail)?;
+    let (issued, key) = ca.issuer().issue_with_new_key(&request, key_type).map_err(fail)?;
     let (p12, generated_password) = match p12 {
         None => (None, None),
         Some(format) => {
@@ -298,27 +242,13 @@ fn sign_row<'a>(
                     (p.clone(), Some(p))
                 }
             };
-            let bytes = bundle::pkcs12(
-                ca.issuer(),
-                &row.cn,
-                &issued,
-                &key,
-                &P12Request {
-                    password: &password,
-                    format,
-                },
-            )
-            .map_err(fail)?;
+            let bytes =
+                bundle::pkcs12(ca.issuer(), &row.cn, &issued, &key, &P12Request { password: &password, format })
+                    .map_err(fail)?;
             (Some(bytes), generated)
         }
     };
-    Ok(Signed {
-        row,
-        issued,
-        key,
-        p12,
-        generated_password,
-    })
+    Ok(Signed { row, issued, key, p12, generated_password })
 }
 
 fn open_passwords(out: &Path) -> Result<std::fs::File, Failure> {
@@ -331,8 +261,7 @@ fn open_passwords(out: &Path) -> Result<std::fs::File, Failure> {
         .open(&path)
         .map_err(|e| Failure::failed(format!("cannot create {}: {e}", path.display())))?;
     if fresh {
-        writeln!(file, "cn,password")
-            .map_err(|e| Failure::failed(format!("cannot write {}: {e}", path.display())))?;
+        writeln!(file, "cn,password").map_err(|e| Failure::failed(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(file)
 }

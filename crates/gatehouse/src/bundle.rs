@@ -11,13 +11,9 @@ pub fn file_stem(cn: &str) -> Result<&str, String> {
     if cn.trim().is_empty() {
         Err("the common name is empty".into())
     } else if cn.contains('/') || cn.contains('\0') || cn.contains('\\') {
-        Err(format!(
-            "the common name '{cn}' contains a path separator, so it cannot name the output files"
-        ))
+        Err(format!("the common name '{cn}' contains a path separator, so it cannot name the output files"))
     } else if cn.starts_with('.') {
-        Err(format!(
-            "the common name '{cn}' starts with '.', so it cannot name the output files"
-        ))
+        Err(format!("the common name '{cn}' starts with '.', so it cannot name the output files"))
     } else {
         Ok(cn)
     }
@@ -66,13 +62,7 @@ pub fn pkcs12(
     request: &P12Request<'_>,
 ) -> pki::Result<Vec<u8>> {
     let key_der = pki::private_key_der(key)?;
-    build_pkcs12(
-        cn,
-        &key_der,
-        &[&issued.der, issuer.intermediate(), issuer.root()],
-        request.password,
-        request.format,
-    )
+    build_pkcs12(cn, &key_der, &[&issued.der, issuer.intermediate(), issuer.root()], request.password, request.format)
 }
 
 /// Writes the bundle's files. The key is written first and the certificate

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use pki::{
-    CaDir, CaInit, CertificateAuthority, CertificateStatus, CheckedCsr, KeyType, LeafRequest,
-    Passphrase, Pkcs12Format, RevocationReason, Serial, Subject, SubjectAltName,
+    CaDir, CaInit, CertificateAuthority, CertificateStatus, CheckedCsr, KeyType, LeafRequest, Passphrase, Pkcs12Format,
+    RevocationReason, Serial, Subject, SubjectAltName,
 };
 use serde_json::json;
 use store::{CertificateRecord, ListFilter, SqliteStore, Store};
@@ -17,60 +17,24 @@ use crate::cli::{CaCommand, Global, StatusArg};
 pub async fn run(global: &Global, command: CaCommand) -> Result<ExitCode, Failure> {
     let dir = CaDir::new(&global.data_dir);
     match command {
-        CaCommand::Init {
-            name,
-            key_type,
-            days,
-            crl_url,
-        } => init(global, &dir, name, &key_type, days, crl_url).await,
+        CaCommand::Init { name, key_type, days, crl_url } => init(global, &dir, name, &key_type, days, crl_url).await,
         CaCommand::Root => {
             print!("{}", dir.root_pem()?);
             Ok(ExitCode::SUCCESS)
         }
-        CaCommand::Issue {
-            profile,
-            cn,
-            sans,
-            days,
-            key_type,
-            out,
-            p12,
-            p12_password_file,
-            force,
-        } => {
+        CaCommand::Issue { profile, cn, sans, days, key_type, out, p12, p12_password_file, force } => {
             let request = LeafRequest {
                 profile: profile.into(),
                 subject: Subject::common_name(&cn),
-                sans: sans
-                    .iter()
-                    .map(|s| SubjectAltName::parse(s))
-                    .collect::<pki::Result<_>>()?,
+                sans: sans.iter().map(|s| SubjectAltName::parse(s)).collect::<pki::Result<_>>()?,
                 days,
             };
-            let p12 = p12.p12.then_some(if p12.legacy {
-                Pkcs12Format::Legacy
-            } else {
-                Pkcs12Format::Modern
-            });
-            issue(
-                global,
-                &dir,
-                &request,
-                &cn,
-                &key_type,
-                &out,
-                p12,
-                p12_password_file.as_deref(),
-                force,
-            )
-            .await
+            let p12 = p12.p12.then_some(if p12.legacy { Pkcs12Format::Legacy } else { Pkcs12Format::Modern });
+            issue(global, &dir, &request, &cn, &key_type, &out, p12, p12_password_file.as_deref(), force).await
         }
-        CaCommand::Sign {
-            csr,
-            profile,
-            days,
-            out,
-        } => sign(global, &dir, &csr, profile.into(), days, out.as_deref()).await,
+        CaCommand::Sign { csr, profile, days, out } => {
+            sign(global, &dir, &csr, profile.into(), days, out.as_deref()).await
+        }
         CaCommand::Revoke { serial, reason } => {
             let serial: Serial = serial.parse()?;
             let reason: RevocationReason = reason.parse()?;
@@ -79,55 +43,28 @@ pub async fn run(global: &Global, command: CaCommand) -> Result<ExitCode, Failur
             println!("revoked {serial} ({reason})");
             Ok(ExitCode::SUCCESS)
         }
-        CaCommand::Crl {
-            out,
-            der,
-            next_update_hours,
-        } => crl(global, &dir, out.as_deref(), der, next_update_hours).await,
+        CaCommand::Crl { out, der, next_update_hours } => {
+            crl(global, &dir, out.as_deref(), der, next_update_hours).await
+        }
         CaCommand::List { status, json } => list(&dir, status, json).await,
         CaCommand::Show { serial, json } => show(&dir, &serial, json).await,
-        CaCommand::Batch {
-            csv,
-            out,
-            p12,
-            profile,
-            days,
-            key_type,
-        } => {
-            let p12 = p12.p12.then_some(if p12.legacy {
-                Pkcs12Format::Legacy
-            } else {
-                Pkcs12Format::Modern
-            });
+        CaCommand::Batch { csv, out, p12, profile, days, key_type } => {
+            let p12 = p12.p12.then_some(if p12.legacy { Pkcs12Format::Legacy } else { Pkcs12Format::Modern });
             let ca = open_ca(global, &dir).await?;
-            crate::batch::run(
-                &ca,
-                &csv,
-                &out,
-                p12,
-                profile.into(),
-                days,
-                parse_key_type(&key_type)?,
-            )
-            .await
+            crate::batch::run(&ca, &csv, &out, p12, profile.into(), days, parse_key_type(&key_type)?).await
         }
     }
 }
 
 fn parse_key_type(text: &str) -> Result<KeyType, Failure> {
-    text.parse::<KeyType>()
-        .map_err(|e| Failure::usage(e.to_string()))
+    text.parse::<KeyType>().map_err(|e| Failure::usage(e.to_string()))
 }
 
 /// The CA passphrase: from --ca-passphrase-file, else GATEHOUSE_CA_PASSPHRASE, else none.
 pub(crate) fn passphrase(global: &Global) -> Result<Option<Passphrase>, Failure> {
     if let Some(path) = &global.ca_passphrase_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Failure::failed(format!(
-                "cannot read the passphrase file {}: {e}",
-                path.display()
-            ))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::failed(format!("cannot read the passphrase file {}: {e}", path.display())))?;
         return Ok(Some(Passphrase::new(text)));
     }
     match std::env::var("GATEHOUSE_CA_PASSPHRASE") {
@@ -138,21 +75,12 @@ pub(crate) fn passphrase(global: &Global) -> Result<Option<Passphrase>, Failure>
 
 async fn open_store(dir: &CaDir) -> Result<SqliteStore, Failure> {
     if !dir.exists() {
-        return Err(pki::Error::NotInitialized(
-            dir.database()
-                .parent()
-                .map(Path::to_owned)
-                .unwrap_or_default(),
-        )
-        .into());
+        return Err(pki::Error::NotInitialized(dir.database().parent().map(Path::to_owned).unwrap_or_default()).into());
     }
     Ok(SqliteStore::open(&dir.database()).await?)
 }
 
-async fn open_ca(
-    global: &Global,
-    dir: &CaDir,
-) -> Result<CertificateAuthority<SqliteStore>, Failure> {
+async fn open_ca(global: &Global, dir: &CaDir) -> Result<CertificateAuthority<SqliteStore>, Failure> {
     let issuer = dir.issuer(passphrase(global)?.as_ref())?;
     let store = open_store(dir).await?;
     Ok(CertificateAuthority::new(issuer, store))
@@ -168,26 +96,13 @@ async fn init(
 ) -> Result<ExitCode, Failure> {
     let key_type = parse_key_type(key_type)?;
     let passphrase = passphrase(global)?;
-    let init = CaInit {
-        name,
-        key_type,
-        days,
-    };
+    let init = CaInit { name, key_type, days };
     dir.init(&init, crl_url.as_deref(), passphrase.as_ref())?;
     SqliteStore::open(&dir.database()).await?;
-    println!(
-        "created a {key_type} root and issuing CA in {}",
-        global.data_dir.display()
-    );
+    println!("created a {key_type} root and issuing CA in {}", global.data_dir.display());
     println!("root certificate:         {}", dir.root_path().display());
-    println!(
-        "intermediate certificate: {}",
-        dir.intermediate_path().display()
-    );
-    println!(
-        "settings and policy:      {}",
-        dir.settings_path().display()
-    );
+    println!("intermediate certificate: {}", dir.intermediate_path().display());
+    println!("settings and policy:      {}", dir.settings_path().display());
     if passphrase.is_some() {
         println!("the CA keys are encrypted with the passphrase you gave");
     }
@@ -220,28 +135,16 @@ async fn issue(
         (Some(_), None) => Some((pki::generate_password(), true)),
         _ => None,
     };
-    std::fs::create_dir_all(out)
-        .map_err(|e| Failure::failed(format!("cannot create {}: {e}", out.display())))?;
+    std::fs::create_dir_all(out).map_err(|e| Failure::failed(format!("cannot create {}: {e}", out.display())))?;
     let ca = open_ca(global, dir).await?;
     let (issued, key) = ca.issue(request, key_type).await?;
     let p12_bytes = match (p12, &password) {
-        (Some(format), Some((password, _))) => Some(bundle::pkcs12(
-            ca.issuer(),
-            cn,
-            &issued,
-            &key,
-            &P12Request { password, format },
-        )?),
+        (Some(format), Some((password, _))) => {
+            Some(bundle::pkcs12(ca.issuer(), cn, &issued, &key, &P12Request { password, format })?)
+        }
         _ => None,
     };
-    bundle::write(
-        &paths,
-        ca.issuer(),
-        &issued,
-        &key,
-        p12_bytes.as_deref(),
-        true,
-    )?;
+    bundle::write(&paths, ca.issuer(), &issued, &key, p12_bytes.as_deref(), true)?;
     println!("serial: {}", issued.serial);
     println!("certificate: {}", paths.crt.display());
     println!("private key: {}", paths.key.display());
@@ -257,12 +160,8 @@ async fn issue(
 }
 
 fn read_password(path: &Path) -> Result<String, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::failed(format!(
-            "cannot read the password file {}: {e}",
-            path.display()
-        ))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::failed(format!("cannot read the password file {}: {e}", path.display())))?;
     let line = text.lines().next().unwrap_or_default().to_owned();
     if line.is_empty() {
         return Err(Failure::failed(format!(
@@ -308,11 +207,7 @@ async fn crl(
 ) -> Result<ExitCode, Failure> {
     let ca = open_ca(global, dir).await?;
     let crl = ca.crl(hours).await?;
-    let bytes = if der {
-        crl.der
-    } else {
-        pki::pem_crl(&crl.der).into_bytes()
-    };
+    let bytes = if der { crl.der } else { pki::pem_crl(&crl.der).into_bytes() };
     match out {
         Some(path) => {
             pki::files::write_atomic(path, &bytes, pki::files::PUBLIC, true)?;
@@ -325,9 +220,7 @@ async fn crl(
         }
         None => {
             use std::io::Write;
-            std::io::stdout()
-                .write_all(&bytes)
-                .map_err(|e| Failure::failed(format!("cannot write the CRL: {e}")))?;
+            std::io::stdout().write_all(&bytes).map_err(|e| Failure::failed(format!("cannot write the CRL: {e}")))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -369,10 +262,7 @@ async fn list(dir: &CaDir, status: Option<StatusArg>, json: bool) -> Result<Exit
         println!("{}", serde_json::Value::Array(all));
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<32}  {:<7}  {:<20}  {:<6}  SUBJECT / SANS",
-        "SERIAL", "STATUS", "NOT AFTER", "PROFILE"
-    );
+    println!("{:<32}  {:<7}  {:<20}  {:<6}  SUBJECT / SANS", "SERIAL", "STATUS", "NOT AFTER", "PROFILE");
     for r in &records {
         let c = &r.certificate;
         println!(
@@ -391,10 +281,8 @@ async fn list(dir: &CaDir, status: Option<StatusArg>, json: bool) -> Result<Exit
 async fn show(dir: &CaDir, serial: &str, json: bool) -> Result<ExitCode, Failure> {
     let serial: Serial = serial.parse()?;
     let store = open_store(dir).await?;
-    let record = store
-        .certificate(&serial.to_string())
-        .await?
-        .ok_or_else(|| pki::Error::UnknownSerial(serial.to_string()))?;
+    let record =
+        store.certificate(&serial.to_string()).await?.ok_or_else(|| pki::Error::UnknownSerial(serial.to_string()))?;
     let now = now();
     let pem = pki::pem_cert(&record.certificate.der);
     if json {
@@ -420,11 +308,7 @@ async fn show(dir: &CaDir, serial: &str, json: bool) -> Result<ExitCode, Failure
         let text = match v {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Null => "-".into(),
-            serde_json::Value::Array(items) => items
-                .iter()
-                .filter_map(|i| i.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str()).collect::<Vec<_>>().join(", "),
             other => other.to_string(),
         };
         println!("{key:<18} {text}");

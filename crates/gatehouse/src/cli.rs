@@ -18,12 +18,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Where gatehouse keeps its CA, database and settings.
-    #[arg(
-        long,
-        global = true,
-        env = "GATEHOUSE_DATA_DIR",
-        default_value = "./gatehouse-data"
-    )]
+    #[arg(long, global = true, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
     pub data_dir: PathBuf,
     /// File holding the passphrase that encrypts the CA keys (or set GATEHOUSE_CA_PASSPHRASE).
     #[arg(long, global = true, value_name = "FILE")]

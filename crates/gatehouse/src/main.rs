@@ -24,18 +24,12 @@ pub struct Failure {
 impl Failure {
     /// A usage or configuration error (exit 2).
     pub fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            message: message.into(),
-            code: 2,
-        }
+        Failure { message: message.into(), code: 2 }
     }
 
     /// A failed operation (exit 1).
     pub fn failed(message: impl Into<String>) -> Failure {
-        Failure {
-            message: message.into(),
-            code: 1,
-        }
+        Failure { message: message.into(), code: 1 }
     }
 }
 
@@ -50,10 +44,7 @@ impl From<pki::Error> for Failure {
             | pki::Error::InvalidName { .. } => 2,
             _ => 1,
         };
-        Failure {
-            message: e.to_string(),
-            code,
-        }
+        Failure { message: e.to_string(), code }
     }
 }
 
@@ -80,9 +71,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Ca(command) => {
-            current_thread().and_then(|rt| rt.block_on(ca::run(&cli.global, command)))
-        }
+        Command::Ca(command) => current_thread().and_then(|rt| rt.block_on(ca::run(&cli.global, command))),
         Command::Config(ConfigCommand::Check { file }) => {
             current_thread().and_then(|rt| rt.block_on(serve::check(&cli.global, &file)))
         }
@@ -90,19 +79,8 @@ fn main() -> ExitCode {
             let rt = serve::runtime(loaded.runtime.worker_threads)?;
             rt.block_on(serve::serve(&cli.global, &config, loaded))
         }),
-        Command::Quickstart {
-            listen,
-            upstream,
-            hostname,
-        } => serve::runtime(None).and_then(|rt| {
-            rt.block_on(serve::quickstart(
-                &cli.global,
-                serve::Quickstart {
-                    listen,
-                    upstream,
-                    hostname,
-                },
-            ))
+        Command::Quickstart { listen, upstream, hostname } => serve::runtime(None).and_then(|rt| {
+            rt.block_on(serve::quickstart(&cli.global, serve::Quickstart { listen, upstream, hostname }))
         }),
     };
     match result {

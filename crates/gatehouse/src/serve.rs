@@ -19,10 +19,7 @@ pub fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime,
     if let Some(n) = worker_threads {
         builder.worker_threads(n.max(1));
     }
-    builder
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))
+    builder.enable_all().build().map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))
 }
 
 /// Reads and validates a config file (exit 2 on errors).
@@ -31,20 +28,13 @@ pub fn load_config(path: &Path) -> Result<Config, Failure> {
 }
 
 fn uses_internal_ca(config: &Config) -> bool {
-    config
-        .sites
-        .iter()
-        .any(|s| s.certificate.internal_ca || s.trust.as_ref().is_some_and(|t| t.internal_ca))
+    config.sites.iter().any(|s| s.certificate.internal_ca || s.trust.as_ref().is_some_and(|t| t.internal_ca))
 }
 
 async fn open_internal(global: &Global, data_dir: &Path) -> Result<Arc<InternalCa>, Failure> {
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&CaDir::new(data_dir).database()).await?);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&CaDir::new(data_dir).database()).await?);
     let passphrase = crate::ca::passphrase(global)?;
-    InternalCa::open(data_dir, store, passphrase)
-        .await
-        .map(Arc::new)
-        .map_err(Failure::failed)
+    InternalCa::open(data_dir, store, passphrase).await.map(Arc::new).map_err(Failure::failed)
 }
 
 fn data_dir(global: &Global, config: &Config, config_path: Option<&Path>) -> PathBuf {
@@ -56,19 +46,13 @@ fn data_dir(global: &Global, config: &Config, config_path: Option<&Path>) -> Pat
 }
 
 /// `gatehouse serve --config FILE`.
-pub async fn serve(
-    global: &Global,
-    config_path: &Path,
-    config: Config,
-) -> Result<ExitCode, Failure> {
+pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Result<ExitCode, Failure> {
     let internal = if uses_internal_ca(&config) {
         Some(open_internal(global, &data_dir(global, &config, Some(config_path))).await?)
     } else {
         None
     };
-    let gateway = Gateway::new(config, Some(config_path.to_owned()), internal)
-        .await
-        .map_err(Failure::failed)?;
+    let gateway = Gateway::new(config, Some(config_path.to_owned()), internal).await.map_err(Failure::failed)?;
     let listeners = gateway.bind().await.map_err(Failure::failed)?;
     gateway
         .run(listeners, |bound| {
@@ -99,10 +83,7 @@ pub async fn check(global: &Global, path: &Path) -> Result<ExitCode, Failure> {
     gateway::sites::Runtime::build(config, base, provider, internal.as_ref())
         .await
         .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-    println!(
-        "{}: ok ({sites} sites, {upstreams} upstreams)",
-        path.display()
-    );
+    println!("{}: ok ({sites} sites, {upstreams} upstreams)", path.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -120,11 +101,7 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
     let passphrase = crate::ca::passphrase(global)?;
     if !dir.exists() {
         dir.init(
-            &CaInit {
-                name: "gatehouse".into(),
-                key_type: KeyType::EcdsaP256,
-                days: 3650,
-            },
+            &CaInit { name: "gatehouse".into(), key_type: KeyType::EcdsaP256, days: 3650 },
             None,
             passphrase.as_ref(),
         )?;
@@ -151,25 +128,13 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
             user,
             &issued,
             &key,
-            &P12Request {
-                password: &password,
-                format: Pkcs12Format::Modern,
-            },
+            &P12Request { password: &password, format: Pkcs12Format::Modern },
         )?;
-        pki::files::write_atomic(
-            &password_path,
-            format!("{password}\n").as_bytes(),
-            pki::files::PRIVATE,
-            true,
-        )?;
+        pki::files::write_atomic(&password_path, format!("{password}\n").as_bytes(), pki::files::PRIVATE, true)?;
         bundle::write(&paths, ca.issuer(), &issued, &key, Some(&p12), true)?;
     }
     let internal: Arc<dyn Store> = Arc::new(store);
-    let internal = Arc::new(
-        InternalCa::open(&data_dir, internal, passphrase)
-            .await
-            .map_err(Failure::failed)?,
-    );
+    let internal = Arc::new(InternalCa::open(&data_dir, internal, passphrase).await.map_err(Failure::failed)?);
 
     let upstream = match options.upstream {
         Some(url) => url,
@@ -184,11 +149,7 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
     if options.hostname == "localhost" {
         hosts.push("127.0.0.1".into());
     }
-    let hosts_toml = hosts
-        .iter()
-        .map(|h| format!("\"{h}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let hosts_toml = hosts.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ");
     for h in &hosts {
         SubjectAltName::parse(h).map_err(|e| Failure::usage(e.to_string()))?;
     }
@@ -196,11 +157,8 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
         "[listen]\nhttps = \"{listen}\"\n\n[[site]]\nhosts = [{hosts_toml}]\ncertificate = {{ internal_ca = true }}\nmtls = \"require\"\ntrust = {{ internal_ca = true }}\nupstream = \"app\"\n\n[[upstream]]\nname = \"app\"\nservers = [\"{upstream}\"]\n",
         listen = options.listen
     );
-    let config =
-        Config::parse(Path::new("quickstart"), &toml).map_err(|e| Failure::usage(e.to_string()))?;
-    let gateway = Gateway::new(config, None, Some(internal))
-        .await
-        .map_err(Failure::failed)?;
+    let config = Config::parse(Path::new("quickstart"), &toml).map_err(|e| Failure::usage(e.to_string()))?;
+    let gateway = Gateway::new(config, None, Some(internal)).await.map_err(Failure::failed)?;
     let listeners = gateway.bind().await.map_err(Failure::failed)?;
     let root = dir.root_path();
     let hostname = options.hostname.clone();

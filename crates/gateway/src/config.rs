@@ -154,10 +154,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings {
-            access: true,
-            handshakes: true,
-        }
+        LogSettings { access: true, handshakes: true }
     }
 }
 
@@ -262,33 +259,24 @@ pub struct RouteConfig {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_owned(),
-            message: format!("cannot read it: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { path: path.to_owned(), message: format!("cannot read it: {e}") })?;
         Config::parse(path, &text)
     }
 
     /// Parses and validates configuration text; `path` is used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let err = |message: String| ConfigError {
-            path: path.to_owned(),
-            message,
-        };
-        let config: Config =
-            toml::from_str(text).map_err(|e| err(toml_message(text, e.span(), e.message())))?;
+        let err = |message: String| ConfigError { path: path.to_owned(), message };
+        let config: Config = toml::from_str(text).map_err(|e| err(toml_message(text, e.span(), e.message())))?;
         config.validate(text).map_err(err)?;
         Ok(config)
     }
 
     fn validate(&self, text: &str) -> Result<(), String> {
         let at = |span: std::ops::Range<usize>| line_col(text, span.start);
-        let upstream_names: HashSet<&str> =
-            self.upstreams.iter().map(|u| u.name.as_str()).collect();
+        let upstream_names: HashSet<&str> = self.upstreams.iter().map(|u| u.name.as_str()).collect();
         if upstream_names.len() != self.upstreams.len() {
-            return Err(
-                "two [[upstream]] tables have the same name; give each a unique name".into(),
-            );
+            return Err("two [[upstream]] tables have the same name; give each a unique name".into());
         }
         let check_upstream = |u: &Spanned<String>, key: &str| {
             if upstream_names.contains(u.get_ref().as_str()) {
@@ -302,16 +290,12 @@ impl Config {
             }
         };
         if self.sites.is_empty() {
-            return Err(
-                "no [[site]] is configured; add one with hosts, certificate and upstream".into(),
-            );
+            return Err("no [[site]] is configured; add one with hosts, certificate and upstream".into());
         }
         let mut seen_hosts = HashSet::new();
         for (i, site) in self.sites.iter().enumerate() {
             if site.hosts.is_empty() {
-                return Err(format!(
-                    "site[{i}].hosts is empty; list the host names this site serves"
-                ));
+                return Err(format!("site[{i}].hosts is empty; list the host names this site serves"));
             }
             for host in &site.hosts {
                 let name = host.get_ref().to_ascii_lowercase();
@@ -322,10 +306,7 @@ impl Config {
                     ));
                 }
                 if !seen_hosts.insert(name.clone()) {
-                    return Err(format!(
-                        "{}: host \"{name}\" is served by two sites; keep it in one",
-                        at(host.span())
-                    ));
+                    return Err(format!("{}: host \"{name}\" is served by two sites; keep it in one", at(host.span())));
                 }
             }
             let c = &site.certificate;
@@ -340,9 +321,7 @@ impl Config {
                     return Err(format!("site[{i}].certificate needs both cert and key"));
                 }
                 (true, true, true) => {
-                    return Err(format!(
-                        "site[{i}].certificate has files and internal_ca = true; choose one"
-                    ));
+                    return Err(format!("site[{i}].certificate has files and internal_ca = true; choose one"));
                 }
             }
             if matches!(site.mtls, MtlsMode::Optional | MtlsMode::Require) {
@@ -351,11 +330,7 @@ impl Config {
                     _ => {
                         return Err(format!(
                             "site[{i}] has mtls = \"{}\" but no trust store; add trust = {{ internal_ca = true }} or trust = {{ ca_files = [...] }}",
-                            if site.mtls == MtlsMode::Require {
-                                "require"
-                            } else {
-                                "optional"
-                            }
+                            if site.mtls == MtlsMode::Require { "require" } else { "optional" }
                         ));
                     }
                 }
@@ -380,9 +355,7 @@ impl Config {
                 match &route.upstream {
                     Some(u) => check_upstream(u, &format!("site[{i}].route[{j}].upstream"))?,
                     None if site.upstream.is_none() => {
-                        return Err(format!(
-                            "site[{i}].route[{j}] has no upstream and the site has none; set one"
-                        ));
+                        return Err(format!("site[{i}].route[{j}] has no upstream and the site has none; set one"));
                     }
                     None => {}
                 }
@@ -394,10 +367,7 @@ impl Config {
             }
         }
         if self.limits.max_connections == 0 || self.limits.max_header_bytes < 1024 {
-            return Err(
-                "limits: max_connections must be at least 1 and max_header_bytes at least 1024"
-                    .into(),
-            );
+            return Err("limits: max_connections must be at least 1 and max_header_bytes at least 1024".into());
         }
         Ok(())
     }

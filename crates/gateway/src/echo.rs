@@ -25,10 +25,7 @@ pub async fn spawn_echo() -> std::io::Result<SocketAddr> {
                 let service = service_fn(|req: Request<Incoming>| async move {
                     let mut text = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
                     for (name, value) in req.headers() {
-                        text.push_str(&format!(
-                            "{name}: {}\n",
-                            String::from_utf8_lossy(value.as_bytes())
-                        ));
+                        text.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
                     }
                     let mut response = Response::new(Full::new(Bytes::from(text)));
                     response.headers_mut().insert(
@@ -37,9 +34,7 @@ pub async fn spawn_echo() -> std::io::Result<SocketAddr> {
                     );
                     Ok::<_, std::convert::Infallible>(response)
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
             });
         }
     });

@@ -59,8 +59,7 @@ impl IdentityHeaders {
                     headers.push((CLIENT_CERT.clone(), v));
                 }
                 if chain.len() > 1 {
-                    let list: Vec<String> =
-                        chain[1..].iter().map(|c| format!(":{}:", b64(c))).collect();
+                    let list: Vec<String> = chain[1..].iter().map(|c| format!(":{}:", b64(c))).collect();
                     if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
                         headers.push((CLIENT_CERT_CHAIN.clone(), v));
                     }
@@ -69,10 +68,7 @@ impl IdentityHeaders {
             IdentityFormat::Xfcc => {
                 let hash = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf));
                 let pem = pki::pem_cert(leaf);
-                let mut parts = vec![
-                    format!("Hash={hash}"),
-                    format!("Cert=\"{}\"", url_encode(&pem)),
-                ];
+                let mut parts = vec![format!("Hash={hash}"), format!("Cert=\"{}\"", url_encode(&pem))];
                 if let Some(s) = summary {
                     parts.push(format!("Subject=\"{}\"", s.subject.replace('"', "\\\"")));
                     for san in &s.sans {
@@ -117,10 +113,7 @@ mod tests {
 
     #[test]
     fn rfc9440_headers_are_sf_binary() {
-        let chain = vec![
-            CertificateDer::from(vec![1u8, 2, 3]),
-            CertificateDer::from(vec![4u8]),
-        ];
+        let chain = vec![CertificateDer::from(vec![1u8, 2, 3]), CertificateDer::from(vec![4u8])];
         let h = IdentityHeaders::new(IdentityFormat::Rfc9440, &chain, None);
         let mut map = HeaderMap::new();
         h.apply(&mut map);

@@ -36,15 +36,10 @@ impl InternalCa {
     ) -> Result<InternalCa, String> {
         let dir = pki::CaDir::new(data_dir);
         if !dir.exists() {
-            return Err(format!(
-                "no CA in {}; run `gatehouse ca init` first",
-                data_dir.display()
-            ));
+            return Err(format!("no CA in {}; run `gatehouse ca init` first", data_dir.display()));
         }
-        let read = |p: PathBuf| {
-            CertificateDer::from_pem_file(&p)
-                .map_err(|e| format!("cannot read {}: {e}", p.display()))
-        };
+        let read =
+            |p: PathBuf| CertificateDer::from_pem_file(&p).map_err(|e| format!("cannot read {}: {e}", p.display()));
         let root = read(dir.root_path())?;
         let intermediate = read(dir.intermediate_path())?;
         let key_id = key_id_of(&intermediate)?;
@@ -82,19 +77,12 @@ impl InternalCa {
 
     /// Re-reads the revoked serials; returns whether they changed.
     pub async fn refresh_revocations(&self) -> Result<bool, String> {
-        let revoked = self
-            .store
-            .revoked(&self.issuer_key_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let revoked = self.store.revoked(&self.issuer_key_id).await.map_err(|e| e.to_string())?;
         let serials: HashSet<String> = revoked.into_iter().map(|r| r.serial).collect();
         if **self.revocations.serials.load() == serials {
             return Ok(false);
         }
-        tracing::info!(
-            revoked = serials.len(),
-            "internal CA revocation list updated"
-        );
+        tracing::info!(revoked = serials.len(), "internal CA revocation list updated");
         self.revocations.serials.store(Arc::new(serials));
         Ok(true)
     }
@@ -122,18 +110,13 @@ impl InternalCa {
         hosts: &[String],
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
         let dir = self.data_dir.join("gateway").join("certs");
-        let stem = hosts
-            .first()
-            .map(|h| h.replace('*', "_wildcard"))
-            .unwrap_or_else(|| "site".into());
+        let stem = hosts.first().map(|h| h.replace('*', "_wildcard")).unwrap_or_else(|| "site".into());
         let crt_path = dir.join(format!("{stem}.fullchain.pem"));
         let key_path = dir.join(format!("{stem}.key"));
         if let Some(found) = reusable(&crt_path, &key_path, hosts) {
             return Ok(found);
         }
-        let issuer = pki::CaDir::new(&self.data_dir)
-            .issuer(self.passphrase.as_ref())
-            .map_err(|e| e.to_string())?;
+        let issuer = pki::CaDir::new(&self.data_dir).issuer(self.passphrase.as_ref()).map_err(|e| e.to_string())?;
         let ca = pki::CertificateAuthority::new(issuer, self.store.clone());
         let sans = hosts
             .iter()
@@ -142,58 +125,38 @@ impl InternalCa {
             .map_err(|e| e.to_string())?;
         let request = pki::LeafRequest {
             profile: pki::Profile::Server,
-            subject: pki::Subject::common_name(
-                hosts.first().map(String::as_str).unwrap_or("gatehouse"),
-            ),
+            subject: pki::Subject::common_name(hosts.first().map(String::as_str).unwrap_or("gatehouse")),
             sans,
             days: None,
         };
-        let (issued, key) = ca
-            .issue(&request, pki::KeyType::EcdsaP256)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (issued, key) = ca.issue(&request, pki::KeyType::EcdsaP256).await.map_err(|e| e.to_string())?;
         pki::files::create_private_dir(&dir).map_err(|e| e.to_string())?;
         let key_pem = pki::encode_private_key(&key, None).map_err(|e| e.to_string())?;
-        let chain_pem = format!(
-            "{}{}",
-            pki::pem_cert(&issued.der),
-            pki::pem_cert(&self.intermediate)
-        );
+        let chain_pem = format!("{}{}", pki::pem_cert(&issued.der), pki::pem_cert(&self.intermediate));
         pki::files::write_atomic(&key_path, key_pem.as_bytes(), pki::files::PRIVATE, true)
             .map_err(|e| e.to_string())?;
         pki::files::write_atomic(&crt_path, chain_pem.as_bytes(), pki::files::PUBLIC, true)
             .map_err(|e| e.to_string())?;
         tracing::info!(hosts = ?hosts, serial = %issued.serial, "issued a site certificate from the internal CA");
-        reusable(&crt_path, &key_path, hosts)
-            .ok_or_else(|| "the certificate just issued cannot be read back".into())
+        reusable(&crt_path, &key_path, hosts).ok_or_else(|| "the certificate just issued cannot be read back".into())
     }
 
     /// Whether any of the site certificates in use needs renewal now.
     pub fn needs_renewal(&self, hosts: &[String]) -> bool {
         let dir = self.data_dir.join("gateway").join("certs");
-        let stem = hosts
-            .first()
-            .map(|h| h.replace('*', "_wildcard"))
-            .unwrap_or_else(|| "site".into());
-        reusable(
-            &dir.join(format!("{stem}.fullchain.pem")),
-            &dir.join(format!("{stem}.key")),
-            hosts,
-        )
-        .is_none()
+        let stem = hosts.first().map(|h| h.replace('*', "_wildcard")).unwrap_or_else(|| "site".into());
+        reusable(&dir.join(format!("{stem}.fullchain.pem")), &dir.join(format!("{stem}.key")), hosts).is_none()
     }
 }
 
 fn key_id_of(cert: &CertificateDer<'_>) -> Result<String, String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|e| format!("intermediate certificate: {e}"))?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("intermediate certificate: {e}"))?;
     parsed
         .extensions()
         .iter()
         .find_map(|ext| match ext.parsed_extension() {
-            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(ki) => {
-                Some(hex::encode_upper(ki.0))
-            }
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(ki) => Some(hex::encode_upper(ki.0)),
             _ => None,
         })
         .ok_or_else(|| "the intermediate certificate has no subject key identifier".into())
@@ -205,17 +168,12 @@ fn reusable(
     key: &Path,
     hosts: &[String],
 ) -> Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(crt)
-        .ok()?
-        .collect::<Result<_, _>>()
-        .ok()?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(crt).ok()?.collect::<Result<_, _>>().ok()?;
     let key = PrivateKeyDer::from_pem_file(key).ok()?;
     let (_, leaf) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
     let validity = leaf.validity();
-    let (start, end) = (
-        validity.not_before.timestamp(),
-        validity.not_after.timestamp(),
-    );
+    let (start, end) = (validity.not_before.timestamp(), validity.not_after.timestamp());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if now > end - (end - start) / 3 {
         return None;
@@ -241,8 +199,5 @@ fn reusable(
                 .collect()
         })
         .unwrap_or_default();
-    hosts
-        .iter()
-        .all(|h| names.contains(h))
-        .then_some((chain, key))
+    hosts.iter().all(|h| names.contains(h)).then_some((chain, key))
 }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod crl_fetch;
 pub mod echo;
 pub mod identity;
 pub mod internal_ca;
@@ -19,8 +20,7 @@ pub mod proxy;
 pub mod server;
 pub mod sites;
 pub mod trust;
-#[path = "upstream_stub.rs"]
-pub mod upstream; // TEMPORARY until upstream/ lands
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -72,14 +72,10 @@ impl Gateway {
         internal: Option<Arc<InternalCa>>,
     ) -> Result<Arc<Gateway>, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let base_dir = config_path
-            .as_deref()
-            .and_then(Path::parent)
-            .map(Path::to_owned)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let base_dir =
+            config_path.as_deref().and_then(Path::parent).map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."));
         let slots = config.limits.max_connections;
-        let runtime =
-            Runtime::build(config, &base_dir, provider.clone(), internal.as_ref()).await?;
+        let runtime = Runtime::build(config, &base_dir, provider.clone(), internal.as_ref()).await?;
         runtime.start_health_checks();
         if let Some(ca) = &internal {
             ca.spawn_revocation_poller(Duration::from_millis(500));
@@ -109,30 +105,19 @@ impl Gateway {
     }
 
     async fn try_reload(&self) -> Result<(), String> {
-        let path = self
-            .config_path
-            .as_deref()
-            .ok_or("this gateway has no configuration file to reload")?;
+        let path = self.config_path.as_deref().ok_or("this gateway has no configuration file to reload")?;
         let config = Config::load(path).map_err(|e| e.to_string())?;
         if config.listen != self.runtime.load().config.listen {
             tracing::warn!("listen addresses changed; they take effect at the next restart");
         }
-        let runtime = Runtime::build(
-            config,
-            &self.base_dir,
-            self.provider.clone(),
-            self.internal.as_ref(),
-        )
-        .await?;
+        let runtime = Runtime::build(config, &self.base_dir, self.provider.clone(), self.internal.as_ref()).await?;
         runtime.start_health_checks();
         self.runtime.store(Arc::new(runtime));
         Ok(())
     }
 
     /// Binds the listeners; then serve with [`Gateway::run`].
-    pub async fn bind(
-        &self,
-    ) -> Result<(TcpListener, Option<TcpListener>, Option<TcpListener>), String> {
+    pub async fn bind(&self) -> Result<(TcpListener, Option<TcpListener>, Option<TcpListener>), String> {
         let listen = self.runtime.load().config.listen.clone();
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -165,24 +150,12 @@ impl Gateway {
             admin: admin.as_ref().and_then(|l| l.local_addr().ok()),
         };
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(server::serve_tls(
-            self.clone(),
-            https,
-            stopped.clone(),
-        ))];
+        let mut tasks = vec![tokio::spawn(server::serve_tls(self.clone(), https, stopped.clone()))];
         if let Some(l) = http {
-            tasks.push(tokio::spawn(server::serve_redirect(
-                l,
-                bound.https.port(),
-                stopped.clone(),
-            )));
+            tasks.push(tokio::spawn(server::serve_redirect(l, bound.https.port(), stopped.clone())));
         }
         if let Some(l) = admin {
-            tasks.push(tokio::spawn(server::serve_admin(
-                self.clone(),
-                l,
-                stopped.clone(),
-            )));
+            tasks.push(tokio::spawn(server::serve_admin(self.clone(), l, stopped.clone())));
         }
         self.clone().spawn_watchers();
         on_ready(bound);
@@ -204,9 +177,7 @@ impl Gateway {
     fn spawn_watchers(self: Arc<Self>) {
         let gateway = self.clone();
         tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
                 return;
             };
             while hup.recv().await.is_some() {
@@ -222,8 +193,8 @@ impl Gateway {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let now = self.fingerprint(&config_path);
-                let renewal_due = last_renewal_check.elapsed() >= Duration::from_secs(3600)
-                    && self.internal_certs_due();
+                let renewal_due =
+                    last_renewal_check.elapsed() >= Duration::from_secs(3600) && self.internal_certs_due();
                 if renewal_due {
                     last_renewal_check = tokio::time::Instant::now();
                 }
@@ -239,20 +210,10 @@ impl Gateway {
         let Some(ca) = &self.internal else {
             return false;
         };
-        self.runtime
-            .load()
-            .config
-            .sites
-            .iter()
-            .filter(|s| s.certificate.internal_ca)
-            .any(|s| {
-                let hosts: Vec<String> = s
-                    .hosts
-                    .iter()
-                    .map(|h| h.get_ref().to_ascii_lowercase())
-                    .collect();
-                ca.needs_renewal(&hosts)
-            })
+        self.runtime.load().config.sites.iter().filter(|s| s.certificate.internal_ca).any(|s| {
+            let hosts: Vec<String> = s.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
+            ca.needs_renewal(&hosts)
+        })
     }
 
     /// Modification times of the config file and every file it reads.
@@ -264,18 +225,9 @@ impl Gateway {
                 .config
                 .watched_files()
                 .into_iter()
-                .map(|p| {
-                    if p.is_absolute() {
-                        p
-                    } else {
-                        self.base_dir.join(p)
-                    }
-                }),
+                .map(|p| if p.is_absolute() { p } else { self.base_dir.join(p) }),
         );
-        files
-            .iter()
-            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-            .collect()
+        files.iter().map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()).collect()
     }
 }
 

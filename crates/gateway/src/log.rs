@@ -86,8 +86,7 @@ pub fn write_line(entry: &impl Serialize) {
 /// The current time in RFC 3339 with milliseconds.
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     now.format(&format).unwrap_or_default()
 }

@@ -72,12 +72,7 @@ impl Metrics {
 
     /// Counts a reload attempt.
     pub fn reload(&self, ok: bool) {
-        if ok {
-            &self.reloads
-        } else {
-            &self.reload_failures
-        }
-        .fetch_add(1, Ordering::Relaxed);
+        if ok { &self.reloads } else { &self.reload_failures }.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition.
@@ -86,78 +81,33 @@ impl Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         out.push_str("# TYPE gatehouse_requests_total counter\n");
         for (i, c) in self.requests.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "gatehouse_requests_total{{code=\"{}xx\"}} {}",
-                i + 1,
-                get(c)
-            );
+            let _ = writeln!(out, "gatehouse_requests_total{{code=\"{}xx\"}} {}", i + 1, get(c));
         }
         out.push_str("# TYPE gatehouse_tls_handshakes_total counter\n");
-        let _ = writeln!(
-            out,
-            "gatehouse_tls_handshakes_total {}",
-            get(&self.handshakes)
-        );
+        let _ = writeln!(out, "gatehouse_tls_handshakes_total {}", get(&self.handshakes));
         out.push_str("# TYPE gatehouse_client_cert_refusals_total counter\n");
         for (label, c) in Refusal::LABELS.iter().zip(&self.refusals) {
-            let _ = writeln!(
-                out,
-                "gatehouse_client_cert_refusals_total{{reason=\"{label}\"}} {}",
-                get(c)
-            );
+            let _ = writeln!(out, "gatehouse_client_cert_refusals_total{{reason=\"{label}\"}} {}", get(c));
         }
         out.push_str("# TYPE gatehouse_tls_unknown_sni_total counter\n");
-        let _ = writeln!(
-            out,
-            "gatehouse_tls_unknown_sni_total {}",
-            get(&self.unknown_sni)
-        );
+        let _ = writeln!(out, "gatehouse_tls_unknown_sni_total {}", get(&self.unknown_sni));
         out.push_str("# TYPE gatehouse_tls_errors_total counter\n");
         let _ = writeln!(out, "gatehouse_tls_errors_total {}", get(&self.tls_errors));
         out.push_str("# TYPE gatehouse_connections_open gauge\n");
-        let _ = writeln!(
-            out,
-            "gatehouse_connections_open {}",
-            self.connections_open.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "gatehouse_connections_open {}", self.connections_open.load(Ordering::Relaxed));
         out.push_str("# TYPE gatehouse_connections_total counter\n");
-        let _ = writeln!(
-            out,
-            "gatehouse_connections_total {}",
-            get(&self.connections_total)
-        );
+        let _ = writeln!(out, "gatehouse_connections_total {}", get(&self.connections_total));
         out.push_str("# TYPE gatehouse_upstream_errors_total counter\n");
-        let _ = writeln!(
-            out,
-            "gatehouse_upstream_errors_total {}",
-            get(&self.upstream_errors)
-        );
+        let _ = writeln!(out, "gatehouse_upstream_errors_total {}", get(&self.upstream_errors));
         out.push_str("# TYPE gatehouse_config_reloads_total counter\n");
-        let _ = writeln!(
-            out,
-            "gatehouse_config_reloads_total{{result=\"ok\"}} {}",
-            get(&self.reloads)
-        );
-        let _ = writeln!(
-            out,
-            "gatehouse_config_reloads_total{{result=\"refused\"}} {}",
-            get(&self.reload_failures)
-        );
+        let _ = writeln!(out, "gatehouse_config_reloads_total{{result=\"ok\"}} {}", get(&self.reloads));
+        let _ = writeln!(out, "gatehouse_config_reloads_total{{result=\"refused\"}} {}", get(&self.reload_failures));
         out.push_str("# TYPE gatehouse_upstream_healthy_servers gauge\n");
         let mut pools: Vec<_> = runtime.pools.iter().collect();
         pools.sort_by(|a, b| a.0.cmp(b.0));
         for (name, pool) in pools {
-            let _ = writeln!(
-                out,
-                "gatehouse_upstream_healthy_servers{{upstream=\"{name}\"}} {}",
-                pool.healthy()
-            );
-            let _ = writeln!(
-                out,
-                "gatehouse_upstream_servers{{upstream=\"{name}\"}} {}",
-                pool.servers()
-            );
+            let _ = writeln!(out, "gatehouse_upstream_healthy_servers{{upstream=\"{name}\"}} {}", pool.healthy());
+            let _ = writeln!(out, "gatehouse_upstream_servers{{upstream=\"{name}\"}} {}", pool.servers());
         }
         out
     }

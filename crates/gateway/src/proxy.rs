@@ -97,18 +97,11 @@ fn request_id() -> String {
     let mut seed = [0u8; 8];
     // Ids only need to be unique, not secret; fall back to the counter alone.
     let _ = aws_lc_rs::rand::fill(&mut seed);
-    format!(
-        "{:016x}{:08x}",
-        u64::from_le_bytes(seed),
-        REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed) as u32
-    )
+    format!("{:016x}{:08x}", u64::from_le_bytes(seed), REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed) as u32)
 }
 
 /// Handles one request through every phase.
-pub async fn handle(
-    conn: Arc<Connection>,
-    mut req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let id = request_id();
     let host = request_host(&req).unwrap_or_default();
@@ -152,10 +145,7 @@ pub async fn handle(
         ));
     }
     upstream_request(&conn, &mut req, &host, &id);
-    let upgrade = req
-        .headers()
-        .contains_key(header::UPGRADE)
-        .then(|| hyper::upgrade::on(&mut req));
+    let upgrade = req.headers().contains_key(header::UPGRADE).then(|| hyper::upgrade::on(&mut req));
 
     let forwarded = tokio::time::timeout(conn.request_timeout, route.upstream.forward(req)).await;
     let (mut response, server) = match forwarded {
@@ -196,23 +186,13 @@ pub async fn handle(
     }
     entry.status = response.status().as_u16();
     let (parts, body) = response.into_parts();
-    Ok(Response::from_parts(
-        parts,
-        LoggedBody::new(Either::Left(body), entry, started, &conn),
-    ))
+    Ok(Response::from_parts(parts, LoggedBody::new(Either::Left(body), entry, started, &conn)))
 }
 
 /// Phase 1: the Host must be one of the site's names; the longest prefix route wins.
-pub fn route<'a>(
-    site: &'a Site,
-    host: &str,
-    path: &str,
-) -> Result<&'a Route, (StatusCode, &'static str)> {
+pub fn route<'a>(site: &'a Site, host: &str, path: &str) -> Result<&'a Route, (StatusCode, &'static str)> {
     if !site.serves(host) {
-        return Err((
-            StatusCode::MISDIRECTED_REQUEST,
-            "host_not_served_on_this_connection",
-        ));
+        return Err((StatusCode::MISDIRECTED_REQUEST, "host_not_served_on_this_connection"));
     }
     site.route(path).ok_or((StatusCode::NOT_FOUND, "no_route"))
 }
@@ -307,31 +287,20 @@ fn splice_upgrade(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrad
 }
 
 fn request_host(req: &Request<Incoming>) -> Option<String> {
-    let raw = req
-        .uri()
-        .authority()
-        .map(|a| a.host().to_owned())
-        .or_else(|| {
-            let value = req.headers().get(header::HOST)?.to_str().ok()?;
-            let host = if value.starts_with('[') {
-                value.split_inclusive(']').next().unwrap_or(value)
-            } else {
-                value.rsplit_once(':').map_or(value, |(h, _)| h)
-            };
-            Some(host.to_owned())
-        })?;
-    Some(
-        raw.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase(),
-    )
+    let raw = req.uri().authority().map(|a| a.host().to_owned()).or_else(|| {
+        let value = req.headers().get(header::HOST)?.to_str().ok()?;
+        let host = if value.starts_with('[') {
+            value.split_inclusive(']').next().unwrap_or(value)
+        } else {
+            value.rsplit_once(':').map_or(value, |(h, _)| h)
+        };
+        Some(host.to_owned())
+    })?;
+    Some(raw.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/json"))
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"))
 }
 
 fn version_name(v: http::Version) -> &'static str {
@@ -352,19 +321,13 @@ fn local(
     detail: Option<String>,
     json: bool,
 ) -> Response<ProxyBody> {
-    let message = detail
-        .clone()
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let message = detail.clone().unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
     let (content_type, body) = if json {
-        let body =
-            serde_json::json!({ "status": status.as_u16(), "error": code, "reason": message });
+        let body = serde_json::json!({ "status": status.as_u16(), "error": code, "reason": message });
         ("application/json", body.to_string())
     } else {
         let title = status.canonical_reason().unwrap_or("Error");
-        let escaped = message
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;");
+        let escaped = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
         (
             "text/html; charset=utf-8",
             format!(
@@ -376,20 +339,12 @@ fn local(
     };
     entry.status = status.as_u16();
     entry.refused = Some(code.to_owned());
-    let mut response = Response::new(LoggedBody::new(
-        Either::Right(Full::new(Bytes::from(body))),
-        entry,
-        started,
-        conn,
-    ));
+    let mut response =
+        Response::new(LoggedBody::new(Either::Right(Full::new(Bytes::from(body))), entry, started, conn));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Some(hsts) = &conn.site.hsts {
-        response
-            .headers_mut()
-            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
     response
 }
@@ -405,13 +360,7 @@ pub struct LoggedBody {
 
 impl LoggedBody {
     fn new(inner: Inner, entry: AccessEntry, started: Instant, conn: &Connection) -> LoggedBody {
-        LoggedBody {
-            inner,
-            entry: Some(entry),
-            started,
-            log: conn.access_log,
-            metrics: conn.metrics.clone(),
-        }
+        LoggedBody { inner, entry: Some(entry), started, log: conn.access_log, metrics: conn.metrics.clone() }
     }
 
     fn finish(&mut self) {
@@ -429,10 +378,7 @@ impl Body for LoggedBody {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

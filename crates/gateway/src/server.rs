@@ -27,11 +27,7 @@ use crate::proxy::{self, ClientCert, Connection};
 use crate::trust::{Refusal, summarize};
 
 /// Accepts TLS connections until `shutdown` turns true.
-pub async fn serve_tls(
-    gateway: Arc<Gateway>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve_tls(gateway: Arc<Gateway>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     loop {
         let permit = tokio::select! {
             permit = gateway.connection_slots.clone().acquire_owned() => match permit {
@@ -73,12 +69,7 @@ async fn connection(
     let _ = tcp.set_nodelay(true);
     let metrics = gateway.metrics.clone();
 
-    let start = match tokio::time::timeout(
-        handshake_timeout,
-        LazyConfigAcceptor::new(Acceptor::default(), tcp),
-    )
-    .await
-    {
+    let start = match tokio::time::timeout(handshake_timeout, LazyConfigAcceptor::new(Acceptor::default(), tcp)).await {
         Ok(Ok(start)) => start,
         Ok(Err(e)) => {
             metrics.tls_error();
@@ -106,52 +97,46 @@ async fn connection(
         }
         return;
     };
-    let tls =
-        match tokio::time::timeout(handshake_timeout, start.into_stream(site.tls.clone())).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                let rustls_error = e
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-                match rustls_error.map(Refusal::from_rustls) {
-                    Some(refusal @ Refusal::Other(_)) | Some(refusal @ Refusal::Malformed)
-                        if !is_cert_error(rustls_error) =>
-                    {
-                        metrics.tls_error();
-                        tracing::debug!(%peer, reason = %refusal, "TLS handshake failed");
-                    }
-                    Some(refusal) => {
-                        metrics.refusal(&refusal);
-                        if log_handshakes {
-                            write_line(&HandshakeEntry {
-                                time: now_rfc3339(),
-                                event: "handshake_refused",
-                                client_ip: peer.ip().to_string(),
-                                sni,
-                                reason: refusal.label().into(),
-                                detail: refusal.to_string(),
-                                client_serial: None,
-                            });
-                        }
-                    }
-                    None => {
-                        metrics.tls_error();
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+    let tls = match tokio::time::timeout(handshake_timeout, start.into_stream(site.tls.clone())).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            let rustls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            match rustls_error.map(Refusal::from_rustls) {
+                Some(refusal @ Refusal::Other(_)) | Some(refusal @ Refusal::Malformed)
+                    if !is_cert_error(rustls_error) =>
+                {
+                    metrics.tls_error();
+                    tracing::debug!(%peer, reason = %refusal, "TLS handshake failed");
+                }
+                Some(refusal) => {
+                    metrics.refusal(&refusal);
+                    if log_handshakes {
+                        write_line(&HandshakeEntry {
+                            time: now_rfc3339(),
+                            event: "handshake_refused",
+                            client_ip: peer.ip().to_string(),
+                            sni,
+                            reason: refusal.label().into(),
+                            detail: refusal.to_string(),
+                            client_serial: None,
+                        });
                     }
                 }
-                return;
+                None => {
+                    metrics.tls_error();
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
             }
-            Err(_) => {
-                metrics.tls_error();
-                return;
-            }
-        };
+            return;
+        }
+        Err(_) => {
+            metrics.tls_error();
+            return;
+        }
+    };
     metrics.handshake();
     let (_, session) = tls.get_ref();
-    let chain = session
-        .peer_certificates()
-        .map(<[_]>::to_vec)
-        .unwrap_or_default();
+    let chain = session.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
     let client = match (site.mtls, chain.split_first()) {
         (MtlsMode::Off, _) | (_, None) => ClientCert::None,
         (MtlsMode::Require, Some((leaf, _))) => match summarize(leaf) {
@@ -165,9 +150,7 @@ async fn connection(
             },
             None => ClientCert::Refused(Refusal::UnknownIssuer),
         },
-        (MtlsMode::Passthrough, Some((leaf, _))) => {
-            ClientCert::Unverified(summarize(leaf).ok().map(|(s, _)| s))
-        }
+        (MtlsMode::Passthrough, Some((leaf, _))) => ClientCert::Unverified(summarize(leaf).ok().map(|(s, _)| s)),
     };
     if let ClientCert::Refused(refusal) = &client {
         metrics.refusal(refusal);
@@ -179,17 +162,12 @@ async fn connection(
                 sni: sni.clone(),
                 reason: refusal.label().into(),
                 detail: refusal.to_string(),
-                client_serial: chain
-                    .first()
-                    .and_then(|c| summarize(c).ok())
-                    .map(|(s, _)| s.serial),
+                client_serial: chain.first().and_then(|c| summarize(c).ok()).map(|(s, _)| s.serial),
             });
         }
     }
     let identity = match &client {
-        ClientCert::Verified(summary) => {
-            IdentityHeaders::new(runtime.config.identity.format, &chain, Some(summary))
-        }
+        ClientCert::Verified(summary) => IdentityHeaders::new(runtime.config.identity.format, &chain, Some(summary)),
         ClientCert::Unverified(summary) => {
             IdentityHeaders::new(runtime.config.identity.format, &chain, summary.as_ref())
         }
@@ -204,10 +182,7 @@ async fn connection(
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "unknown",
         },
-        cipher: session
-            .negotiated_cipher_suite()
-            .and_then(|s| s.suite().as_str())
-            .unwrap_or("unknown"),
+        cipher: session.negotiated_cipher_suite().and_then(|s| s.suite().as_str()).unwrap_or("unknown"),
         client,
         identity,
         request_timeout: Duration::from_millis(limits.request_timeout_ms),
@@ -239,10 +214,7 @@ async fn connection(
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(Duration::from_secs(30)));
         let conn = builder.serve_connection(io, service);
-        drive(conn, &activity, idle, &mut shutdown, |c| {
-            c.graceful_shutdown()
-        })
-        .await;
+        drive(conn, &activity, idle, &mut shutdown, |c| c.graceful_shutdown()).await;
     } else {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -250,19 +222,13 @@ async fn connection(
             .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
             .max_buf_size(limits.max_header_bytes.max(8192));
         let conn = builder.serve_connection(io, service).with_upgrades();
-        drive(conn, &activity, idle, &mut shutdown, |c| {
-            c.graceful_shutdown()
-        })
-        .await;
+        drive(conn, &activity, idle, &mut shutdown, |c| c.graceful_shutdown()).await;
     }
     metrics.connection(-1);
 }
 
 fn is_cert_error(error: Option<&rustls::Error>) -> bool {
-    matches!(
-        error,
-        Some(rustls::Error::InvalidCertificate(_)) | Some(rustls::Error::NoCertificatesPresented)
-    )
+    matches!(error, Some(rustls::Error::InvalidCertificate(_)) | Some(rustls::Error::NoCertificatesPresented))
 }
 
 /// In-flight requests and the time the connection last went idle.
@@ -276,8 +242,7 @@ struct ActivityGuard(Arc<Activity>);
 
 impl Activity {
     fn begin(self: &Arc<Self>) -> ActivityGuard {
-        self.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ActivityGuard(self.clone())
     }
 
@@ -292,12 +257,7 @@ impl Activity {
 
 impl Drop for ActivityGuard {
     fn drop(&mut self) {
-        if self
-            .0
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
-            == 1
-        {
+        if self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) == 1 {
             *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         }
     }
@@ -339,11 +299,7 @@ async fn drive<C, T>(
 }
 
 /// The plain-HTTP listener: every request is redirected to HTTPS (308).
-pub async fn serve_redirect(
-    listener: TcpListener,
-    https_port: u16,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve_redirect(listener: TcpListener, https_port: u16, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (tcp, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -354,29 +310,15 @@ pub async fn serve_redirect(
         };
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| async move {
-                let host = req
-                    .headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("localhost");
+                let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
                 let host = host
                     .rsplit_once(':')
                     .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
                     .map_or(host, |(h, _)| h);
-                let port = if https_port == 443 {
-                    String::new()
-                } else {
-                    format!(":{https_port}")
-                };
-                let path = req
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/");
+                let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+                let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let location = format!("https://{host}{port}{path}");
-                let mut response = Response::new(Full::new(Bytes::from(format!(
-                    "redirecting to {location}\n"
-                ))));
+                let mut response = Response::new(Full::new(Bytes::from(format!("redirecting to {location}\n"))));
                 *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
                 if let Ok(v) = http::HeaderValue::from_str(&location) {
                     response.headers_mut().insert(header::LOCATION, v);
@@ -393,11 +335,7 @@ pub async fn serve_redirect(
 }
 
 /// The admin listener: `/metrics` (Prometheus) and `/healthz`.
-pub async fn serve_admin(
-    gateway: Arc<Gateway>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve_admin(gateway: Arc<Gateway>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (tcp, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -418,24 +356,15 @@ pub async fn serve_admin(
                             gateway.metrics.render(&gateway.runtime.load()),
                         ),
                         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-                        _ => (
-                            StatusCode::NOT_FOUND,
-                            "text/plain",
-                            "not found; try /metrics or /healthz\n".to_owned(),
-                        ),
+                        _ => (StatusCode::NOT_FOUND, "text/plain", "not found; try /metrics or /healthz\n".to_owned()),
                     };
                     let mut response = Response::new(Full::new(Bytes::from(body)));
                     *response.status_mut() = status;
-                    response.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        http::HeaderValue::from_static(content_type),
-                    );
+                    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
                     Ok::<_, std::convert::Infallible>(response)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
         });
     }
 }

@@ -62,9 +62,7 @@ impl Site {
 
 fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
-        Some(suffix) => host
-            .split_once('.')
-            .is_some_and(|(first, rest)| !first.is_empty() && rest == suffix),
+        Some(suffix) => host.split_once('.').is_some_and(|(first, rest)| !first.is_empty() && rest == suffix),
         None => pattern == host,
     }
 }
@@ -89,11 +87,7 @@ impl Runtime {
         internal: Option<&Arc<InternalCa>>,
     ) -> Result<Runtime, String> {
         let resolve = |p: &Path| {
-            if p.is_absolute() {
-                p.to_owned()
-            } else {
-                base_dir.join(p)
-            }
+            if p.is_absolute() { p.to_owned() } else { base_dir.join(p) }
         };
         let mut pools = HashMap::new();
         for upstream in &config.upstreams {
@@ -107,15 +101,10 @@ impl Runtime {
         let mut sites = Vec::new();
         let (mut exact, mut wildcard) = (HashMap::new(), HashMap::new());
         for (index, sc) in config.sites.iter().enumerate() {
-            let hosts: Vec<String> = sc
-                .hosts
-                .iter()
-                .map(|h| h.get_ref().to_ascii_lowercase())
-                .collect();
+            let hosts: Vec<String> = sc.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
             let (chain, key) = if sc.certificate.internal_ca {
-                let ca = internal.ok_or(
-                    "a site has certificate.internal_ca = true but there is no CA in the data dir",
-                )?;
+                let ca =
+                    internal.ok_or("a site has certificate.internal_ca = true but there is no CA in the data dir")?;
                 ca.site_certificate(&hosts).await?
             } else {
                 let cert = resolve(sc.certificate.cert.as_deref().unwrap_or(Path::new("")));
@@ -127,7 +116,8 @@ impl Runtime {
                 Some(t) => {
                     let mut roots = Vec::new();
                     if t.internal_ca {
-                        let ca = internal.ok_or("a trust store has internal_ca = true but there is no CA in the data dir")?;
+                        let ca = internal
+                            .ok_or("a trust store has internal_ca = true but there is no CA in the data dir")?;
                         // The intermediate is an anchor too: clients (curl, browsers) send only their leaf.
                         roots.push(ca.root().clone());
                         roots.push(ca.intermediate().clone());
@@ -140,46 +130,44 @@ impl Runtime {
                         .iter()
                         .map(|f| read_crl(&resolve(f)).map_err(|e| e.to_string()))
                         .collect::<Result<Vec<_>, _>>()?;
-                    let revocations = if t.internal_ca {
-                        internal.map(|ca| ca.revocations())
-                    } else {
-                        None
-                    };
-                    Some(Arc::new(TrustStore::new(
+                    let revocations = if t.internal_ca { internal.map(|ca| ca.revocations()) } else { None };
+                    let mut url_crls = Vec::new();
+                    let mut next_updates = Vec::new();
+                    for url in &t.crl_urls {
+                        let fetched = crate::crl_fetch::fetch(url).await?;
+                        url_crls.push(fetched.crl);
+                        next_updates.push(fetched.next_update);
+                    }
+                    let store = Arc::new(TrustStore::new(
                         provider.clone(),
                         roots,
                         crls,
+                        url_crls,
+                        t.crl_urls.clone(),
                         revocations,
-                    )?))
+                    )?);
+                    crate::crl_fetch::spawn_refresh(&store, t.crl_refresh_secs.max(1), next_updates);
+                    Some(store)
                 }
             };
             let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = match sc.mtls {
                 MtlsMode::Off => WebPkiClientVerifier::no_client_auth(),
-                MtlsMode::Require => Arc::new(SiteVerifier::new(
-                    HandshakePolicy::Require,
-                    trust.clone(),
-                    provider.clone(),
-                )),
-                MtlsMode::Optional | MtlsMode::Passthrough => Arc::new(SiteVerifier::new(
-                    HandshakePolicy::Ask,
-                    trust.clone(),
-                    provider.clone(),
-                )),
+                MtlsMode::Require => {
+                    Arc::new(SiteVerifier::new(HandshakePolicy::Require, trust.clone(), provider.clone()))
+                }
+                MtlsMode::Optional | MtlsMode::Passthrough => {
+                    Arc::new(SiteVerifier::new(HandshakePolicy::Ask, trust.clone(), provider.clone()))
+                }
             };
             let mut tls = ServerConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(versions)
                 .map_err(|e| format!("TLS versions: {e}"))?
                 .with_client_cert_verifier(verifier)
                 .with_single_cert(chain, key)
-                .map_err(|e| {
-                    format!("site[{index}] certificate and key do not fit together: {e}")
-                })?;
+                .map_err(|e| format!("site[{index}] certificate and key do not fit together: {e}"))?;
             tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
-            let default_pool = sc
-                .upstream
-                .as_ref()
-                .and_then(|u| pools.get(u.get_ref()).cloned());
+            let default_pool = sc.upstream.as_ref().and_then(|u| pools.get(u.get_ref()).cloned());
             let mut routes: Vec<Route> = sc
                 .routes
                 .iter()
@@ -196,40 +184,20 @@ impl Runtime {
                     })
                 })
                 .collect();
-            routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+            routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
             if let Some(pool) = default_pool {
-                routes.push(Route {
-                    prefix: String::new(),
-                    require_cert: false,
-                    upstream: pool,
-                });
+                routes.push(Route { prefix: String::new(), require_cert: false, upstream: pool });
             }
-            let hsts = sc
-                .hsts_max_age
-                .and_then(|age| HeaderValue::from_str(&format!("max-age={age}")).ok());
+            let hsts = sc.hsts_max_age.and_then(|age| HeaderValue::from_str(&format!("max-age={age}")).ok());
             for host in &hosts {
                 match host.strip_prefix("*.") {
                     Some(suffix) => wildcard.insert(suffix.to_owned(), index),
                     None => exact.insert(host.clone(), index),
                 };
             }
-            sites.push(Arc::new(Site {
-                index,
-                hosts,
-                mtls: sc.mtls,
-                tls: Arc::new(tls),
-                trust,
-                routes,
-                hsts,
-            }));
+            sites.push(Arc::new(Site { index, hosts, mtls: sc.mtls, tls: Arc::new(tls), trust, routes, hsts }));
         }
-        Ok(Runtime {
-            config,
-            sites,
-            exact,
-            wildcard,
-            pools,
-        })
+        Ok(Runtime { config, sites, exact, wildcard, pools })
     }
 
     /// The site for an SNI name: exact, then wildcard; no SNI gets the first site.
@@ -254,12 +222,9 @@ impl Runtime {
 }
 
 /// Loads a certificate chain and its private key from PEM files.
-pub fn load_pair(
-    cert: &Path,
-    key: &Path,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+pub fn load_pair(cert: &Path, key: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
     let chain = read_certificates(cert).map_err(|e| e.to_string())?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?;
     Ok((chain, key))
 }

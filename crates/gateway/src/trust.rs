@@ -16,10 +16,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore,
-    SignatureScheme,
-};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore, SignatureScheme};
 
 /// Why a client certificate was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,23 +80,17 @@ impl Refusal {
             rustls::Error::NoCertificatesPresented => Refusal::NoCertificate,
             rustls::Error::InvalidCertificate(e) => match e {
                 CertificateError::UnknownIssuer => Refusal::UnknownIssuer,
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    Refusal::Expired
-                }
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    Refusal::NotYetValid
-                }
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => Refusal::Expired,
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => Refusal::NotYetValid,
                 CertificateError::Revoked => Refusal::Revoked,
-                CertificateError::InvalidPurpose
-                | CertificateError::InvalidPurposeContext { .. } => Refusal::WrongPurpose,
+                CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                    Refusal::WrongPurpose
+                }
                 CertificateError::BadSignature => Refusal::BadSignature,
                 CertificateError::BadEncoding => Refusal::Malformed,
-                CertificateError::Other(OtherError(inner)) => match inner.downcast_ref::<Refusal>()
-                {
+                CertificateError::Other(OtherError(inner)) => match inner.downcast_ref::<Refusal>() {
                     Some(refusal) => refusal.clone(),
-                    None if inner.to_string().contains("UnsupportedCertVersion") => {
-                        Refusal::Version1
-                    }
+                    None if inner.to_string().contains("UnsupportedCertVersion") => Refusal::Version1,
                     None => Refusal::Other(inner.to_string()),
                 },
                 other => Refusal::Other(format!("{other:?}")),
@@ -199,14 +190,20 @@ pub struct InternalRevocations {
 
 /// The trust store of one site.
 pub struct TrustStore {
-    verifier: Arc<dyn ClientCertVerifier>,
+    roots: Arc<RootCertStore>,
+    file_crls: Vec<CertificateRevocationListDer<'static>>,
+    provider: Arc<CryptoProvider>,
+    verifier: ArcSwap<Arc<dyn ClientCertVerifier>>,
     internal: Option<Arc<InternalRevocations>>,
+    /// CRL URLs, refreshed by [`TrustStore::spawn_crl_refresh`].
+    pub crl_urls: Vec<String>,
 }
 
 impl fmt::Debug for TrustStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TrustStore")
             .field("internal", &self.internal.is_some())
+            .field("crl_urls", &self.crl_urls)
             .finish()
     }
 }
@@ -221,30 +218,48 @@ pub struct TrustError {
     pub why: String,
 }
 
+fn build_verifier(
+    roots: &Arc<RootCertStore>,
+    provider: &Arc<CryptoProvider>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .with_crls(crls)
+        .only_check_end_entity_revocation()
+        .allow_unknown_revocation_status()
+        .build()
+        .map_err(|e| format!("cannot build the client verifier: {e}"))
+}
+
 impl TrustStore {
-    /// Builds a trust store from root certificates, CRLs and (optionally) the internal CA's revocations.
+    /// Builds a trust store from root certificates, CRLs (from files and already-fetched URLs)
+    /// and, optionally, the internal CA's live revocations.
     pub fn new(
         provider: Arc<CryptoProvider>,
         roots: Vec<CertificateDer<'static>>,
-        crls: Vec<CertificateRevocationListDer<'static>>,
+        file_crls: Vec<CertificateRevocationListDer<'static>>,
+        url_crls: Vec<CertificateRevocationListDer<'static>>,
+        crl_urls: Vec<String>,
         internal: Option<Arc<InternalRevocations>>,
     ) -> Result<TrustStore, String> {
         let mut store = RootCertStore::empty();
         for root in roots {
-            store
-                .add(root)
-                .map_err(|e| format!("a trusted CA certificate is unusable: {e}"))?;
+            store.add(root).map_err(|e| format!("a trusted CA certificate is unusable: {e}"))?;
         }
         if store.is_empty() {
             return Err("the trust store has no CA certificate".into());
         }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider)
-            .with_crls(crls)
-            .only_check_end_entity_revocation()
-            .allow_unknown_revocation_status()
-            .build()
-            .map_err(|e| format!("cannot build the client verifier: {e}"))?;
-        Ok(TrustStore { verifier, internal })
+        let roots = Arc::new(store);
+        let all: Vec<_> = file_crls.iter().chain(&url_crls).cloned().collect();
+        let verifier = build_verifier(&roots, &provider, all)?;
+        Ok(TrustStore { roots, file_crls, provider, verifier: ArcSwap::from_pointee(verifier), internal, crl_urls })
+    }
+
+    /// Replaces the CRLs fetched from URLs (the file CRLs stay).
+    pub fn set_url_crls(&self, url_crls: Vec<CertificateRevocationListDer<'static>>) -> Result<(), String> {
+        let all: Vec<_> = self.file_crls.iter().cloned().chain(url_crls).collect();
+        self.verifier.store(Arc::new(build_verifier(&self.roots, &self.provider, all)?));
+        Ok(())
     }
 
     /// Verifies a client chain at `now`: v3 only, chains to a root, not revoked, EKU clientAuth.
@@ -256,12 +271,11 @@ impl TrustStore {
     ) -> Result<CertSummary, Refusal> {
         let (summary, authority_key_id) = summarize(end_entity)?;
         self.verifier
+            .load()
             .verify_client_cert(end_entity, intermediates, now)
             .map_err(|e| Refusal::from_rustls(&e))?;
         if let Some(internal) = &self.internal {
-            let ours = authority_key_id
-                .as_deref()
-                .is_none_or(|aki| aki == internal.issuer_key_id.as_slice());
+            let ours = authority_key_id.as_deref().is_none_or(|aki| aki == internal.issuer_key_id.as_slice());
             if ours && internal.serials.load().contains(&summary.serial) {
                 return Err(Refusal::Revoked);
             }
@@ -269,8 +283,8 @@ impl TrustStore {
         Ok(summary)
     }
 
-    fn hints(&self) -> &[DistinguishedName] {
-        self.verifier.root_hint_subjects()
+    fn hints(&self) -> Vec<DistinguishedName> {
+        self.roots.subjects()
     }
 }
 
@@ -289,20 +303,14 @@ pub struct SiteVerifier {
     policy: HandshakePolicy,
     trust: Option<Arc<TrustStore>>,
     provider: Arc<CryptoProvider>,
+    hints: Vec<DistinguishedName>,
 }
 
 impl SiteVerifier {
     /// A verifier for `policy`; `trust` is required for [`HandshakePolicy::Require`].
-    pub fn new(
-        policy: HandshakePolicy,
-        trust: Option<Arc<TrustStore>>,
-        provider: Arc<CryptoProvider>,
-    ) -> SiteVerifier {
-        SiteVerifier {
-            policy,
-            trust,
-            provider,
-        }
+    pub fn new(policy: HandshakePolicy, trust: Option<Arc<TrustStore>>, provider: Arc<CryptoProvider>) -> SiteVerifier {
+        let hints = trust.as_ref().map(|t| t.hints()).unwrap_or_default();
+        SiteVerifier { policy, trust, provider, hints }
     }
 }
 
@@ -317,7 +325,7 @@ impl ClientCertVerifier for SiteVerifier {
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         // Browsers pick the certificate to offer by these names.
-        self.trust.as_ref().map(|t| t.hints()).unwrap_or(&[])
+        &self.hints
     }
 
     fn verify_client_cert(
@@ -342,12 +350,7 @@ impl ClientCertVerifier for SiteVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -356,27 +359,17 @@ impl ClientCertVerifier for SiteVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
 /// Reads every certificate of a PEM bundle.
 pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
-    let err = |why: String| TrustError {
-        path: path.to_owned(),
-        why,
-    };
+    let err = |why: String| TrustError { path: path.to_owned(), why };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| err(format!("cannot read it: {e}")))?
         .collect::<Result<Vec<_>, _>>()
@@ -389,18 +382,18 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tr
 
 /// Reads a CRL file, PEM or DER.
 pub fn read_crl(path: &Path) -> Result<CertificateRevocationListDer<'static>, TrustError> {
-    let err = |why: String| TrustError {
-        path: path.to_owned(),
-        why,
-    };
-    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read it: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| TrustError { path: path.to_owned(), why: format!("cannot read it: {e}") })?;
+    parse_crl(&bytes).map_err(|why| TrustError { path: path.to_owned(), why })
+}
+
+/// Parses a CRL, PEM or DER.
+pub fn parse_crl(bytes: &[u8]) -> Result<CertificateRevocationListDer<'static>, String> {
     let crl = if bytes.starts_with(b"-----BEGIN") {
-        CertificateRevocationListDer::from_pem_slice(&bytes)
-            .map_err(|e| err(format!("not a PEM CRL: {e}")))?
+        CertificateRevocationListDer::from_pem_slice(bytes).map_err(|e| format!("not a PEM CRL: {e}"))?
     } else {
-        CertificateRevocationListDer::from(bytes)
+        CertificateRevocationListDer::from(bytes.to_vec())
     };
-    webpki::OwnedCertRevocationList::from_der(crl.as_ref())
-        .map_err(|e| err(format!("not a valid CRL: {e:?}")))?;
+    webpki::OwnedCertRevocationList::from_der(crl.as_ref()).map_err(|e| format!("not a valid CRL: {e:?}"))?;
     Ok(crl)
 }

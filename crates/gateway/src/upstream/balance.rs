@@ -16,10 +16,7 @@ pub(super) struct Balancer {
 
 impl Balancer {
     pub(super) fn new(strategy: Balance) -> Balancer {
-        Balancer {
-            strategy,
-            next: AtomicUsize::new(0),
-        }
+        Balancer { strategy, next: AtomicUsize::new(0) }
     }
 
     /// Index of the server for the next request among the available ones,
@@ -38,17 +35,11 @@ impl Balancer {
                 let nth = turn % count;
                 let mut candidates = (0..servers.len()).filter(eligible);
                 // Availability may change between the two scans; fall back to the first.
-                candidates
-                    .clone()
-                    .nth(nth)
-                    .or_else(|| candidates.next())
+                candidates.clone().nth(nth).or_else(|| candidates.next())
             }
             Balance::LeastConn => {
                 let n = servers.len();
-                (0..n)
-                    .map(|k| turn.wrapping_add(k) % n)
-                    .filter(eligible)
-                    .min_by_key(|i| servers[*i].in_flight())
+                (0..n).map(|k| turn.wrapping_add(k) % n).filter(eligible).min_by_key(|i| servers[*i].in_flight())
             }
         }
     }

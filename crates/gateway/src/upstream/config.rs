@@ -183,9 +183,7 @@ pub(super) fn refuse(name: &str, what: impl std::fmt::Display) -> UpstreamError 
 pub(super) fn check(config: &UpstreamConfig) -> Result<Checked, UpstreamError> {
     let name = config.name.as_str();
     if name.is_empty() {
-        return Err(UpstreamError::Config(
-            "an [[upstream]] table has an empty name".to_owned(),
-        ));
+        return Err(UpstreamError::Config("an [[upstream]] table has an empty name".to_owned()));
     }
     if config.servers.is_empty() {
         return Err(refuse(name, "servers is empty; list at least one URL"));
@@ -193,7 +191,7 @@ pub(super) fn check(config: &UpstreamConfig) -> Result<Checked, UpstreamError> {
     let mut servers: Vec<ServerAddr> = Vec::with_capacity(config.servers.len());
     for (i, url) in config.servers.iter().enumerate() {
         let addr = parse_server(url).map_err(|why| refuse(name, format!("servers[{i}] {url:?} {why}")))?;
-        if let Some(j) = servers.iter().position(|s| s.authority == addr.authority && s.tls == addr.tls) {
+        if let Some(j) = servers.iter().position(|s| s.authority == addr.authority) {
             return Err(refuse(name, format!("servers[{i}] {url:?} repeats servers[{j}]")));
         }
         servers.push(addr);
@@ -228,7 +226,7 @@ pub(super) fn check(config: &UpstreamConfig) -> Result<Checked, UpstreamError> {
     })
 }
 
-/// Parses `scheme://host[:port]`; the error completes "servers[i] URL …".
+/// Parses `scheme://host[:port]`; the error completes `servers[i] "URL" …`.
 fn parse_server(url: &str) -> Result<ServerAddr, &'static str> {
     let uri: Uri = url.parse().map_err(|_| "is not a URL")?;
     let tls = match uri.scheme() {
@@ -249,21 +247,14 @@ fn parse_server(url: &str) -> Result<ServerAddr, &'static str> {
     }
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let host = bracketed.trim_start_matches('[').trim_end_matches(']').to_owned();
-    Ok(ServerAddr {
-        tls,
-        authority: format!("{bracketed}:{port}"),
-        host,
-    })
+    Ok(ServerAddr { tls, authority: format!("{bracketed}:{port}"), host })
 }
 
 fn check_health(name: &str, h: &HealthConfig) -> Result<HealthCheck, UpstreamError> {
     let path = match h.path.parse::<PathAndQuery>() {
         Ok(p) if h.path.starts_with('/') => p,
         _ => {
-            return Err(refuse(
-                name,
-                format!("health.path {:?} must be a path starting with /", h.path),
-            ));
+            return Err(refuse(name, format!("health.path {:?} must be a path starting with /", h.path)));
         }
     };
     for (key, value) in [("interval_ms", h.interval_ms), ("timeout_ms", h.timeout_ms)] {
@@ -271,10 +262,7 @@ fn check_health(name: &str, h: &HealthConfig) -> Result<HealthCheck, UpstreamErr
             return Err(refuse(name, format!("health.{key} must be greater than 0")));
         }
     }
-    for (key, value) in [
-        ("healthy_threshold", h.healthy_threshold),
-        ("unhealthy_threshold", h.unhealthy_threshold),
-    ] {
+    for (key, value) in [("healthy_threshold", h.healthy_threshold), ("unhealthy_threshold", h.unhealthy_threshold)] {
         if value == 0 {
             return Err(refuse(name, format!("health.{key} must be at least 1")));
         }
@@ -284,10 +272,7 @@ fn check_health(name: &str, h: &HealthConfig) -> Result<HealthCheck, UpstreamErr
         Some(code) => match StatusCode::from_u16(code) {
             Ok(status) if (100..600).contains(&code) => Some(status),
             _ => {
-                return Err(refuse(
-                    name,
-                    format!("health.expect_status {code} is not an HTTP status (100-599)"),
-                ));
+                return Err(refuse(name, format!("health.expect_status {code} is not an HTTP status (100-599)")));
             }
         },
     };

@@ -39,21 +39,13 @@ impl Connector {
         let authority = server.authority();
         let stream = tokio::time::timeout(self.timeout, self.open(server))
             .await
-            .map_err(|_| UpstreamError::Timeout {
-                server: authority.to_owned(),
-            })??;
+            .map_err(|_| UpstreamError::Timeout { server: authority.to_owned() })??;
         let tunnel = Arc::new(OnceLock::new());
-        let io = TokioIo::new(OriginIo {
-            stream,
-            _tunnel: Arc::clone(&tunnel),
-        });
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| UpstreamError::Protocol {
-                server: authority.to_owned(),
-                message: format!("HTTP/1.1 handshake: {e}"),
-            })?;
+        let io = TokioIo::new(OriginIo { stream, _tunnel: Arc::clone(&tunnel) });
+        let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(|e| UpstreamError::Protocol {
+            server: authority.to_owned(),
+            message: format!("HTTP/1.1 handshake: {e}"),
+        })?;
         let server_name = authority.to_owned();
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
@@ -65,16 +57,10 @@ impl Connector {
 
     async fn open(&self, server: &Server) -> Result<Stream, UpstreamError> {
         let authority = server.authority();
-        let refused = |message: String| UpstreamError::Connect {
-            server: authority.to_owned(),
-            message,
-        };
-        let tcp = TcpStream::connect(authority)
-            .await
-            .map_err(|e| refused(format!("TCP connect: {e}")))?;
+        let refused = |message: String| UpstreamError::Connect { server: authority.to_owned(), message };
+        let tcp = TcpStream::connect(authority).await.map_err(|e| refused(format!("TCP connect: {e}")))?;
         // Requests are written whole; Nagle would only delay small ones.
-        tcp.set_nodelay(true)
-            .map_err(|e| refused(format!("TCP_NODELAY: {e}")))?;
+        tcp.set_nodelay(true).map_err(|e| refused(format!("TCP_NODELAY: {e}")))?;
         let (Some(tls), Some(name)) = (&self.tls, &server.tls_name) else {
             return Ok(Stream::Plain(tcp));
         };
@@ -121,11 +107,7 @@ struct OriginIo {
 }
 
 impl AsyncRead for OriginIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -134,11 +116,7 @@ impl AsyncRead for OriginIo {
 }
 
 impl AsyncWrite for OriginIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match &mut self.get_mut().stream {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),

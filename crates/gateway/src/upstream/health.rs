@@ -36,12 +36,7 @@ pub(super) async fn run(pool: Weak<Pool>, check: HealthCheck) {
             return;
         };
         streaks.resize(pool.servers.len(), Streak::default());
-        let results = join_all(
-            pool.servers
-                .iter()
-                .map(|server| probe(&pool.connector, server, &check)),
-        )
-        .await;
+        let results = join_all(pool.servers.iter().map(|server| probe(&pool.connector, server, &check))).await;
         for ((server, streak), result) in pool.servers.iter().zip(&mut streaks).zip(results) {
             record(server, streak, result, &check);
         }
@@ -81,24 +76,11 @@ async fn probe(connector: &Connector, server: &Server, check: &HealthCheck) -> R
             .header(CONNECTION, "close")
             .body(Either::Right(Empty::new()))
             .map_err(|e| format!("health check request: {e}"))?;
-        let response = conn
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("no response: {e}"))?;
+        let response = conn.sender.send_request(req).await.map_err(|e| format!("no response: {e}"))?;
         let status = response.status();
-        if check.accepts(status) {
-            Ok(())
-        } else {
-            Err(format!("status {status}"))
-        }
+        if check.accepts(status) { Ok(()) } else { Err(format!("status {status}")) }
     };
     tokio::time::timeout(check.timeout, exchange)
         .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no response within {} ms",
-                check.timeout.as_millis()
-            ))
-        })
+        .unwrap_or_else(|_| Err(format!("no response within {} ms", check.timeout.as_millis())))
 }

@@ -81,9 +81,7 @@ impl UpstreamError {
         match self {
             UpstreamError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
             UpstreamError::NoHealthyServer { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            UpstreamError::Connect { .. } | UpstreamError::Protocol { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            UpstreamError::Connect { .. } | UpstreamError::Protocol { .. } => StatusCode::BAD_GATEWAY,
             UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -91,9 +89,6 @@ impl UpstreamError {
     /// The request never reached the server: it counts towards passive
     /// ejection and may go to another server.
     fn is_connect_failure(&self) -> bool {
-        matches!(
-            self,
-            UpstreamError::Connect { .. } | UpstreamError::Timeout { .. }
-        )
+        matches!(self, UpstreamError::Connect { .. } | UpstreamError::Timeout { .. })
     }
 }

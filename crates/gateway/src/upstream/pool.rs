@@ -3,6 +3,7 @@
 //! another server after a connect failure, and hand the connection back when
 //! the response body is done.
 
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,20 +34,24 @@ pub struct Pool {
     health_started: AtomicBool,
 }
 
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let servers: Vec<&str> = self.servers.iter().map(|s| s.authority()).collect();
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("servers", &servers)
+            .field("healthy", &self.healthy())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Pool {
     /// Validates `config` and reads its TLS files (relative paths against `base_dir`).
     pub fn new(config: &UpstreamConfig, base_dir: &Path) -> Result<Pool, UpstreamError> {
         let checked = config::check(config)?;
-        let tls = config
-            .tls
-            .as_ref()
-            .map(|t| OriginTls::load(&config.name, t, base_dir))
-            .transpose()?;
+        let tls = config.tls.as_ref().map(|t| OriginTls::load(&config.name, t, base_dir)).transpose()?;
         let name: Arc<str> = Arc::from(config.name.as_str());
-        let ejection = Ejection {
-            max_fails: config.max_fails,
-            fail_timeout: checked.fail_timeout,
-        };
+        let ejection = Ejection { max_fails: config.max_fails, fail_timeout: checked.fail_timeout };
         let mut servers = Vec::with_capacity(checked.servers.len());
         for (i, addr) in checked.servers.into_iter().enumerate() {
             let tls_name = match (&tls, addr.tls) {
@@ -59,22 +64,13 @@ impl Pool {
                 _ => None,
             }
             .unwrap_or_else(|| addr.authority.clone());
-            servers.push(Arc::new(Server::new(
-                Arc::clone(&name),
-                addr,
-                tls_name,
-                check_host,
-                ejection,
-            )));
+            servers.push(Arc::new(Server::new(Arc::clone(&name), addr, tls_name, check_host, ejection)));
         }
         Ok(Pool {
             name,
             servers,
             balancer: Balancer::new(config.balance),
-            connector: Connector {
-                tls,
-                timeout: checked.connect_timeout,
-            },
+            connector: Connector { tls, timeout: checked.connect_timeout },
             health: checked.health,
             health_started: AtomicBool::new(false),
         })
@@ -112,10 +108,7 @@ impl Pool {
     /// Protocols`, until the upgraded connection is dropped. To tunnel an
     /// upgrade, take `hyper::upgrade::on(&mut downstream_request)` before
     /// calling this, and `hyper::upgrade::on(&mut response)` after.
-    pub async fn forward(
-        &self,
-        req: Request<Incoming>,
-    ) -> Result<(Response<Incoming>, String), UpstreamError> {
+    pub async fn forward(&self, req: Request<Incoming>) -> Result<(Response<Incoming>, String), UpstreamError> {
         let mut out = Outgoing::new(req);
         let first = self.pick(None)?;
         let error = match self.attempt(first, &mut out).await {
@@ -147,17 +140,12 @@ impl Pool {
     fn pick(&self, exclude: Option<usize>) -> Result<usize, UpstreamError> {
         self.balancer
             .pick(&self.servers, exclude)
-            .ok_or_else(|| UpstreamError::NoHealthyServer {
-                upstream: self.name.to_string(),
-            })
+            .ok_or_else(|| UpstreamError::NoHealthyServer { upstream: self.name.to_string() })
     }
 
-    /// One try on servers[`index`]: idle connections first, then a new one.
-    async fn attempt(
-        &self,
-        index: usize,
-        out: &mut Outgoing,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    /// One try on `servers[index]`: an idle connection if one is open, else
+    /// (or when the idle one fails under a replayable request) a new one.
+    async fn attempt(&self, index: usize, out: &mut Outgoing) -> Result<Response<Incoming>, UpstreamError> {
         let server = &self.servers[index];
         let in_flight = server.begin();
         while let Some(mut conn) = server.take_idle() {
@@ -173,9 +161,12 @@ impl Pool {
                     if !out.replayable() {
                         return Err(exchange_failed(server, &e.into_error()));
                     }
-                    // The origin closed the idle connection as the request went
-                    // out; an idempotent request is safe to send on a new one.
+                    // Most likely the origin closed the idle connection as the
+                    // request went out. An idempotent request may be sent again,
+                    // once, on a new connection: not on the next idle one, so a
+                    // request that crashes the origin is not sent to every connection.
                     debug!(upstream = %self.name, server = %server.authority(), error = %e.into_error(), "reused connection failed");
+                    break;
                 }
             }
         }
@@ -230,10 +221,7 @@ fn exchange_failed(server: &Server, error: &hyper::Error) -> UpstreamError {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    UpstreamError::Protocol {
-        server: server.authority().to_owned(),
-        message,
-    }
+    UpstreamError::Protocol { server: server.authority().to_owned(), message }
 }
 
 fn body_spent(server: &Server) -> UpstreamError {

@@ -35,11 +35,7 @@ impl Outgoing {
         {
             headers.insert(HOST, value);
         }
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         let empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
         Outgoing {
             method: parts.method,
@@ -56,12 +52,7 @@ impl Outgoing {
         !self.has_body
             && matches!(
                 self.method,
-                Method::GET
-                    | Method::HEAD
-                    | Method::OPTIONS
-                    | Method::PUT
-                    | Method::DELETE
-                    | Method::TRACE
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
             )
     }
 
@@ -71,16 +62,13 @@ impl Outgoing {
         if let Some(req) = self.returned.take() {
             return Some(req);
         }
-        let body = if self.has_body {
-            Either::Left(self.body.take()?)
-        } else {
-            Either::Right(Empty::new())
-        };
+        let body = if self.has_body { Either::Left(self.body.take()?) } else { Either::Right(Empty::new()) };
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
         *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = self.headers.clone();
+        // Without a body the request may be built again, so the headers stay.
+        *req.headers_mut() = if self.has_body { std::mem::take(&mut self.headers) } else { self.headers.clone() };
         if !req.headers().contains_key(HOST)
             && let Ok(value) = HeaderValue::from_str(server)
         {

@@ -136,7 +136,8 @@ impl Server {
             info!(
                 upstream = %self.upstream,
                 server = %self.addr.authority,
-                "upstream server accepts connections again"
+                reason = "a connection succeeded",
+                "upstream server no longer ejected"
             );
         }
     }

@@ -25,21 +25,11 @@ pub(super) struct OriginTls {
 
 impl OriginTls {
     /// Reads the PEM files of `tls` (relative to `base_dir`) and builds the client configuration.
-    pub(super) fn load(
-        upstream: &str,
-        tls: &UpstreamTls,
-        base_dir: &Path,
-    ) -> Result<OriginTls, UpstreamError> {
+    pub(super) fn load(upstream: &str, tls: &UpstreamTls, base_dir: &Path) -> Result<OriginTls, UpstreamError> {
         let mut roots = RootCertStore::empty();
-        for (n, cert) in read_certs(upstream, "tls.ca", &base_dir.join(&tls.ca))?
-            .into_iter()
-            .enumerate()
-        {
+        for (n, cert) in read_certs(upstream, "tls.ca", &base_dir.join(&tls.ca))?.into_iter().enumerate() {
             roots.add(cert).map_err(|e| {
-                refuse(
-                    upstream,
-                    format!("tls.ca {:?}: certificate {n} is not a usable trust anchor: {e}", tls.ca),
-                )
+                refuse(upstream, format!("tls.ca {:?}: certificate {n} is not a usable trust anchor: {e}", tls.ca))
             })?;
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -50,46 +40,32 @@ impl OriginTls {
         let mut config = match (&tls.client_cert, &tls.client_key) {
             (None, None) => builder.with_no_client_auth(),
             (Some(_), None) => {
-                return Err(refuse(
-                    upstream,
-                    "tls.client_cert is set without tls.client_key",
-                ));
+                return Err(refuse(upstream, "tls.client_cert is set without tls.client_key"));
             }
             (None, Some(_)) => {
-                return Err(refuse(
-                    upstream,
-                    "tls.client_key is set without tls.client_cert",
-                ));
+                return Err(refuse(upstream, "tls.client_key is set without tls.client_cert"));
             }
             (Some(cert), Some(key)) => {
                 let chain = read_certs(upstream, "tls.client_cert", &base_dir.join(cert))?;
                 let key = read_key(upstream, &base_dir.join(key))?;
                 builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    refuse(
-                        upstream,
-                        format!("tls.client_cert and tls.client_key cannot be used together: {e}"),
-                    )
+                    refuse(upstream, format!("tls.client_cert and tls.client_key cannot be used together: {e}"))
                 })?
             }
         };
         // The pool speaks HTTP/1.1 to origins; say so rather than let a server guess.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let server_name = match &tls.server_name {
-            None => None,
-            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
-                refuse(
-                    upstream,
-                    format!("tls.server_name {name:?} is not a DNS name or IP address"),
-                )
-            })?),
-        };
-        Ok(OriginTls {
-            connector: TlsConnector::from(Arc::new(config)),
-            server_name,
-        })
+        let server_name =
+            match &tls.server_name {
+                None => None,
+                Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
+                    refuse(upstream, format!("tls.server_name {name:?} is not a DNS name or IP address"))
+                })?),
+            };
+        Ok(OriginTls { connector: TlsConnector::from(Arc::new(config)), server_name })
     }
 
-    /// The SNI and verified name for servers[`index`]: `tls.server_name`, else the URL's host.
+    /// The SNI and verified name for `servers[index]`: `tls.server_name`, else the URL's host.
     pub(super) fn name_for(
         &self,
         upstream: &str,
@@ -112,24 +88,16 @@ impl OriginTls {
 }
 
 fn read_file(upstream: &str, key: &str, path: &PathBuf) -> Result<Vec<u8>, UpstreamError> {
-    std::fs::read(path)
-        .map_err(|e| refuse(upstream, format!("{key} {} cannot be read: {e}", path.display())))
+    std::fs::read(path).map_err(|e| refuse(upstream, format!("{key} {} cannot be read: {e}", path.display())))
 }
 
-fn read_certs(
-    upstream: &str,
-    key: &str,
-    path: &PathBuf,
-) -> Result<Vec<CertificateDer<'static>>, UpstreamError> {
+fn read_certs(upstream: &str, key: &str, path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, UpstreamError> {
     let pem = read_file(upstream, key, path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| refuse(upstream, format!("{key} {} is not valid PEM: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(refuse(
-            upstream,
-            format!("{key} {} holds no CERTIFICATE block", path.display()),
-        ));
+        return Err(refuse(upstream, format!("{key} {} holds no CERTIFICATE block", path.display())));
     }
     Ok(certs)
 }
@@ -139,10 +107,7 @@ fn read_key(upstream: &str, path: &PathBuf) -> Result<PrivateKeyDer<'static>, Up
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         refuse(
             upstream,
-            format!(
-                "tls.client_key {} holds no usable PEM private key (PKCS#8, RSA or EC): {e}",
-                path.display()
-            ),
+            format!("tls.client_key {} holds no usable PEM private key (PKCS#8, RSA or EC): {e}", path.display()),
         )
     })
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering::SeqCst;
 
-use super::support::{Origin, front, get, pool_from, wait_until};
+use super::support::{Origin, client, front, get, get_request, pool_from, wait_until};
 
 #[tokio::test]
 async fn round_robin_gives_each_server_an_equal_share() {
@@ -22,15 +22,10 @@ async fn round_robin_gives_each_server_an_equal_share() {
     for _ in 0..9 {
         let reply = get(front, "/items?page=2").await;
         assert_eq!(reply.status, 200, "{}", reply.body);
-        let origin = origins
-            .iter()
-            .find(|o| o.authority() == reply.server())
-            .expect("reported server is one of the pool's");
+        let origin =
+            origins.iter().find(|o| o.authority() == reply.server()).expect("reported server is one of the pool's");
         // Path and query kept, Host kept, the reported server is the one that answered.
-        assert_eq!(
-            reply.body,
-            format!("{} GET /items host=app.example body=0", origin.state.name)
-        );
+        assert_eq!(reply.body, format!("{} GET /items host=app.example body=0", origin.state.name));
     }
     for origin in &origins {
         assert_eq!(origin.state.hits.load(SeqCst), 3);
@@ -55,12 +50,8 @@ async fn least_conn_sends_new_requests_to_the_idle_server() {
     let front = front(pool.clone()).await;
     let held = tokio::spawn(async move { get(front, "/hold").await });
     let (a_state, b_state) = (a.state.clone(), b.state.clone());
-    wait_until("the held request reaches an origin", || {
-        a_state.hits.load(SeqCst)
-            + b_state.hits.load(SeqCst)
-            == 1
-    })
-    .await;
+    wait_until("the held request reaches an origin", || a_state.hits.load(SeqCst) + b_state.hits.load(SeqCst) == 1)
+        .await;
     // servers[0] is a, servers[1] is b.
     let (busy, idle) = if a.state.hits.load(SeqCst) == 1 { (&a, 1) } else { (&b, 0) };
     let idle_server = pool.servers[idle].clone();
@@ -80,19 +71,10 @@ async fn least_conn_sends_new_requests_to_the_idle_server() {
 #[tokio::test]
 async fn a_request_is_in_flight_until_its_response_body_ends() {
     let a = Origin::start("a").await;
-    let pool = pool_from(&format!(r#"name = "app"
-                                     servers = ["{}"]"#, a.url()), Path::new("."));
+    let pool = pool_from(&format!("name = \"app\"\nservers = [\"{}\"]", a.url()), Path::new("."));
     let front = front(pool.clone()).await;
-    let tcp = tokio::net::TcpStream::connect(front).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let req = http::Request::get("/stream")
-        .header("host", "app.example")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .expect("request");
-    let res = sender.send_request(req).await.expect("response head");
+    let (mut sender, _client) = client(front).await;
+    let res = sender.send_request(get_request("/stream")).await.expect("response head");
     assert_eq!(res.status(), 200);
     // The head has arrived but the body has not ended: still in flight.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -108,4 +90,12 @@ async fn a_request_is_in_flight_until_its_response_body_ends() {
         assert_eq!(reply.status, 200);
     }
     assert_eq!(a.state.connections.load(SeqCst), 1);
+
+    // A client that leaves mid-body ends the request as well.
+    let (mut sender, connection) = client(front).await;
+    let res = sender.send_request(get_request("/stream")).await.expect("response head");
+    assert_eq!(pool.servers[0].in_flight(), 1);
+    drop((res, sender));
+    connection.abort();
+    wait_until("the abandoned request stops counting", || pool.servers[0].in_flight() == 0).await;
 }

@@ -30,19 +30,10 @@ impl Leaf {
 
 impl TestCa {
     pub fn new(name: &str) -> TestCa {
-        let ca = pki::create_ca(&CaInit {
-            name: name.to_owned(),
-            key_type: KeyType::EcdsaP256,
-            days: 30,
-        })
-        .expect("create CA");
-        let issuer = Issuer::new(
-            ca.intermediate.der,
-            ca.intermediate.key,
-            ca.root.der,
-            CaSettings::default(),
-        )
-        .expect("issuer");
+        let ca = pki::create_ca(&CaInit { name: name.to_owned(), key_type: KeyType::EcdsaP256, days: 30 })
+            .expect("create CA");
+        let issuer =
+            Issuer::new(ca.intermediate.der, ca.intermediate.key, ca.root.der, CaSettings::default()).expect("issuer");
         TestCa { issuer }
     }
 
@@ -57,16 +48,8 @@ impl TestCa {
             .map(|d| SubjectAltName::Dns((*d).to_owned()))
             .chain(ips.iter().map(|ip| SubjectAltName::Ip(*ip)))
             .collect();
-        let request = LeafRequest {
-            profile,
-            subject: Subject::common_name(cn),
-            sans,
-            days: None,
-        };
-        let (issued, key) = self
-            .issuer
-            .issue_with_new_key(&request, KeyType::EcdsaP256)
-            .expect("issue leaf");
+        let request = LeafRequest { profile, subject: Subject::common_name(cn), sans, days: None };
+        let (issued, key) = self.issuer.issue_with_new_key(&request, KeyType::EcdsaP256).expect("issue leaf");
         let der = pki::private_key_der(&key).expect("key DER");
         Leaf {
             chain: vec![issued.der, self.issuer.intermediate().clone()],

@@ -76,8 +76,11 @@ fn invalid_settings_are_refused_with_the_key_named() {
                servers = ["http://127.0.0.1:1", "ftp://x"]"#,
             r#"upstream "app": servers[1] "ftp://x" must be an http:// or https:// URL"#,
         ),
-        (r#"name = "app"
-            servers = []"#, r#"upstream "app": servers is empty; list at least one URL"#),
+        (
+            r#"name = "app"
+            servers = []"#,
+            r#"upstream "app": servers is empty; list at least one URL"#,
+        ),
         (
             r#"name = "app"
                servers = ["http://127.0.0.1:1/api"]"#,
@@ -148,19 +151,30 @@ fn tls_files_are_checked_when_the_pool_is_built() {
     let missing = dir.path().join("missing.pem");
     let cases = [
         (r#"ca = "missing.pem""#, format!("upstream \"o\": tls.ca {} cannot be read: ", missing.display())),
-        (r#"ca = "garbage.pem""#, format!("upstream \"o\": tls.ca {} holds no CERTIFICATE block", dir.path().join("garbage.pem").display())),
-        (r#"ca = "ca.pem", client_cert = "client.pem""#, "upstream \"o\": tls.client_cert is set without tls.client_key".to_owned()),
-        (r#"ca = "ca.pem", client_cert = "client.pem", client_key = "ca.pem""#, "upstream \"o\": tls.client_key ".to_owned()),
-        (r#"ca = "ca.pem", server_name = "bad name!""#, "upstream \"o\": tls.server_name \"bad name!\" is not a DNS name or IP address".to_owned()),
+        (
+            r#"ca = "garbage.pem""#,
+            format!("upstream \"o\": tls.ca {} holds no CERTIFICATE block", dir.path().join("garbage.pem").display()),
+        ),
+        (
+            r#"ca = "ca.pem", client_cert = "client.pem""#,
+            "upstream \"o\": tls.client_cert is set without tls.client_key".to_owned(),
+        ),
+        (
+            r#"ca = "ca.pem", client_cert = "client.pem", client_key = "ca.pem""#,
+            "upstream \"o\": tls.client_key ".to_owned(),
+        ),
+        (
+            r#"ca = "ca.pem", server_name = "bad name!""#,
+            "upstream \"o\": tls.server_name \"bad name!\" is not a DNS name or IP address".to_owned(),
+        ),
     ];
     for (tls, expected) in cases {
         let message = refusal(&pool(tls), dir.path());
         assert!(message.starts_with(&expected), "{message}\nexpected: {expected}");
     }
-    let config: UpstreamConfig = toml::from_str(&pool(
-        r#"ca = "ca.pem", client_cert = "client.pem", client_key = "client.key""#,
-    ))
-    .expect("valid TOML");
+    let config: UpstreamConfig =
+        toml::from_str(&pool(r#"ca = "ca.pem", client_cert = "client.pem", client_key = "client.key""#))
+            .expect("valid TOML");
     let pool = Pool::new(&config, dir.path()).expect("valid TLS files");
     assert_eq!((pool.name(), pool.servers(), pool.healthy()), ("o", 1, 1));
 }
@@ -178,4 +192,16 @@ fn statuses_follow_the_kind_of_failure() {
     for (error, status) in cases {
         assert_eq!(error.status(), status, "{error}");
     }
+}
+
+#[test]
+fn server_urls_become_host_and_port() {
+    let config: UpstreamConfig = toml::from_str(
+        r#"name = "app"
+           servers = ["http://app.internal", "http://[::1]:8080", "HTTP://10.0.0.7:3000/"]"#,
+    )
+    .expect("valid TOML");
+    let pool = Pool::new(&config, Path::new(".")).expect("valid");
+    let authorities: Vec<&str> = pool.servers.iter().map(|s| s.authority()).collect();
+    assert_eq!(authorities, ["app.internal:80", "[::1]:8080", "10.0.0.7:3000"]);
 }

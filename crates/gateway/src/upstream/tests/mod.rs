@@ -10,3 +10,10 @@ mod health_checks;
 mod origin_tls;
 mod support;
 mod upgrade;
+
+/// A pool is shared between connection tasks as `Arc<Pool>`.
+#[test]
+fn a_pool_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<crate::upstream::Pool>();
+}

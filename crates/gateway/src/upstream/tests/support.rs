@@ -10,19 +10,21 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Either, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
+use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::upstream::{Pool, UpstreamConfig};
 
-type TestBody = Either<Full<Bytes>, StreamBody<mpsc::Receiver<Result<Frame<Bytes>, Infallible>>>>;
+type TestBody = UnsyncBoxBody<Bytes, Infallible>;
 
 /// What an origin's handlers share with the test.
 #[derive(Default)]
@@ -55,11 +57,8 @@ impl Origin {
     pub async fn start_with(name: &str, tls: Option<Arc<rustls::ServerConfig>>) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin address");
-        let state = Arc::new(OriginState {
-            name: name.to_owned(),
-            healthy: AtomicBool::new(true),
-            ..OriginState::default()
-        });
+        let state =
+            Arc::new(OriginState { name: name.to_owned(), healthy: AtomicBool::new(true), ..OriginState::default() });
         let shared = Arc::clone(&state);
         let task = tokio::spawn(async move {
             // Owned by this task: aborting it drops every connection too.
@@ -104,10 +103,7 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| handle(req, Arc::clone(&state), client_certs));
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, service)
-        .with_upgrades()
-        .await;
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades().await;
 }
 
 async fn handle(
@@ -126,13 +122,21 @@ async fn handle(
         "/hold" => state.release.notified().await,
         "/stream" => {
             // Head and a first chunk now, the end once released.
-            let (tx, rx) = mpsc::channel(2);
-            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"first;")))).await;
-            tokio::spawn(async move {
-                state.release.notified().await;
-                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"last")))).await;
+            let chunks = futures_util::stream::unfold(0u8, move |step| {
+                let state = Arc::clone(&state);
+                async move {
+                    let chunk: &'static [u8] = match step {
+                        0 => b"first;",
+                        1 => {
+                            state.release.notified().await;
+                            b"last"
+                        }
+                        _ => return None,
+                    };
+                    Some((Ok(Frame::data(Bytes::from_static(chunk))), step + 1))
+                }
             });
-            return Ok(Response::new(Either::Right(StreamBody::new(rx))));
+            return Ok(Response::new(StreamBody::new(chunks).boxed_unsync()));
         }
         "/upgrade" => {
             let upgrade = hyper::upgrade::on(&mut req);
@@ -153,12 +157,7 @@ async fn handle(
         }
         _ => {}
     }
-    let host = req
-        .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
+    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("-").to_owned();
     let method = req.method().clone();
     let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
     let mut res = reply(200, format!("{} {method} {path} host={host} body={body}", state.name));
@@ -167,7 +166,7 @@ async fn handle(
 }
 
 fn reply(status: u16, body: String) -> Response<TestBody> {
-    let mut res = Response::new(Either::Left(Full::new(Bytes::from(body))));
+    let mut res = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *res.status_mut() = StatusCode::from_u16(status).expect("status");
     res
 }
@@ -182,9 +181,7 @@ pub async fn front(pool: Arc<Pool>) -> SocketAddr {
             let pool = Arc::clone(&pool);
             let service = service_fn(move |req| forward(Arc::clone(&pool), req));
             tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .with_upgrades(),
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).with_upgrades(),
             );
         }
     });
@@ -229,36 +226,33 @@ pub struct Reply {
 impl Reply {
     /// The server the front reported.
     pub fn server(&self) -> &str {
-        self.headers
-            .get("x-upstream-server")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        self.headers.get("x-upstream-server").and_then(|v| v.to_str().ok()).unwrap_or("")
     }
+}
+
+/// A client connection to `addr`, driven (upgrades included) by the returned task.
+pub async fn client(addr: SocketAddr) -> (SendRequest<Full<Bytes>>, JoinHandle<hyper::Result<()>>) {
+    let tcp = TcpStream::connect(addr).await.expect("connect to front");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.expect("client handshake");
+    (sender, tokio::spawn(conn.with_upgrades()))
+}
+
+/// A GET of `path` with the Host every test uses.
+pub fn get_request(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path).header("host", "app.example").body(Full::new(Bytes::new())).expect("request")
 }
 
 /// Sends one request to `addr` on a new connection and reads the whole response.
 pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
-    let tcp = TcpStream::connect(addr).await.expect("connect to front");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("client handshake");
-    tokio::spawn(conn);
+    let (mut sender, _conn) = client(addr).await;
     let res = sender.send_request(req).await.expect("response from front");
     let (parts, body) = res.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    Reply { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() }
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Reply {
-    let req = Request::get(path)
-        .header("host", "app.example")
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    send(addr, req).await
+    send(addr, get_request(path)).await
 }
 
 /// A pool from TOML (one `[[upstream]]` table's body), relative paths against `base`.

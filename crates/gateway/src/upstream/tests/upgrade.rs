@@ -4,14 +4,11 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Empty;
+use http::HeaderValue;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::support::{Origin, front, pool_from, wait_until};
+use super::support::{Origin, client, front, get_request, pool_from, wait_until};
 
 #[tokio::test]
 async fn an_upgraded_connection_tunnels_through_the_pool() {
@@ -26,17 +23,10 @@ async fn an_upgraded_connection_tunnels_through_the_pool() {
         Path::new("."),
     );
     let front = front(pool.clone()).await;
-    let tcp = TcpStream::connect(front).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn.with_upgrades());
-    let req = Request::get("/upgrade")
-        .header("host", "app.example")
-        .header("connection", "upgrade")
-        .header("upgrade", "echo")
-        .body(Empty::<Bytes>::new())
-        .expect("request");
+    let (mut sender, _client) = client(front).await;
+    let mut req = get_request("/upgrade");
+    req.headers_mut().insert("connection", HeaderValue::from_static("upgrade"));
+    req.headers_mut().insert("upgrade", HeaderValue::from_static("echo"));
     let mut res = sender.send_request(req).await.expect("response");
     assert_eq!(res.status(), 101);
     assert_eq!(res.headers()["upgrade"], "echo");
