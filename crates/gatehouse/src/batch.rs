@@ -142,7 +142,7 @@ pub async fn run(
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(todo.len() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} certificates, {per_sec}, eta {eta}")
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} certificates, eta {eta}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar

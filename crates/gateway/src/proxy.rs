@@ -93,11 +93,16 @@ type Inner = Either<Incoming, Full<Bytes>>;
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A process-unique request id: a random per-process prefix and a counter
+/// (unique, cheap, not secret).
 fn request_id() -> String {
-    let mut seed = [0u8; 8];
-    // Ids only need to be unique, not secret; fall back to the counter alone.
-    let _ = aws_lc_rs::rand::fill(&mut seed);
-    format!("{:016x}{:08x}", u64::from_le_bytes(seed), REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed) as u32)
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
+        let mut seed = [0u8; 8];
+        let _ = aws_lc_rs::rand::fill(&mut seed);
+        u64::from_le_bytes(seed)
+    });
+    format!("{prefix:016x}{:08x}", REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed) as u32)
 }
 
 /// Handles one request through every phase.
@@ -105,7 +110,8 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
     let started = Instant::now();
     let id = request_id();
     let host = request_host(&req).unwrap_or_default();
-    let mut entry = AccessEntry {
+    // The access line is only assembled when it will be written.
+    let mut entry = conn.access_log.then(|| Box::new(AccessEntry {
         time: now_rfc3339(),
         event: "request",
         request_id: id.clone(),
@@ -124,7 +130,7 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
         client_verify: conn.client.verify_label(),
         upstream: None,
         refused: None,
-    };
+    }));
     let accept_json = wants_json(req.headers());
 
     let route = match route(&conn.site, &host, req.uri().path()) {
@@ -176,7 +182,9 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
             ));
         }
     };
-    entry.upstream = Some(server);
+    if let Some(e) = entry.as_mut() {
+        e.upstream = Some(server);
+    }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(downstream) = upgrade {
             splice_upgrade(downstream, hyper::upgrade::on(&mut response));
@@ -184,9 +192,9 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
     } else {
         response_filter(&conn.site, response.headers_mut());
     }
-    entry.status = response.status().as_u16();
+    let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
-    Ok(Response::from_parts(parts, LoggedBody::new(Either::Left(body), entry, started, &conn)))
+    Ok(Response::from_parts(parts, LoggedBody::new(Either::Left(body), entry, status, started, &conn)))
 }
 
 /// Phase 1: the Host must be one of the site's names; the longest prefix route wins.
@@ -314,7 +322,7 @@ fn version_name(v: http::Version) -> &'static str {
 /// A response the gateway answers itself (421, 403, 404, 502, 503, 504).
 fn local(
     conn: &Connection,
-    mut entry: AccessEntry,
+    mut entry: Option<Box<AccessEntry>>,
     started: Instant,
     status: StatusCode,
     code: &str,
@@ -337,10 +345,11 @@ fn local(
             ),
         )
     };
-    entry.status = status.as_u16();
-    entry.refused = Some(code.to_owned());
-    let mut response =
-        Response::new(LoggedBody::new(Either::Right(Full::new(Bytes::from(body))), entry, started, conn));
+    if let Some(e) = entry.as_mut() {
+        e.refused = Some(code.to_owned());
+    }
+    let body = Either::Right(Full::new(Bytes::from(body)));
+    let mut response = Response::new(LoggedBody::new(body, entry, status.as_u16(), started, conn));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Some(hsts) = &conn.site.hsts {
@@ -352,24 +361,29 @@ fn local(
 /// A response body that counts its bytes and writes the access line when it ends or is dropped.
 pub struct LoggedBody {
     inner: Inner,
-    entry: Option<AccessEntry>,
+    entry: Option<Box<AccessEntry>>,
+    status: u16,
+    bytes: u64,
+    done: bool,
     started: Instant,
-    log: bool,
     metrics: Arc<Metrics>,
 }
 
 impl LoggedBody {
-    fn new(inner: Inner, entry: AccessEntry, started: Instant, conn: &Connection) -> LoggedBody {
-        LoggedBody { inner, entry: Some(entry), started, log: conn.access_log, metrics: conn.metrics.clone() }
+    fn new(inner: Inner, entry: Option<Box<AccessEntry>>, status: u16, started: Instant, conn: &Connection) -> LoggedBody {
+        LoggedBody { inner, entry, status, bytes: 0, done: false, started, metrics: conn.metrics.clone() }
     }
 
     fn finish(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        self.metrics.request(self.status);
         if let Some(mut entry) = self.entry.take() {
-            self.metrics.request(entry.status);
-            if self.log {
-                entry.duration_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-                write_line(&entry);
-            }
+            entry.status = self.status;
+            entry.bytes = self.bytes;
+            entry.duration_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+            write_line(&entry);
         }
     }
 }
@@ -382,8 +396,8 @@ impl Body for LoggedBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(entry)) = (frame.data_ref(), self.entry.as_mut()) {
-                    entry.bytes += data.len() as u64;
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
                 }
             }
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),

@@ -32,14 +32,10 @@ pub async fn serve(listen: SocketAddr) -> Result<(), BoxError> {
         tokio::spawn(async move {
             let svc = service_fn(|_req| async {
                 let mut resp = Response::new(Full::new(Bytes::from_static(b"ok\n")));
-                resp.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
                 Ok::<_, Infallible>(resp)
             });
-            let _ = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(sock), svc)
-                .await;
+            let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(sock), svc).await;
         });
     }
 }

@@ -39,10 +39,7 @@ impl Target {
     pub async fn connect_tls(&self) -> Result<TlsStream<TcpStream>, BoxError> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
-        Ok(self
-            .connector
-            .connect(self.server_name.clone(), tcp)
-            .await?)
+        Ok(self.connector.connect(self.server_name.clone(), tcp).await?)
     }
 
     pub fn request_h1(&self, close: bool) -> Request<Body> {
@@ -50,8 +47,7 @@ impl Target {
         *req.uri_mut() = self.uri_h1.clone();
         req.headers_mut().insert(HOST, self.host.clone());
         if close {
-            req.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
+            req.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         }
         req
     }
@@ -181,8 +177,7 @@ impl Stats {
 
     pub fn ok(&mut self, latency: Duration) {
         self.ok += 1;
-        self.hist
-            .saturating_record(latency.as_micros().max(1) as u64);
+        self.hist.saturating_record(latency.as_micros().max(1) as u64);
     }
 
     pub fn error(&mut self, e: &BoxError) {

@@ -64,11 +64,7 @@ impl Shared {
 
 pub async fn idle(t: Arc<Target>, p: IdleParams) -> Result<IdleResult, BoxError> {
     let all: Vec<u32> = p.pids.iter().chain(&p.aux_pids).copied().collect();
-    let rss_before = if all.is_empty() {
-        None
-    } else {
-        Some(proc::sum_status_kib(&all, "VmRSS")?)
-    };
+    let rss_before = if all.is_empty() { None } else { Some(proc::sum_status_kib(&all, "VmRSS")?) };
 
     let shared = Arc::new(Shared {
         opened: AtomicU64::new(0),
@@ -99,11 +95,7 @@ pub async fn idle(t: Arc<Target>, p: IdleParams) -> Result<IdleResult, BoxError>
 
     sleep(p.hold.max(p.settle)).await;
     let open_after_hold = shared.open_now.load(Ordering::Relaxed);
-    let rss_idle = if all.is_empty() {
-        None
-    } else {
-        Some(proc::sum_status_kib(&all, "VmRSS")?)
-    };
+    let rss_idle = if all.is_empty() { None } else { Some(proc::sum_status_kib(&all, "VmRSS")?) };
     for h in &handles {
         h.abort();
     }
@@ -112,9 +104,7 @@ pub async fn idle(t: Arc<Target>, p: IdleParams) -> Result<IdleResult, BoxError>
     }
 
     let per_conn = match (rss_before, rss_idle) {
-        (Some(b), Some(i)) if open_after_hold > 0 => {
-            Some((i as f64 - b as f64) * 1024.0 / open_after_hold as f64)
-        }
+        (Some(b), Some(i)) if open_after_hold > 0 => Some((i as f64 - b as f64) * 1024.0 / open_after_hold as f64),
         _ => None,
     };
     let kinds = std::mem::take(&mut *shared.kinds.lock().unwrap_or_else(|e| e.into_inner()));
@@ -126,11 +116,7 @@ pub async fn idle(t: Arc<Target>, p: IdleParams) -> Result<IdleResult, BoxError>
         open_s,
         open_after_hold,
         hold_s: p.hold.as_secs_f64(),
-        loadgen_cpu_us_per_handshake: if opened > 0 {
-            Some(self_cpu * 1e6 / opened as f64)
-        } else {
-            None
-        },
+        loadgen_cpu_us_per_handshake: if opened > 0 { Some(self_cpu * 1e6 / opened as f64) } else { None },
         rss_before_kib: rss_before,
         rss_idle_kib: rss_idle,
         rss_per_conn_bytes: per_conn,
@@ -191,8 +177,7 @@ pub fn print_text(r: &IdleResult) {
             "proxy RSS {:.1} MiB before, {:.1} MiB with the connections idle: {} per idle connection",
             b as f64 / 1024.0,
             i as f64 / 1024.0,
-            r.rss_per_conn_bytes
-                .map_or("-".into(), |v| format!("{:.1} KiB", v / 1024.0))
+            r.rss_per_conn_bytes.map_or("-".into(), |v| format!("{:.1} KiB", v / 1024.0))
         );
     }
     for (k, v) in &r.error_kinds {

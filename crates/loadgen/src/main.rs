@@ -25,11 +25,7 @@ use client::Target;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Parser)]
-#[command(
-    name = "gatehouse-loadgen",
-    version,
-    about = "mTLS load generator and test backend for gatehouse benchmarks"
-)]
+#[command(name = "gatehouse-loadgen", version, about = "mTLS load generator and test backend for gatehouse benchmarks")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -151,14 +147,9 @@ fn main() {
 
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, BoxError> {
     let rt = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()?
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
     };
     Ok(rt)
 }
@@ -167,11 +158,7 @@ async fn async_main(cmd: Cmd) -> Result<(), BoxError> {
     match cmd {
         Cmd::Backend { listen } => backend::serve(listen).await,
         Cmd::Run(a) => {
-            let alpn: &[&[u8]] = if a.mode == run::Mode::H2 {
-                &[b"h2"]
-            } else {
-                &[b"http/1.1"]
-            };
+            let alpn: &[&[u8]] = if a.mode == run::Mode::H2 { &[b"h2"] } else { &[b"http/1.1"] };
             let target = target(&a.t, alpn).await?;
             let r = run::run(
                 target,
@@ -226,26 +213,16 @@ async fn target(a: &TargetArgs, alpn: &[&[u8]]) -> Result<Arc<Target>, BoxError>
     if uri.scheme_str() != Some("https") {
         return Err(format!("--url {}: only https:// URLs", a.url).into());
     }
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("--url {}: no host", a.url))?;
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+    let host = uri.host().ok_or_else(|| format!("--url {}: no host", a.url))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
     let port = uri.port_u16().unwrap_or(443);
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .unwrap_or_default();
+    let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
 
     let addr = match a.connect {
         Some(addr) => addr,
         None => {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await?.collect();
             addrs
                 .iter()
                 .find(|a| a.is_ipv4())
@@ -255,8 +232,7 @@ async fn target(a: &TargetArgs, alpn: &[&[u8]]) -> Result<Arc<Target>, BoxError>
         }
     };
     let name = a.server_name.clone().unwrap_or(host);
-    let server_name =
-        ServerName::try_from(name.clone()).map_err(|e| format!("server name {name}: {e}"))?;
+    let server_name = ServerName::try_from(name.clone()).map_err(|e| format!("server name {name}: {e}"))?;
 
     let config = tls::client_config(&tls::TlsOptions {
         ca: &a.ca,

@@ -8,16 +8,11 @@ use std::time::Duration;
 pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) may contain spaces and ')': split after the last ')'.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| io::Error::other("bad /proc/PID/stat"))?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| io::Error::other("bad /proc/PID/stat"))?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state); utime is field 14, stime field 15.
     let get = |i: usize| -> io::Result<u64> {
-        f.get(i)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| io::Error::other("bad /proc/PID/stat"))
+        f.get(i).and_then(|v| v.parse().ok()).ok_or_else(|| io::Error::other("bad /proc/PID/stat"))
     };
     Ok(get(11)? + get(12)?)
 }
@@ -43,14 +38,10 @@ pub fn status_kib(pid: u32, field: &str) -> io::Result<u64> {
     for line in status.lines() {
         if let Some(v) = line.strip_prefix(field).and_then(|v| v.strip_prefix(':')) {
             let v = v.trim().trim_end_matches("kB").trim();
-            return v
-                .parse()
-                .map_err(|_| io::Error::other(format!("bad {field} in /proc/{pid}/status")));
+            return v.parse().map_err(|_| io::Error::other(format!("bad {field} in /proc/{pid}/status")));
         }
     }
-    Err(io::Error::other(format!(
-        "no {field} in /proc/{pid}/status"
-    )))
+    Err(io::Error::other(format!("no {field} in /proc/{pid}/status")))
 }
 
 pub fn sum_status_kib(pids: &[u32], field: &str) -> io::Result<u64> {
@@ -91,10 +82,7 @@ pub fn raise_nofile() -> u64 {
             return 0;
         }
         if rl.rlim_cur < rl.rlim_max {
-            let want = libc::rlimit {
-                rlim_cur: rl.rlim_max,
-                rlim_max: rl.rlim_max,
-            };
+            let want = libc::rlimit { rlim_cur: rl.rlim_max, rlim_max: rl.rlim_max };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
                 return want.rlim_cur as u64;
             }

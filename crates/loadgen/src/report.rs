@@ -20,10 +20,7 @@ struct Cell {
 
 impl Cell {
     fn values(&self, key: &str) -> Vec<f64> {
-        self.results
-            .iter()
-            .filter_map(|r| r.get(key).and_then(Value::as_f64))
-            .collect()
+        self.results.iter().filter_map(|r| r.get(key).and_then(Value::as_f64)).collect()
     }
     fn median(&self, key: &str) -> Option<f64> {
         median(self.values(key))
@@ -39,11 +36,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
 }
 
 fn thousands(v: f64) -> String {
@@ -112,13 +105,8 @@ pub fn report(file: &Path) -> Result<(), BoxError> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value =
-            serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", file.display(), i + 1))?;
-        let name = v
-            .get("proxy")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string();
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", file.display(), i + 1))?;
+        let name = v.get("proxy").and_then(Value::as_str).unwrap_or("?").to_string();
         let cell_name = v.get("cell").and_then(Value::as_str).unwrap_or("?");
         let Some(cell_key) = CELLS.iter().find(|c| **c == cell_name) else {
             continue;
@@ -126,10 +114,7 @@ pub fn report(file: &Path) -> Result<(), BoxError> {
         let idx = match proxies.iter().position(|p| p.name == name) {
             Some(i) => i,
             None => {
-                proxies.push(Proxy {
-                    name: name.clone(),
-                    cells: BTreeMap::new(),
-                });
+                proxies.push(Proxy { name: name.clone(), cells: BTreeMap::new() });
                 proxies.len() - 1
             }
         };
@@ -137,11 +122,7 @@ pub fn report(file: &Path) -> Result<(), BoxError> {
         if let Some(r) = v.get("result") {
             cell.results.push(r.clone());
         } else {
-            let err = v
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no result")
-                .to_string();
+            let err = v.get("error").and_then(Value::as_str).unwrap_or("no result").to_string();
             cell.failures.push(err);
         }
     }
@@ -186,12 +167,7 @@ pub fn report(file: &Path) -> Result<(), BoxError> {
             fmt: thousands,
             get: |p| p.med("handshake", "proxy_cpu_us_per_op"),
         },
-        Metric {
-            name: "peak RSS under load",
-            better: Better::Lower,
-            fmt: mib,
-            get: |p| p.peak_rss().map(|(h, _)| h),
-        },
+        Metric { name: "peak RSS under load", better: Better::Lower, fmt: mib, get: |p| p.peak_rss().map(|(h, _)| h) },
         Metric {
             name: "RSS per idle TLS conn",
             better: Better::Lower,
@@ -200,11 +176,8 @@ pub fn report(file: &Path) -> Result<(), BoxError> {
         },
     ];
 
-    let runs = proxies
-        .iter()
-        .flat_map(|p| p.cells.values().map(|c| c.results.len() + c.failures.len()))
-        .max()
-        .unwrap_or(0);
+    let runs =
+        proxies.iter().flat_map(|p| p.cells.values().map(|c| c.results.len() + c.failures.len())).max().unwrap_or(0);
     println!("## Proxy comparison (median of {runs} run(s); proxy on one core)\n");
     print!("| proxy |");
     for m in &metrics {
@@ -234,9 +207,7 @@ pub fn report(file: &Path) -> Result<(), BoxError> {
     let peers: Vec<&Proxy> = proxies.iter().filter(|p| p.name != "gatehouse").collect();
     if !peers.is_empty() {
         println!("\n## Ratios vs the best peer (value ÷ best peer's value)\n");
-        println!(
-            "Rates: higher is better. µs CPU and memory: lower is better. The best peer is per column.\n"
-        );
+        println!("Rates: higher is better. µs CPU and memory: lower is better. The best peer is per column.\n");
         print!("| proxy |");
         for m in &metrics {
             print!(" {} |", m.name);
@@ -250,23 +221,19 @@ pub fn report(file: &Path) -> Result<(), BoxError> {
         let bests: Vec<Option<(f64, &str)>> = metrics
             .iter()
             .map(|m| {
-                peers
-                    .iter()
-                    .filter_map(|p| (m.get)(p).map(|v| (v, p.name.as_str())))
-                    .fold(None, |acc, (v, n)| match (acc, m.better) {
+                peers.iter().filter_map(|p| (m.get)(p).map(|v| (v, p.name.as_str()))).fold(None, |acc, (v, n)| {
+                    match (acc, m.better) {
                         (None, _) => Some((v, n)),
                         (Some((b, _)), Better::Higher) if v > b => Some((v, n)),
                         (Some((b, _)), Better::Lower) if v < b => Some((v, n)),
                         (a, _) => a,
-                    })
+                    }
+                })
             })
             .collect();
         print!("| best peer |");
         for (m, b) in metrics.iter().zip(&bests) {
-            print!(
-                " {} |",
-                b.map_or("–".into(), |(v, n)| format!("{n} {}", (m.fmt)(v)))
-            );
+            print!(" {} |", b.map_or("–".into(), |(v, n)| format!("{n} {}", (m.fmt)(v))));
         }
         println!();
         for p in &proxies {
@@ -293,11 +260,7 @@ pub fn report(file: &Path) -> Result<(), BoxError> {
             let runs = format!(
                 "{}{}",
                 cell.results.len(),
-                if cell.failures.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (+{} failed)", cell.failures.len())
-                }
+                if cell.failures.is_empty() { String::new() } else { format!(" (+{} failed)", cell.failures.len()) }
             );
             println!(
                 "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |",
@@ -305,10 +268,7 @@ pub fn report(file: &Path) -> Result<(), BoxError> {
                 c,
                 runs,
                 opt(cell.median("rate"), thousands),
-                opt(cell.median("proxy_cpu_util"), |u| format!(
-                    "{:.0} %",
-                    u * 100.0
-                )),
+                opt(cell.median("proxy_cpu_util"), |u| format!("{:.0} %", u * 100.0)),
                 thousands(cell.sum("errors")),
                 thousands(cell.sum("requests")),
                 opt(cell.median("p50_us"), thousands),
@@ -330,21 +290,14 @@ pub fn report(file: &Path) -> Result<(), BoxError> {
             "| {} | {}{} | {} | {} | {} | {} | {} | {} | {} |",
             p.name,
             cell.results.len(),
-            if cell.failures.is_empty() {
-                String::new()
-            } else {
-                format!(" (+{} failed)", cell.failures.len())
-            },
+            if cell.failures.is_empty() { String::new() } else { format!(" (+{} failed)", cell.failures.len()) },
             opt(cell.median("connections"), thousands),
             opt(cell.median("opened"), thousands),
             thousands(cell.sum("failed")),
             opt(cell.median("open_after_hold"), thousands),
             opt(cell.median("rss_before_kib"), mib),
             opt(cell.median("rss_idle_kib"), mib),
-            opt(cell.median("rss_per_conn_bytes"), |b| format!(
-                "{:.1} KiB",
-                b / 1024.0
-            )),
+            opt(cell.median("rss_per_conn_bytes"), |b| format!("{:.1} KiB", b / 1024.0)),
         );
     }
 

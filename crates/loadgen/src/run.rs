@@ -113,11 +113,7 @@ pub async fn run(t: Arc<Target>, p: RunParams) -> Result<RunResult, BoxError> {
         }
     }
 
-    let cpu0 = if all_pids.is_empty() {
-        None
-    } else {
-        Some(proc::cpu_seconds(&all_pids)?)
-    };
+    let cpu0 = if all_pids.is_empty() { None } else { Some(proc::cpu_seconds(&all_pids)?) };
     if !all_pids.is_empty() {
         proc::reset_hwm(&all_pids)?;
     }
@@ -151,16 +147,8 @@ pub async fn run(t: Arc<Target>, p: RunParams) -> Result<RunResult, BoxError> {
         Some(c0) => Some(proc::cpu_seconds(&all_pids)? - c0),
         None => None,
     };
-    let hwm = if p.pids.is_empty() {
-        None
-    } else {
-        Some(proc::sum_status_kib(&p.pids, "VmHWM")?)
-    };
-    let aux_hwm = if p.aux_pids.is_empty() {
-        None
-    } else {
-        Some(proc::sum_status_kib(&p.aux_pids, "VmHWM")?)
-    };
+    let hwm = if p.pids.is_empty() { None } else { Some(proc::sum_status_kib(&p.pids, "VmHWM")?) };
+    let aux_hwm = if p.aux_pids.is_empty() { None } else { Some(proc::sum_status_kib(&p.aux_pids, "VmHWM")?) };
     stats.errors += setup.errors;
     for (k, v) in setup.kinds {
         *stats.kinds.entry(k).or_insert(0) += v;
@@ -168,11 +156,7 @@ pub async fn run(t: Arc<Target>, p: RunParams) -> Result<RunResult, BoxError> {
 
     let n = stats.ok;
     let per_op = |secs: f64| {
-        if n > 0 {
-            Some(secs * 1e6 / n as f64)
-        } else {
-            None
-        }
+        if n > 0 { Some(secs * 1e6 / n as f64) } else { None }
     };
     Ok(RunResult {
         mode: p.mode.name(),
@@ -190,8 +174,7 @@ pub async fn run(t: Arc<Target>, p: RunParams) -> Result<RunResult, BoxError> {
         loadgen_cpu_us_per_op: per_op(self_cpu),
         proxy_cpu_s: proxy_cpu,
         proxy_cpu_util: proxy_cpu.map(|c| c / elapsed),
-        rate_per_proxy_core: proxy_cpu
-            .and_then(|c| if c > 0.0 { Some(n as f64 / c) } else { None }),
+        rate_per_proxy_core: proxy_cpu.and_then(|c| if c > 0.0 { Some(n as f64 / c) } else { None }),
         proxy_cpu_us_per_op: proxy_cpu.and_then(per_op),
         proxy_hwm_kib: hwm,
         aux_hwm_kib: aux_hwm,
@@ -216,12 +199,7 @@ async fn handshake_worker(t: Arc<Target>, deadline: Instant) -> Stats {
     st
 }
 
-async fn keepalive_worker(
-    t: Arc<Target>,
-    mut sender: Option<Sender>,
-    h2: bool,
-    deadline: Instant,
-) -> Stats {
+async fn keepalive_worker(t: Arc<Target>, mut sender: Option<Sender>, h2: bool, deadline: Instant) -> Stats {
     let mut st = Stats::new();
     while Instant::now() < deadline {
         let tx = match &mut sender {
@@ -258,49 +236,33 @@ async fn keepalive_worker(
 }
 
 pub fn print_text(r: &RunResult) {
-    let unit = if r.mode == "handshake" {
-        "handshakes/s"
-    } else {
-        "req/s"
-    };
+    let unit = if r.mode == "handshake" { "handshakes/s" } else { "req/s" };
     println!(
         "mode {}  connections {}{}  duration {:.2} s",
         r.mode,
         r.connections,
-        if r.streams > 1 {
-            format!(" x {} streams", r.streams)
-        } else {
-            String::new()
-        },
+        if r.streams > 1 { format!(" x {} streams", r.streams) } else { String::new() },
         r.duration_s
     );
     println!("requests {}  errors {}", r.requests, r.errors);
     println!("rate {:.1} {unit}", r.rate);
-    println!(
-        "latency p50 {} us  p90 {} us  p99 {} us  max {} us",
-        r.p50_us, r.p90_us, r.p99_us, r.max_us
-    );
+    println!("latency p50 {} us  p90 {} us  p99 {} us  max {} us", r.p50_us, r.p90_us, r.p99_us, r.max_us);
     println!(
         "loadgen cpu {:.2} s ({} us/op)",
         r.loadgen_cpu_s,
-        r.loadgen_cpu_us_per_op
-            .map_or("-".into(), |v| format!("{v:.1}"))
+        r.loadgen_cpu_us_per_op.map_or("-".into(), |v| format!("{v:.1}"))
     );
     if let (Some(c), Some(u)) = (r.proxy_cpu_s, r.proxy_cpu_util) {
         println!(
             "proxy cpu {:.2} s ({:.1}% of one core): {} {unit} per proxy core, {} us cpu/op",
             c,
             u * 100.0,
-            r.rate_per_proxy_core
-                .map_or("-".into(), |v| format!("{v:.0}")),
-            r.proxy_cpu_us_per_op
-                .map_or("-".into(), |v| format!("{v:.1}"))
+            r.rate_per_proxy_core.map_or("-".into(), |v| format!("{v:.0}")),
+            r.proxy_cpu_us_per_op.map_or("-".into(), |v| format!("{v:.1}"))
         );
     }
     if let Some(h) = r.proxy_hwm_kib {
-        let aux = r.aux_hwm_kib.map_or(String::new(), |a| {
-            format!(" (+{:.1} MiB aux)", a as f64 / 1024.0)
-        });
+        let aux = r.aux_hwm_kib.map_or(String::new(), |a| format!(" (+{:.1} MiB aux)", a as f64 / 1024.0));
         println!("proxy peak RSS {:.1} MiB{aux}", h as f64 / 1024.0);
     }
     for (k, v) in &r.error_kinds {

@@ -52,33 +52,22 @@ pub fn client_config(o: &TlsOptions<'_>) -> Result<Arc<ClientConfig>, BoxError> 
     // aws-lc seeds its RNG (CPU-jitter entropy, tens of ms of CPU) on first
     // use: do it now rather than inside the measured window.
     let mut warm = [0u8; 32];
-    provider
-        .secure_random
-        .fill(&mut warm)
-        .map_err(|e| format!("RNG: {e:?}"))?;
+    provider.secure_random.fill(&mut warm).map_err(|e| format!("RNG: {e:?}"))?;
     let provider = Arc::new(provider);
 
     let mut roots = RootCertStore::empty();
     let mut n = 0;
-    for cert in
-        CertificateDer::pem_file_iter(o.ca).map_err(|e| format!("{}: {e}", o.ca.display()))?
-    {
+    for cert in CertificateDer::pem_file_iter(o.ca).map_err(|e| format!("{}: {e}", o.ca.display()))? {
         let cert = cert.map_err(|e| format!("{}: {e}", o.ca.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", o.ca.display()))?;
+        roots.add(cert).map_err(|e| format!("{}: {e}", o.ca.display()))?;
         n += 1;
     }
     if n == 0 {
         return Err(format!("{}: no certificate found", o.ca.display()).into());
     }
-    let webpki =
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
     let verifier: Arc<dyn ServerCertVerifier> = if o.verify_cache {
-        Arc::new(CachingVerifier {
-            inner: webpki,
-            verified: Mutex::new(Vec::new()),
-        })
+        Arc::new(CachingVerifier { inner: webpki, verified: Mutex::new(Vec::new()) })
     } else {
         webpki
     };
@@ -90,8 +79,7 @@ pub fn client_config(o: &TlsOptions<'_>) -> Result<Arc<ClientConfig>, BoxError> 
     if chain.is_empty() {
         return Err(format!("{}: no certificate found", o.cert.display()).into());
     }
-    let key =
-        PrivateKeyDer::from_pem_file(o.key).map_err(|e| format!("{}: {e}", o.key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(o.key).map_err(|e| format!("{}: {e}", o.key.display()))?;
 
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -142,22 +130,13 @@ impl ServerCertVerifier for CachingVerifier {
                 c.end_entity.as_slice() == end_entity.as_ref()
                     && c.server_name == *server_name
                     && c.intermediates.len() == intermediates.len()
-                    && c.intermediates
-                        .iter()
-                        .zip(intermediates)
-                        .all(|(a, b)| a.as_slice() == b.as_ref())
+                    && c.intermediates.iter().zip(intermediates).all(|(a, b)| a.as_slice() == b.as_ref())
             });
             if hit {
                 return Ok(ServerCertVerified::assertion());
             }
         }
-        let ok = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
+        let ok = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
         let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() < 16 {
             cache.push(VerifiedChain {
