@@ -52,7 +52,10 @@ pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Resul
     } else {
         None
     };
-    let gateway = Gateway::new(config, Some(config_path.to_owned()), internal).await.map_err(Failure::failed)?;
+    // Anything Gateway::new refuses is in the configuration (a file it names, a trust store).
+    let gateway = Gateway::new(config, Some(config_path.to_owned()), internal)
+        .await
+        .map_err(|e| Failure::usage(format!("{}: {e}", config_path.display())))?;
     let listeners = gateway.bind().await.map_err(Failure::failed)?;
     gateway
         .run(listeners, |bound| {

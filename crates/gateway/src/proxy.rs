@@ -239,8 +239,9 @@ pub fn upstream_request(conn: &Connection, req: &mut Request<Incoming>, host: &s
     set(headers, "x-forwarded-host", host);
     set(headers, "x-request-id", id);
     if !headers.contains_key(header::HOST) {
-        // HTTP/2 carries the host in :authority; HTTP/1.1 origins need a Host header.
-        set(headers, "host", host);
+        // HTTP/2 carries the host (and port) in :authority; HTTP/1.1 origins need it as Host.
+        let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+        set(req.headers_mut(), "host", authority.as_deref().unwrap_or(host));
     }
     *req.version_mut() = http::Version::HTTP_11;
 }

@@ -179,6 +179,15 @@ pub fn summarize(der: &[u8]) -> Result<(CertSummary, Option<Vec<u8>>), Refusal> 
     Ok((summary, authority_key_id))
 }
 
+/// The subject key identifier of a certificate, if it has one.
+fn subject_key_id(der: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    cert.extensions().iter().find_map(|ext| match ext.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(ki) => Some(ki.0.to_vec()),
+        _ => None,
+    })
+}
+
 /// Revoked serials of the internal CA's issuing key, replaced as a whole when the database changes.
 #[derive(Debug, Default)]
 pub struct InternalRevocations {
@@ -195,7 +204,9 @@ pub struct TrustStore {
     provider: Arc<CryptoProvider>,
     verifier: ArcSwap<Arc<dyn ClientCertVerifier>>,
     internal: Option<Arc<InternalRevocations>>,
-    /// CRL URLs, refreshed by [`TrustStore::spawn_crl_refresh`].
+    /// Subject key identifiers of the trusted CA certificates.
+    anchor_key_ids: HashSet<Vec<u8>>,
+    /// CRL URLs, refreshed by [`crate::crl_fetch::spawn_refresh`].
     pub crl_urls: Vec<String>,
 }
 
@@ -242,6 +253,7 @@ impl TrustStore {
         crl_urls: Vec<String>,
         internal: Option<Arc<InternalRevocations>>,
     ) -> Result<TrustStore, String> {
+        let anchor_key_ids = roots.iter().filter_map(|r| subject_key_id(r)).collect();
         let mut store = RootCertStore::empty();
         for root in roots {
             store.add(root).map_err(|e| format!("a trusted CA certificate is unusable: {e}"))?;
@@ -252,7 +264,15 @@ impl TrustStore {
         let roots = Arc::new(store);
         let all: Vec<_> = file_crls.iter().chain(&url_crls).cloned().collect();
         let verifier = build_verifier(&roots, &provider, all)?;
-        Ok(TrustStore { roots, file_crls, provider, verifier: ArcSwap::from_pointee(verifier), internal, crl_urls })
+        Ok(TrustStore {
+            roots,
+            file_crls,
+            provider,
+            verifier: ArcSwap::from_pointee(verifier),
+            internal,
+            anchor_key_ids,
+            crl_urls,
+        })
     }
 
     /// Replaces the CRLs fetched from URLs (the file CRLs stay).
@@ -270,10 +290,15 @@ impl TrustStore {
         now: UnixTime,
     ) -> Result<CertSummary, Refusal> {
         let (summary, authority_key_id) = summarize(end_entity)?;
-        self.verifier
-            .load()
-            .verify_client_cert(end_entity, intermediates, now)
-            .map_err(|e| Refusal::from_rustls(&e))?;
+        self.verifier.load().verify_client_cert(end_entity, intermediates, now).map_err(|e| {
+            let refusal = Refusal::from_rustls(&e);
+            // A CA with the same name as a trusted one (two default installs) fails on the
+            // signature; what the operator needs to hear is that the issuer is not trusted.
+            let issued_by_known_key = authority_key_id.as_deref().is_none_or(|aki| {
+                self.anchor_key_ids.contains(aki) || intermediates.iter().any(|i| subject_key_id(i).as_deref() == Some(aki))
+            });
+            if refusal == Refusal::BadSignature && !issued_by_known_key { Refusal::UnknownIssuer } else { refusal }
+        })?;
         if let Some(internal) = &self.internal {
             let ours = authority_key_id.as_deref().is_none_or(|aki| aki == internal.issuer_key_id.as_slice());
             if ours && internal.serials.load().contains(&summary.serial) {
@@ -359,7 +384,17 @@ impl ClientCertVerifier for SiteVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        if self.policy == HandshakePolicy::Require {
+            return rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms);
+        }
+        // Asking without verifying: prove possession against the certificate's key alone, so
+        // a certificate webpki cannot parse (X.509 v1) still completes the handshake and is
+        // refused, with its reason, by the connection's own verification.
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let spki = rustls::pki_types::SubjectPublicKeyInfoDer::from(parsed.public_key().raw);
+        rustls::crypto::verify_tls13_signature_with_raw_key(message, &spki, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
