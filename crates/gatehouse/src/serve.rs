@@ -15,10 +15,16 @@ use crate::cli::Global;
 
 /// Builds the tokio runtime the gateway runs on.
 pub fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime, Failure> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = worker_threads {
-        builder.worker_threads(n.max(1));
-    }
+    // One worker: a current-thread runtime does the same work without cross-thread scheduling.
+    let mut builder = match worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder.enable_all().build().map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))
 }
 

@@ -14,7 +14,7 @@ use super::config::ServerAddr;
 use super::connect::Connection;
 
 /// Idle connections kept per server; more are closed when they come back.
-const MAX_IDLE: usize = 32;
+const MAX_IDLE: usize = 256;
 /// An idle connection older than this is closed rather than reused: origins
 /// close idle keep-alive connections (nginx after 75 s), and a request sent as
 /// they do is lost.
@@ -172,10 +172,11 @@ impl Server {
 
     /// Keeps a connection that finished its exchange for the next request.
     pub(super) fn put_idle(&self, conn: Connection) {
+        let now = Instant::now();
         let mut idle = lock(&self.idle);
-        idle.retain(|(c, since)| !c.is_closed() && since.elapsed() < IDLE_TIMEOUT);
+        idle.retain(|(c, since)| !c.is_closed() && now.duration_since(*since) < IDLE_TIMEOUT);
         if idle.len() < MAX_IDLE {
-            idle.push((conn, Instant::now()));
+            idle.push((conn, now));
         }
     }
 }
