@@ -78,12 +78,20 @@ pub enum TlsVersion {
 }
 
 /// TLS settings.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct TlsSettings {
     /// Lowest version: "1.2" (default) or "1.3".
-    #[serde(default)]
     pub min_version: TlsVersion,
+    /// How long a verified client chain is remembered, seconds (0: verify every chain every time).
+    /// Revocation by the internal CA is checked on every handshake regardless.
+    pub client_chain_cache_secs: u64,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings { min_version: TlsVersion::default(), client_chain_cache_secs: 60 }
+    }
 }
 
 /// Limits that keep the gateway standing under slow or abusive clients.

@@ -139,9 +139,12 @@ async fn connection(
     let chain = session.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
     let client = match (site.mtls, chain.split_first()) {
         (MtlsMode::Off, _) | (_, None) => ClientCert::None,
-        (MtlsMode::Require, Some((leaf, _))) => match summarize(leaf) {
-            Ok((summary, _)) => ClientCert::Verified(summary),
-            Err(refusal) => ClientCert::Refused(refusal),
+        (MtlsMode::Require, Some((leaf, intermediates))) => match &site.trust {
+            Some(trust) => match trust.verified_summary(leaf, intermediates, UnixTime::now()) {
+                Ok(summary) => ClientCert::Verified(summary),
+                Err(refusal) => ClientCert::Refused(refusal),
+            },
+            None => ClientCert::Refused(Refusal::UnknownIssuer),
         },
         (MtlsMode::Optional, Some((leaf, intermediates))) => match &site.trust {
             Some(trust) => match trust.verify(leaf, intermediates, UnixTime::now()) {
@@ -165,6 +168,10 @@ async fn connection(
                 client_serial: chain.first().and_then(|c| summarize(c).ok()).map(|(s, _)| s.serial),
             });
         }
+    }
+    if site.mtls == MtlsMode::Require && matches!(client, ClientCert::Refused(_)) {
+        // Revoked between the handshake and now: a require site serves nobody unverified.
+        return;
     }
     let identity = match &client {
         ClientCert::Verified(summary) => IdentityHeaders::new(runtime.config.identity.format, &chain, Some(summary)),

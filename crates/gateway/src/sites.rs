@@ -145,6 +145,7 @@ impl Runtime {
                         url_crls,
                         t.crl_urls.clone(),
                         revocations,
+                        config.tls.client_chain_cache_secs,
                     )?);
                     crate::crl_fetch::spawn_refresh(&store, t.crl_refresh_secs.max(1), next_updates);
                     Some(store)

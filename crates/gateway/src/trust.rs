@@ -4,7 +4,8 @@
 //! right after it (`optional`). The reason a certificate is refused is a
 //! [`Refusal`], which travels to the connection log and the metric label.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -134,6 +135,8 @@ pub struct CertSummary {
     pub subject: String,
     /// SANs as `DNS:x`, `URI:x`, `email:x`, `IP:x`.
     pub sans: Vec<String>,
+    /// End of validity, unix seconds.
+    pub not_after: i64,
 }
 
 /// Parses the parts of a certificate the gateway reports; refuses v1/v2.
@@ -175,8 +178,36 @@ pub fn summarize(der: &[u8]) -> Result<(CertSummary, Option<Vec<u8>>), Refusal> 
         serial: hex::encode_upper(pki::Serial::from_bytes(cert.raw_serial()).as_bytes()),
         subject: cert.subject().to_string(),
         sans,
+        not_after: cert.validity().not_after.timestamp(),
     };
     Ok((summary, authority_key_id))
+}
+
+/// Remembered chains at most; the cache starts over when full.
+const VERIFIED_CACHE_ENTRIES: usize = 16_384;
+
+/// A chain that verified.
+struct Verified {
+    summary: CertSummary,
+    authority_key_id: Option<Vec<u8>>,
+    until: i64,
+    generation: u64,
+}
+
+/// SHA-256 over the chain, each certificate length-prefixed.
+fn chain_key(end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for der in std::iter::once(end_entity).chain(intermediates) {
+        ctx.update(&(der.len() as u64).to_be_bytes());
+        ctx.update(der);
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The subject key identifier of a certificate, if it has one.
@@ -206,6 +237,12 @@ pub struct TrustStore {
     internal: Option<Arc<InternalRevocations>>,
     /// Subject key identifiers of the trusted CA certificates.
     anchor_key_ids: HashSet<Vec<u8>>,
+    /// Chains verified recently (see [`TrustStore::verify`]).
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
+    /// Bumped whenever the CRLs change, so cached verdicts made before are ignored.
+    generation: AtomicU64,
+    /// How long a verified chain is remembered, seconds; 0 turns the cache off.
+    cache_secs: i64,
     /// CRL URLs, refreshed by [`crate::crl_fetch::spawn_refresh`].
     pub crl_urls: Vec<String>,
 }
@@ -252,6 +289,7 @@ impl TrustStore {
         url_crls: Vec<CertificateRevocationListDer<'static>>,
         crl_urls: Vec<String>,
         internal: Option<Arc<InternalRevocations>>,
+        cache_secs: u64,
     ) -> Result<TrustStore, String> {
         let anchor_key_ids = roots.iter().filter_map(|r| subject_key_id(r)).collect();
         let mut store = RootCertStore::empty();
@@ -271,6 +309,9 @@ impl TrustStore {
             verifier: ArcSwap::from_pointee(verifier),
             internal,
             anchor_key_ids,
+            verified: std::sync::Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            cache_secs: i64::try_from(cache_secs).unwrap_or(i64::MAX),
             crl_urls,
         })
     }
@@ -279,16 +320,83 @@ impl TrustStore {
     pub fn set_url_crls(&self, url_crls: Vec<CertificateRevocationListDer<'static>>) -> Result<(), String> {
         let all: Vec<_> = self.file_crls.iter().cloned().chain(url_crls).collect();
         self.verifier.store(Arc::new(build_verifier(&self.roots, &self.provider, all)?));
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
     /// Verifies a client chain at `now`: v3 only, chains to a root, not revoked, EKU clientAuth.
+    ///
+    /// A chain that verified is remembered for `client_chain_cache_secs` (a minute by
+    /// default; never past its notAfter, and forgotten when the CRLs change), so a client that reconnects costs one signature
+    /// check (its handshake signature) instead of two. The internal CA's revocations are
+    /// checked on every call.
     pub fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<CertSummary, Refusal> {
+        let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let key = chain_key(end_entity, intermediates);
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.cache_secs == 0 {
+            let (summary, authority_key_id) = self.verify_uncached(end_entity, intermediates, now)?;
+            return self.not_revoked(summary, authority_key_id);
+        }
+        let cached = lock(&self.verified)
+            .get(&key)
+            .filter(|v| v.generation == generation && now_secs < v.until)
+            .map(|v| (v.summary.clone(), v.authority_key_id.clone()));
+        let (summary, authority_key_id) = match cached {
+            Some(hit) => hit,
+            None => {
+                let (summary, authority_key_id) = self.verify_uncached(end_entity, intermediates, now)?;
+                let mut verified = lock(&self.verified);
+                if verified.len() >= VERIFIED_CACHE_ENTRIES {
+                    verified.clear();
+                }
+                let until = summary.not_after.min(now_secs.saturating_add(self.cache_secs));
+                let entry = Verified { summary: summary.clone(), authority_key_id: authority_key_id.clone(), until, generation };
+                verified.insert(key, entry);
+                (summary, authority_key_id)
+            }
+        };
+        self.not_revoked(summary, authority_key_id)
+    }
+
+    /// The summary of a chain the handshake has just verified: a cache hit when the
+    /// cache is on; without the cache, the leaf is only parsed (verifying twice would
+    /// double the cost) and the internal revocations checked.
+    pub fn verified_summary(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<CertSummary, Refusal> {
+        if self.cache_secs > 0 {
+            return self.verify(end_entity, intermediates, now);
+        }
+        let (summary, authority_key_id) = summarize(end_entity)?;
+        self.not_revoked(summary, authority_key_id)
+    }
+
+    /// The internal CA's live revocation check, done on every verification.
+    fn not_revoked(&self, summary: CertSummary, authority_key_id: Option<Vec<u8>>) -> Result<CertSummary, Refusal> {
+        if let Some(internal) = &self.internal {
+            let ours = authority_key_id.as_deref().is_none_or(|aki| aki == internal.issuer_key_id.as_slice());
+            if ours && internal.serials.load().contains(&summary.serial) {
+                return Err(Refusal::Revoked);
+            }
+        }
+        Ok(summary)
+    }
+
+    fn verify_uncached(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(CertSummary, Option<Vec<u8>>), Refusal> {
         let (summary, authority_key_id) = summarize(end_entity)?;
         self.verifier.load().verify_client_cert(end_entity, intermediates, now).map_err(|e| {
             let refusal = Refusal::from_rustls(&e);
@@ -299,13 +407,7 @@ impl TrustStore {
             });
             if refusal == Refusal::BadSignature && !issued_by_known_key { Refusal::UnknownIssuer } else { refusal }
         })?;
-        if let Some(internal) = &self.internal {
-            let ours = authority_key_id.as_deref().is_none_or(|aki| aki == internal.issuer_key_id.as_slice());
-            if ours && internal.serials.load().contains(&summary.serial) {
-                return Err(Refusal::Revoked);
-            }
-        }
-        Ok(summary)
+        Ok((summary, authority_key_id))
     }
 
     fn hints(&self) -> Vec<DistinguishedName> {
