@@ -44,7 +44,7 @@ pub async fn serve_tls(gateway: Arc<Gateway>, listener: TcpListener, mut shutdow
             Ok((tcp, peer)) => {
                 let gateway = gateway.clone();
                 let shutdown = shutdown.clone();
-                tokio::spawn(async move { connection(gateway, tcp, peer, permit, shutdown).await });
+                tokio::spawn(connection(gateway, tcp, peer, permit, shutdown));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -55,12 +55,15 @@ pub async fn serve_tls(gateway: Arc<Gateway>, listener: TcpListener, mut shutdow
     }
 }
 
+/// The TLS handshake and the client-certificate outcome; on success the
+/// connection is served by a task of its own, so the handshake's state does
+/// not stay allocated for the life of a keep-alive connection.
 async fn connection(
     gateway: Arc<Gateway>,
     tcp: TcpStream,
     peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
-    mut shutdown: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+    shutdown: watch::Receiver<bool>,
 ) {
     let runtime = gateway.runtime.load_full();
     let limits = runtime.config.limits.clone();
@@ -198,6 +201,23 @@ async fn connection(
     });
     drop(runtime);
 
+    tokio::spawn(serve_http(Established { tls, conn, h2, limits, permit, shutdown, metrics }));
+}
+
+/// A connection past its handshake, ready for HTTP.
+struct Established {
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    conn: Arc<Connection>,
+    h2: bool,
+    limits: crate::config::Limits,
+    permit: OwnedSemaphorePermit,
+    shutdown: watch::Receiver<bool>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on an established connection until it ends.
+async fn serve_http(established: Established) {
+    let Established { tls, conn, h2, limits, permit, mut shutdown, metrics } = established;
     metrics.connection(1);
     let idle = Duration::from_millis(limits.idle_timeout_ms);
     let activity = Arc::new(Activity::default());
@@ -214,13 +234,14 @@ async fn connection(
         })
     };
     let io = TokioIo::new(tls);
+    // Boxed, so a connection holds the state of the protocol it speaks and not the other's.
     if h2 {
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(Duration::from_secs(30)));
-        let conn = builder.serve_connection(io, service);
+        let conn = Box::pin(builder.serve_connection(io, service));
         drive(conn, &activity, idle, &mut shutdown, |c| c.graceful_shutdown()).await;
     } else {
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -228,10 +249,11 @@ async fn connection(
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
             .max_buf_size(limits.max_header_bytes.max(8192));
-        let conn = builder.serve_connection(io, service).with_upgrades();
+        let conn = Box::pin(builder.serve_connection(io, service).with_upgrades());
         drive(conn, &activity, idle, &mut shutdown, |c| c.graceful_shutdown()).await;
     }
     metrics.connection(-1);
+    drop(permit);
 }
 
 fn is_cert_error(error: Option<&rustls::Error>) -> bool {
@@ -272,7 +294,7 @@ impl Drop for ActivityGuard {
 
 /// Runs a connection to its end, closing it gracefully when idle too long or on shutdown.
 async fn drive<C, T>(
-    conn: C,
+    mut conn: std::pin::Pin<Box<C>>,
     activity: &Activity,
     idle: Duration,
     shutdown: &mut watch::Receiver<bool>,
@@ -280,7 +302,6 @@ async fn drive<C, T>(
 ) where
     C: std::future::Future<Output = Result<T, hyper::Error>>,
 {
-    let mut conn = std::pin::pin!(conn);
     let mut closing = false;
     let check = (idle / 4).max(Duration::from_millis(100));
     loop {
