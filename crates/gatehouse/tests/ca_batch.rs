@@ -6,15 +6,9 @@ use std::path::Path;
 /// Parse the single `issued N, skipped K, failed M` summary line from stderr.
 #[track_caller]
 fn summary(stderr: &str) -> (u64, u64, u64) {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("issued ") && l.contains("skipped ") && l.contains("failed "))
-        .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected exactly one summary line on stderr:\n{stderr}"
-    );
+    let lines: Vec<&str> =
+        stderr.lines().filter(|l| l.contains("issued ") && l.contains("skipped ") && l.contains("failed ")).collect();
+    assert_eq!(lines.len(), 1, "expected exactly one summary line on stderr:\n{stderr}");
     let l = lines[0];
     let num = |k: &str| -> u64 {
         let at = l.find(k).unwrap() + k.len();
@@ -26,10 +20,7 @@ fn summary(stderr: &str) -> (u64, u64, u64) {
             .parse()
             .unwrap_or_else(|_| panic!("bad summary {l:?}"))
     };
-    assert!(
-        l.trim_start().starts_with("issued "),
-        "summary should start with `issued N`: {l:?}"
-    );
+    assert!(l.trim_start().starts_with("issued "), "summary should start with `issued N`: {l:?}");
     (num("issued "), num("skipped "), num("failed "))
 }
 
@@ -45,9 +36,7 @@ fn passwords(out: &Path) -> Vec<(String, String)> {
         .lines()
         .filter(|l| !l.trim().is_empty() && l.trim() != "cn,password")
         .map(|l| {
-            let (a, b) = l
-                .split_once(',')
-                .unwrap_or_else(|| panic!("bad passwords.csv line {l:?}"));
+            let (a, b) = l.split_once(',').unwrap_or_else(|| panic!("bad passwords.csv line {l:?}"));
             (a.trim().to_string(), b.trim().trim_matches('"').to_string())
         })
         .collect()
@@ -68,18 +57,12 @@ fn batch_issues_client_bundles_with_emails() {
     let d = init_ca(&[]);
     let out = mkdir(d.join("bundles"));
     let csv = d.join("users.csv");
-    write(
-        &csv,
-        "cn,email,password\nalice,alice@example.test,\nbob,,\ncarol,carol@example.test,\n",
-    );
+    write(&csv, "cn,email,password\nalice,alice@example.test,\nbob,,\ncarol,carol@example.test,\n");
     // $ gatehouse ca batch users.csv --out bundles
     let (code, stdout, err) = batch(&d, &csv, &out, &[]);
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {err}");
     assert_eq!(summary(&err), (3, 0, 0), "{err}");
-    assert!(
-        !exists(out.join("cn.crt")),
-        "header row issued as a certificate"
-    );
+    assert!(!exists(out.join("cn.crt")), "header row issued as a certificate");
 
     let list = list_json(&d, &[]);
     assert_eq!(list.len(), 3, "{list:?}");
@@ -87,41 +70,26 @@ fn batch_issues_client_bundles_with_emails() {
         let crt = out.join(format!("{cn}.crt"));
         let key = out.join(format!("{cn}.key"));
         let full = out.join(format!("{cn}.fullchain.pem"));
-        assert!(
-            exists(&crt) && exists(&key) && exists(&full),
-            "{cn} bundle incomplete: {:?}",
-            ls(&out)
-        );
+        assert!(exists(&crt) && exists(&key) && exists(&full), "{cn} bundle incomplete: {:?}", ls(&out));
         assert_eq!(mode(&key), 0o600, "{cn}.key mode");
-        assert_eq!(
-            key_pubkey(&key, None),
-            cert_pubkey(&crt),
-            "{cn} key/cert mismatch"
-        );
+        assert_eq!(key_pubkey(&key, None), cert_pubkey(&crt), "{cn} key/cert mismatch");
         assert_eq!(pem_certs(&read(&full)).len(), 2, "{cn} fullchain");
         assert!(!exists(out.join(format!("{cn}.p12"))), "p12 without --p12");
         // $ openssl verify -purpose sslclient ...
         assert_verifies(&d, "sslclient", &crt);
         assert!(x509_text(&crt).contains("TLS Web Client Authentication"));
         assert!(subject_of(&crt).contains(&format!("CN={cn}")));
-        let e =
-            find_serial(&list, &serial_of(&crt)).unwrap_or_else(|| panic!("{cn} not in ca list"));
+        let e = find_serial(&list, &serial_of(&crt)).unwrap_or_else(|| panic!("{cn} not in ca list"));
         assert_eq!(e["profile"], "client");
         assert_eq!(e["common_name"], cn);
     }
-    for (cn, mail) in [
-        ("alice", "alice@example.test"),
-        ("carol", "carol@example.test"),
-    ] {
+    for (cn, mail) in [("alice", "alice@example.test"), ("carol", "carol@example.test")] {
         let san = x509_ext(&out.join(format!("{cn}.crt")), "subjectAltName");
         assert!(san.contains(&format!("email:{mail}")), "{cn} SAN {san}");
     }
     assert!(!x509_ext(&out.join("bob.crt"), "subjectAltName").contains("email:"));
     // client default_days = 365
-    assert!(
-        valid_after(&out.join("bob.crt"), 364 * 86400)
-            && !valid_after(&out.join("bob.crt"), 366 * 86400)
-    );
+    assert!(valid_after(&out.join("bob.crt"), 364 * 86400) && !valid_after(&out.join("bob.crt"), 366 * 86400));
 }
 
 #[test]
@@ -136,10 +104,7 @@ fn batch_with_cn_only_csv_and_no_header() {
     for cn in ["dora", "emil"] {
         let crt = out.join(format!("{cn}.crt"));
         assert_verifies(&d, "sslclient", &crt);
-        assert!(
-            valid_after(&crt, 6 * 86400) && !valid_after(&crt, 8 * 86400),
-            "--days 7 not honoured"
-        );
+        assert!(valid_after(&crt, 6 * 86400) && !valid_after(&crt, 8 * 86400), "--days 7 not honoured");
     }
     // header "cn" alone
     let csv2 = d.join("names2.csv");
@@ -155,10 +120,7 @@ fn batch_p12_passwords_from_rows_and_generated() {
     let d = init_ca(&[]);
     let out = mkdir(d.join("out"));
     let csv = d.join("users.csv");
-    write(
-        &csv,
-        "cn,email,password\nalice,alice@example.test,\nbob,bob@example.test,bobs-own-secret\ncarol,,\n",
-    );
+    write(&csv, "cn,email,password\nalice,alice@example.test,\nbob,bob@example.test,bobs-own-secret\ncarol,,\n");
     // $ gatehouse ca batch users.csv --out out --p12
     let (code, stdout, err) = batch(&d, &csv, &out, &["--p12"]);
     assert_eq!(code, 0, "{err}");
@@ -169,43 +131,21 @@ fn batch_p12_passwords_from_rows_and_generated() {
     assert_eq!(mode(&pwfile), 0o600, "passwords.csv mode");
     let pws = passwords(&out);
     let names: Vec<&str> = pws.iter().map(|(c, _)| c.as_str()).collect();
-    assert!(
-        names.contains(&"alice") && names.contains(&"carol"),
-        "generated passwords missing: {pws:?}"
-    );
-    assert!(
-        !names.contains(&"bob"),
-        "bob's password came from the CSV and must not be in passwords.csv: {pws:?}"
-    );
+    assert!(names.contains(&"alice") && names.contains(&"carol"), "generated passwords missing: {pws:?}");
+    assert!(!names.contains(&"bob"), "bob's password came from the CSV and must not be in passwords.csv: {pws:?}");
     assert!(!read(&pwfile).contains("bobs-own-secret"));
-    assert!(
-        !stdout.contains("bobs-own-secret") && !err.contains("bobs-own-secret"),
-        "row password echoed"
-    );
+    assert!(!stdout.contains("bobs-own-secret") && !err.contains("bobs-own-secret"), "row password echoed");
 
     for (cn, pw) in &pws {
         assert!(!pw.is_empty());
         let info = pkcs12_opens(&out.join(format!("{cn}.p12")), pw, false);
-        assert!(
-            info.contains("MAC: sha256") && info.contains("AES-256-CBC"),
-            "{cn}: {info}"
-        );
-        assert!(
-            info.contains(&format!("friendlyName: {cn}")),
-            "{cn}: {info}"
-        );
+        assert!(info.contains("MAC: sha256") && info.contains("AES-256-CBC"), "{cn}: {info}");
+        assert!(info.contains(&format!("friendlyName: {cn}")), "{cn}: {info}");
         assert_eq!(pem_certs(&info).len(), 3, "{cn}: chain not in p12");
     }
     let info = pkcs12_opens(&out.join("bob.p12"), "bobs-own-secret", false);
     assert!(info.contains("friendlyName: bob"), "{info}");
-    let (code, _, _) = openssl(&[
-        "pkcs12",
-        "-in",
-        s(&out.join("bob.p12")),
-        "-passin",
-        "pass:wrong",
-        "-noout",
-    ]);
+    let (code, _, _) = openssl(&["pkcs12", "-in", s(&out.join("bob.p12")), "-passin", "pass:wrong", "-noout"]);
     assert_ne!(code, 0, "bob.p12 opens with a wrong password");
 }
 
@@ -218,10 +158,7 @@ fn batch_p12_legacy() {
     let (code, _o, err) = batch(&d, &csv, &out, &["--p12", "--legacy"]);
     assert_eq!(code, 0, "{err}");
     let info = pkcs12_opens(&out.join("old1.p12"), "pw-old-1", true);
-    assert!(
-        info.contains("MAC: sha1") && info.contains("pbeWithSHA1And3-KeyTripleDES-CBC"),
-        "{info}"
-    );
+    assert!(info.contains("MAC: sha1") && info.contains("pbeWithSHA1And3-KeyTripleDES-CBC"), "{info}");
 }
 
 #[test]
@@ -244,16 +181,10 @@ fn bad_rows_are_reported_with_line_numbers_and_the_rest_issued() {
     let (code, _o, err) = batch(&d, &csv, &out, &[]);
     assert_eq!(code, 1, "any failed row -> exit 1; stderr: {err}");
     for n in [3, 4, 5, 6, 8] {
-        assert!(
-            err.contains(&format!("line {n}:")),
-            "line {n} not reported:\n{err}"
-        );
+        assert!(err.contains(&format!("line {n}:")), "line {n} not reported:\n{err}");
     }
     for n in [1, 2, 7] {
-        assert!(
-            !err.contains(&format!("line {n}:")),
-            "good line {n} reported as bad:\n{err}"
-        );
+        assert!(!err.contains(&format!("line {n}:")), "good line {n} reported as bad:\n{err}");
     }
     assert_eq!(summary(&err), (2, 0, 5), "{err}");
 
@@ -262,24 +193,11 @@ fn bad_rows_are_reported_with_line_numbers_and_the_rest_issued() {
     assert_verifies(&d, "sslclient", &out.join("good2.crt"));
     // nothing for the bad rows, nothing outside the out dir
     let files = ls(&out);
-    assert!(
-        files
-            .iter()
-            .all(|f| f.starts_with("good1.") || f.starts_with("good2.")),
-        "unexpected files: {files:?}"
-    );
-    assert!(
-        !exists(out.join("evil")) && !exists(d.join("name.crt")) && !exists(out.join("dave.crt"))
-    );
-    assert_eq!(
-        list_json(&d, &[]).len(),
-        2,
-        "only the good rows are recorded"
-    );
+    assert!(files.iter().all(|f| f.starts_with("good1.") || f.starts_with("good2.")), "unexpected files: {files:?}");
+    assert!(!exists(out.join("evil")) && !exists(d.join("name.crt")) && !exists(out.join("dave.crt")));
+    assert_eq!(list_json(&d, &[]).len(), 2, "only the good rows are recorded");
     // the first good1 (with its e-mail) is the one issued
-    assert!(
-        x509_ext(&out.join("good1.crt"), "subjectAltName").contains("email:good1@example.test")
-    );
+    assert!(x509_ext(&out.join("good1.crt"), "subjectAltName").contains("email:good1@example.test"));
 }
 
 #[test]
@@ -291,19 +209,15 @@ fn rerun_skips_existing_bundles() {
     let (code, _o, err) = batch(&d, &csv, &out, &["--p12"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(summary(&err), (3, 0, 0));
-    let before: Vec<Vec<u8>> = ["u1.crt", "u2.key", "u3.p12", "passwords.csv"]
-        .iter()
-        .map(|f| read_bytes(out.join(f)))
-        .collect();
+    let before: Vec<Vec<u8>> =
+        ["u1.crt", "u2.key", "u3.p12", "passwords.csv"].iter().map(|f| read_bytes(out.join(f))).collect();
 
     // $ gatehouse ca batch u.csv --out out --p12    (again)
     let (code, _o, err) = batch(&d, &csv, &out, &["--p12"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(summary(&err), (0, 3, 0), "{err}");
-    let after: Vec<Vec<u8>> = ["u1.crt", "u2.key", "u3.p12", "passwords.csv"]
-        .iter()
-        .map(|f| read_bytes(out.join(f)))
-        .collect();
+    let after: Vec<Vec<u8>> =
+        ["u1.crt", "u2.key", "u3.p12", "passwords.csv"].iter().map(|f| read_bytes(out.join(f))).collect();
     assert!(before == after, "re-run changed existing bundles");
     assert_eq!(list_json(&d, &[]).len(), 3, "re-run issued again");
 
@@ -315,11 +229,7 @@ fn rerun_skips_existing_bundles() {
     assert_eq!(list_json(&d, &[]).len(), 4);
     let pws = passwords(&out);
     for cn in ["u1", "u2", "u3", "u4"] {
-        let pw = &pws
-            .iter()
-            .find(|(c, _)| c == cn)
-            .unwrap_or_else(|| panic!("{cn} not in passwords.csv: {pws:?}"))
-            .1;
+        let pw = &pws.iter().find(|(c, _)| c == cn).unwrap_or_else(|| panic!("{cn} not in passwords.csv: {pws:?}")).1;
         pkcs12_opens(&out.join(format!("{cn}.p12")), pw, false);
     }
     assert_eq!(mode(out.join("passwords.csv")), 0o600);

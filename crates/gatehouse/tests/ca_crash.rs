@@ -44,39 +44,20 @@ fn serials_via_storeutl(work: &Path, pems: &[&str]) -> Vec<String> {
 
 /// The state checks after every kill (and at the end). `cache` maps file name ->
 /// (contents, serial) so files unchanged since the previous round are not re-read.
-fn check_consistent(
-    d: &Path,
-    out: &Path,
-    cache: &mut HashMap<String, (String, String)>,
-    round: &str,
-) -> usize {
+fn check_consistent(d: &Path, out: &Path, cache: &mut HashMap<String, (String, String)>, round: &str) -> usize {
     // $ sqlite3 gatehouse.db 'PRAGMA integrity_check'
-    assert_eq!(
-        sqlite3(&db(d), "PRAGMA integrity_check"),
-        "ok",
-        "{round}: database corrupt"
-    );
+    assert_eq!(sqlite3(&db(d), "PRAGMA integrity_check"), "ok", "{round}: database corrupt");
 
     // $ gatehouse ca list --json
     let list = list_json(d, &[]);
     let mut listed = HashSet::new();
     for e in &list {
-        let ser = norm_serial(
-            e["serial"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{round}: entry without serial: {e}")),
-        );
-        assert!(
-            listed.insert(ser.clone()),
-            "{round}: serial {ser} appears twice in ca list"
-        );
+        let ser = norm_serial(e["serial"].as_str().unwrap_or_else(|| panic!("{round}: entry without serial: {e}")));
+        assert!(listed.insert(ser.clone()), "{round}: serial {ser} appears twice in ca list");
     }
 
     // every *.crt on disk: one complete certificate whose serial is listed
-    let crts: Vec<String> = ls(out)
-        .into_iter()
-        .filter(|f| f.ends_with(".crt"))
-        .collect();
+    let crts: Vec<String> = ls(out).into_iter().filter(|f| f.ends_with(".crt")).collect();
     let mut fresh: Vec<(String, String)> = Vec::new();
     for f in &crts {
         let pem = read(out.join(f));
@@ -88,30 +69,18 @@ fn check_consistent(
             1,
             "{round}: {f} is not one certificate:\n{pem}"
         );
-        assert!(
-            pem.contains("-----END CERTIFICATE-----"),
-            "{round}: {f} is truncated:\n{pem}"
-        );
+        assert!(pem.contains("-----END CERTIFICATE-----"), "{round}: {f} is truncated:\n{pem}");
         fresh.push((f.clone(), pem));
     }
     if !fresh.is_empty() {
         let pems: Vec<&str> = fresh.iter().map(|(_, p)| p.as_str()).collect();
         let serials = serials_via_storeutl(out.parent().unwrap(), &pems);
-        assert_eq!(
-            serials.len(),
-            fresh.len(),
-            "{round}: openssl could not parse every .crt file"
-        );
+        assert_eq!(serials.len(), fresh.len(), "{round}: openssl could not parse every .crt file");
         // cross-check a sample with `openssl x509 -serial -noout`
         let step = (fresh.len() / 8).max(1);
         for i in (0..fresh.len()).step_by(step) {
             let direct = serial_of(&out.join(&fresh[i].0));
-            assert_eq!(
-                norm_serial(&direct),
-                serials[i],
-                "{round}: {} serial mismatch",
-                fresh[i].0
-            );
+            assert_eq!(norm_serial(&direct), serials[i], "{round}: {} serial mismatch", fresh[i].0);
         }
         for ((f, pem), ser) in fresh.into_iter().zip(serials) {
             cache.insert(f, (pem, ser));
@@ -120,14 +89,8 @@ fn check_consistent(
     let mut on_disk = HashSet::new();
     for f in &crts {
         let ser = &cache[f].1;
-        assert!(
-            listed.contains(ser),
-            "{round}: {f} (serial {ser}) is on disk but not in `ca list --json`"
-        );
-        assert!(
-            on_disk.insert(ser.clone()),
-            "{round}: serial {ser} used by two files"
-        );
+        assert!(listed.contains(ser), "{round}: {f} (serial {ser}) is on disk but not in `ca list --json`");
+        assert!(on_disk.insert(ser.clone()), "{round}: serial {ser} used by two files");
     }
     crts.len()
 }
@@ -141,10 +104,7 @@ fn summary(err: &str) -> [u64; 3] {
         .unwrap_or_else(|| panic!("no summary: {err}"));
     // the rest of the line may hold paths and times: read the number after each word
     let num = |k: &str| -> u64 {
-        let at = sum
-            .find(k)
-            .unwrap_or_else(|| panic!("summary {sum:?} lacks {k:?}"))
-            + k.len();
+        let at = sum.find(k).unwrap_or_else(|| panic!("summary {sum:?} lacks {k:?}")) + k.len();
         sum[at..]
             .split(|c: char| !c.is_ascii_digit())
             .next()
@@ -193,17 +153,9 @@ fn kill_rounds(
         // it may have exited on its own just before the signal
         let finished = status.code().is_some();
         if finished {
-            assert_eq!(
-                status.code(),
-                Some(0),
-                "batch run #{round} failed on its own"
-            );
+            assert_eq!(status.code(), Some(0), "batch run #{round} failed on its own");
         } else {
-            assert_eq!(
-                status.signal(),
-                Some(9),
-                "batch not ended by SIGKILL: {status:?}"
-            );
+            assert_eq!(status.signal(), Some(9), "batch not ended by SIGKILL: {status:?}");
             kills += 1;
         }
         let label = format!("after kill #{round} at {delay_ms}ms");
@@ -230,22 +182,11 @@ fn rerun_completes(
     let mut args = vec!["ca", "batch", s(csv), "--out", s(out)];
     args.extend_from_slice(extra);
     let (code, _o, err) = gh(d, &args);
-    assert_eq!(
-        code, 0,
-        "re-run after kill -9 failed (files on disk after kills: {progress:?}):\n{err}"
-    );
+    assert_eq!(code, 0, "re-run after kill -9 failed (files on disk after kills: {progress:?}):\n{err}");
     let [issued, skipped, failed] = summary(&err);
-    assert_eq!(
-        issued + skipped,
-        rows as u64,
-        "issued + skipped != rows: {err}"
-    );
+    assert_eq!(issued + skipped, rows as u64, "issued + skipped != rows: {err}");
     assert_eq!(failed, 0, "rows failed on re-run: {err}");
-    assert_eq!(
-        skipped,
-        *progress.last().unwrap() as u64,
-        "skipped != bundles already on disk: {err}"
-    );
+    assert_eq!(skipped, *progress.last().unwrap() as u64, "skipped != bundles already on disk: {err}");
 
     let n = check_consistent(d, out, cache, "after re-run");
     assert_eq!(n, rows, "not every row has a certificate");
@@ -260,11 +201,7 @@ fn rerun_completes(
         let crt = out.join(format!("user{i:04}.crt"));
         let key = out.join(format!("user{i:04}.key"));
         assert_eq!(mode(&key), 0o600);
-        assert_eq!(
-            key_pubkey(&key, None),
-            cert_pubkey(&crt),
-            "user{i:04}: key does not match cert"
-        );
+        assert_eq!(key_pubkey(&key, None), cert_pubkey(&crt), "user{i:04}: key does not match cert");
         assert_verifies(d, "sslclient", &crt);
     }
     assert_eq!(sqlite3(&db(d), "PRAGMA integrity_check"), "ok");
@@ -277,16 +214,11 @@ fn kill_9_during_batch_then_rerun_completes() {
     let out = mkdir(d.join("out"));
     let csv = users_csv(&d, ROWS);
     let mut cache = HashMap::new();
-    let delays = [
-        50u64, 300, 800, 120, 200, 450, 150, 250, 600, 100, 1500, 3000,
-    ];
+    let delays = [50u64, 300, 800, 120, 200, 450, 150, 250, 600, 100, 1500, 3000];
     let (progress, kills) = kill_rounds(&d, &csv, &out, &[], &delays, &mut cache, &|_| {});
     assert!(kills >= 1, "the batch finished before it could be killed");
     rerun_completes(&d, &csv, &out, &[], ROWS, &progress, &mut cache);
-    eprintln!(
-        "crash test: .crt files after each kill {progress:?}, {kills} kills, {:?} total",
-        started.elapsed()
-    );
+    eprintln!("crash test: .crt files after each kill {progress:?}, {kills} kills, {:?} total", started.elapsed());
 }
 
 /// Same with `--p12`: additionally every generated password of a .p12 on disk must be
@@ -301,18 +233,12 @@ fn kill_9_during_p12_batch_keeps_passwords() {
     let mut cache = HashMap::new();
     let out2 = out.clone();
     let check_passwords = move |label: &str| {
-        let p12s: Vec<String> = ls(&out2)
-            .into_iter()
-            .filter(|f| f.ends_with(".p12"))
-            .collect();
+        let p12s: Vec<String> = ls(&out2).into_iter().filter(|f| f.ends_with(".p12")).collect();
         if p12s.is_empty() {
             return;
         }
         let pwfile = out2.join("passwords.csv");
-        assert!(
-            exists(&pwfile),
-            "{label}: .p12 files on disk but no passwords.csv"
-        );
+        assert!(exists(&pwfile), "{label}: .p12 files on disk but no passwords.csv");
         assert_eq!(mode(&pwfile), 0o600, "{label}: passwords.csv mode");
         let text = read(&pwfile);
         let pws: HashMap<&str, &str> = text
@@ -322,10 +248,7 @@ fn kill_9_during_p12_batch_keeps_passwords() {
             .collect();
         for f in &p12s {
             let cn = f.trim_end_matches(".p12");
-            assert!(
-                pws.contains_key(cn),
-                "{label}: {f} on disk but its password is not in passwords.csv"
-            );
+            assert!(pws.contains_key(cn), "{label}: {f} on disk but its password is not in passwords.csv");
         }
         // the most recently written ones are the likeliest to be torn: open them, and a sample
         let mut sample: Vec<&String> = p12s.iter().rev().take(3).collect();
@@ -333,41 +256,17 @@ fn kill_9_during_p12_batch_keeps_passwords() {
         for f in sample {
             let cn = f.trim_end_matches(".p12");
             let pass = format!("pass:{}", pws[cn].trim());
-            let (code, o, e) = openssl(&[
-                "pkcs12",
-                "-in",
-                s(&out2.join(f)),
-                "-passin",
-                &pass,
-                "-noout",
-            ]);
-            assert_eq!(
-                code, 0,
-                "{label}: {f} does not open with its passwords.csv entry: {o}{e}"
-            );
+            let (code, o, e) = openssl(&["pkcs12", "-in", s(&out2.join(f)), "-passin", &pass, "-noout"]);
+            assert_eq!(code, 0, "{label}: {f} does not open with its passwords.csv entry: {o}{e}");
         }
     };
     let delays = [100u64, 400, 250, 700, 150, 1200, 3000];
-    let (progress, kills) = kill_rounds(
-        &d,
-        &csv,
-        &out,
-        &["--p12"],
-        &delays,
-        &mut cache,
-        &check_passwords,
-    );
+    let (progress, kills) = kill_rounds(&d, &csv, &out, &["--p12"], &delays, &mut cache, &check_passwords);
     assert!(kills >= 1, "the batch finished before it could be killed");
     rerun_completes(&d, &csv, &out, &["--p12"], P12_ROWS, &progress, &mut cache);
     check_passwords("after re-run");
     for i in 0..P12_ROWS {
-        assert!(
-            exists(out.join(format!("user{i:04}.p12"))),
-            "user{i:04}.p12 missing after re-run"
-        );
+        assert!(exists(out.join(format!("user{i:04}.p12"))), "user{i:04}.p12 missing after re-run");
     }
-    eprintln!(
-        "p12 crash test: .crt files after each kill {progress:?}, {kills} kills, {:?} total",
-        started.elapsed()
-    );
+    eprintln!("p12 crash test: .crt files after each kill {progress:?}, {kills} kills, {:?} total", started.elapsed());
 }

@@ -2,14 +2,8 @@
 mod common;
 use common::*;
 
-const CA_FILES: [&str; 6] = [
-    "ca/root.crt",
-    "ca/root.key",
-    "ca/intermediate.crt",
-    "ca/intermediate.key",
-    "ca.toml",
-    "gatehouse.db",
-];
+const CA_FILES: [&str; 6] =
+    ["ca/root.crt", "ca/root.key", "ca/intermediate.crt", "ca/intermediate.key", "ca.toml", "gatehouse.db"];
 
 #[test]
 fn init_creates_files_with_private_key_modes() {
@@ -19,11 +13,7 @@ fn init_creates_files_with_private_key_modes() {
     assert_eq!(code, 0, "ca init failed: {err}");
 
     for f in CA_FILES {
-        assert!(
-            exists(d.join(f)),
-            "{f} missing after ca init; dir has {:?}",
-            ls(&*d)
-        );
+        assert!(exists(d.join(f)), "{f} missing after ca init; dir has {:?}", ls(&*d));
     }
     // $ stat -c %a ca/*.key
     assert_eq!(mode(root_key(&d)), 0o600, "root.key mode");
@@ -32,27 +22,13 @@ fn init_creates_files_with_private_key_modes() {
     // keys are plain (unencrypted) PEM that openssl reads without a passphrase
     for k in [root_key(&d), inter_key(&d)] {
         let pem = read(&k);
-        assert!(
-            pem.contains("-----BEGIN") && pem.contains("PRIVATE KEY-----"),
-            "{k:?} not PEM key"
-        );
-        assert!(
-            !pem.contains("ENCRYPTED"),
-            "{k:?} encrypted without passphrase"
-        );
+        assert!(pem.contains("-----BEGIN") && pem.contains("PRIVATE KEY-----"), "{k:?} not PEM key");
+        assert!(!pem.contains("ENCRYPTED"), "{k:?} encrypted without passphrase");
         openssl_ok(&["pkey", "-in", s(&k), "-noout"]);
     }
     // keys belong to their certificates
-    assert_eq!(
-        key_pubkey(&root_key(&d), None),
-        cert_pubkey(&root_crt(&d)),
-        "root key/cert mismatch"
-    );
-    assert_eq!(
-        key_pubkey(&inter_key(&d), None),
-        cert_pubkey(&inter_crt(&d)),
-        "intermediate key/cert mismatch"
-    );
+    assert_eq!(key_pubkey(&root_key(&d), None), cert_pubkey(&root_crt(&d)), "root key/cert mismatch");
+    assert_eq!(key_pubkey(&inter_key(&d), None), cert_pubkey(&inter_crt(&d)), "intermediate key/cert mismatch");
 
     // $ sqlite3 gatehouse.db 'PRAGMA integrity_check'
     assert_eq!(sqlite3(&db(&d), "PRAGMA integrity_check"), "ok");
@@ -69,10 +45,7 @@ fn init_creates_files_with_private_key_modes() {
         "allowed_emails",
         "allowed_uris",
     ] {
-        assert!(
-            toml.contains(key),
-            "ca.toml does not mention {key}:\n{toml}"
-        );
+        assert!(toml.contains(key), "ca.toml does not mention {key}:\n{toml}");
     }
 }
 
@@ -83,47 +56,24 @@ fn init_builds_a_root_and_intermediate_chain_openssl_accepts() {
     let inter = inter_crt(&d);
     // $ openssl verify -CAfile root.crt root.crt intermediate.crt
     let out = openssl_ok(&["verify", "-CAfile", s(&root), s(&root), s(&inter)]);
-    assert!(
-        out.contains("root.crt: OK") && out.contains("intermediate.crt: OK"),
-        "{out}"
-    );
+    assert!(out.contains("root.crt: OK") && out.contains("intermediate.crt: OK"), "{out}");
 
     let rt = x509_text(&root);
     let it = x509_text(&inter);
     for t in [&rt, &it] {
         assert!(t.contains("Version: 3 (0x2)"), "{t}");
         assert!(t.contains("CA:TRUE"), "CA cert without CA:TRUE:\n{t}");
-        assert!(
-            t.contains("Certificate Sign"),
-            "CA cert cannot sign certs:\n{t}"
-        );
+        assert!(t.contains("Certificate Sign"), "CA cert cannot sign certs:\n{t}");
         assert!(t.contains("CRL Sign"), "CA cert cannot sign CRLs:\n{t}");
     }
     // the intermediate is issued by the root, not self-signed
     assert_ne!(subject_of(&root), subject_of(&inter));
-    let issuer = openssl_ok(&[
-        "x509",
-        "-in",
-        s(&inter),
-        "-noout",
-        "-issuer",
-        "-nameopt",
-        "RFC2253",
-    ]);
-    assert_eq!(
-        issuer.trim().trim_start_matches("issuer="),
-        subject_of(&root)
-    );
+    let issuer = openssl_ok(&["x509", "-in", s(&inter), "-noout", "-issuer", "-nameopt", "RFC2253"]);
+    assert_eq!(issuer.trim().trim_start_matches("issuer="), subject_of(&root));
 
     // default key type is ecdsa-p256
-    assert!(
-        rt.contains("id-ecPublicKey") && rt.contains("P-256"),
-        "root not P-256:\n{rt}"
-    );
-    assert!(
-        it.contains("id-ecPublicKey") && it.contains("P-256"),
-        "intermediate not P-256:\n{it}"
-    );
+    assert!(rt.contains("id-ecPublicKey") && rt.contains("P-256"), "root not P-256:\n{rt}");
+    assert!(it.contains("id-ecPublicKey") && it.contains("P-256"), "intermediate not P-256:\n{it}");
 }
 
 #[test]
@@ -131,11 +81,7 @@ fn ca_root_prints_the_root_certificate() {
     let d = init_ca(&[]);
     // $ gatehouse ca root > printed.pem
     let out = gh_ok(&d, &["ca", "root"]);
-    assert_eq!(
-        pem_certs(&out).len(),
-        1,
-        "ca root should print exactly one certificate: {out}"
-    );
+    assert_eq!(pem_certs(&out).len(), 1, "ca root should print exactly one certificate: {out}");
     assert_eq!(fingerprint_pem(&out), fingerprint(&root_crt(&d)));
 }
 
@@ -147,27 +93,15 @@ fn second_init_refuses_and_leaves_files_unchanged() {
     // $ gatehouse ca init   (again)
     let (code, _out, err) = gh(&d, &["ca", "init"]);
     assert_eq!(code, 1, "second ca init must exit 1; stderr: {err}");
-    assert!(
-        err.contains("already"),
-        "stderr should say 'already': {err}"
-    );
+    assert!(err.contains("already"), "stderr should say 'already': {err}");
 
     // and with other options as well
-    let (code, _out, err) = gh(
-        &d,
-        &["ca", "init", "--key-type", "rsa-2048", "--name", "Other"],
-    );
+    let (code, _out, err) = gh(&d, &["ca", "init", "--key-type", "rsa-2048", "--name", "Other"]);
     assert_eq!(code, 1, "third ca init must exit 1; stderr: {err}");
-    assert!(
-        err.contains("already"),
-        "stderr should say 'already': {err}"
-    );
+    assert!(err.contains("already"), "stderr should say 'already': {err}");
 
     for (f, b) in CA_FILES.iter().zip(before) {
-        assert!(
-            read_bytes(d.join(f)) == b,
-            "{f} changed by a refused ca init"
-        );
+        assert!(read_bytes(d.join(f)) == b, "{f} changed by a refused ca init");
     }
 }
 
@@ -180,12 +114,7 @@ fn data_dir_flag_is_accepted_after_the_subcommand() {
         .env_remove(PASS_ENV)
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(exists(root_crt(&d)) && exists(inter_key(&d)));
     // $ gatehouse ca root --data-dir $D
     let o = std::process::Command::new(bin())
@@ -194,43 +123,25 @@ fn data_dir_flag_is_accepted_after_the_subcommand() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(
-        fingerprint_pem(&String::from_utf8_lossy(&o.stdout)),
-        fingerprint(&root_crt(&d))
-    );
+    assert_eq!(fingerprint_pem(&String::from_utf8_lossy(&o.stdout)), fingerprint(&root_crt(&d)));
 }
 
 #[test]
 fn init_name_and_days() {
     let d = tmp();
-    gh_ok(
-        &d,
-        &["ca", "init", "--name", "Acme Test CA", "--days", "30"],
-    );
+    gh_ok(&d, &["ca", "init", "--name", "Acme Test CA", "--days", "30"]);
     let subj = subject_of(&root_crt(&d));
-    assert!(
-        subj.contains("Acme Test CA"),
-        "root subject {subj:?} should carry --name"
-    );
+    assert!(subj.contains("Acme Test CA"), "root subject {subj:?} should carry --name");
     // root valid for ~30 days: still valid in 29 days, expired in 31
-    assert!(
-        valid_after(&root_crt(&d), 29 * 86400),
-        "root expires before 29 days"
-    );
-    assert!(
-        !valid_after(&root_crt(&d), 31 * 86400),
-        "root valid beyond 31 days with --days 30"
-    );
+    assert!(valid_after(&root_crt(&d), 29 * 86400), "root expires before 29 days");
+    assert!(!valid_after(&root_crt(&d), 31 * 86400), "root valid beyond 31 days with --days 30");
 }
 
 #[test]
 fn init_rejects_unknown_key_type_as_usage_error() {
     let d = tmp();
     let (code, _out, err) = gh(&d, &["ca", "init", "--key-type", "dsa-1024"]);
-    assert_eq!(
-        code, 2,
-        "unknown key type must be a usage error (exit 2): {err}"
-    );
+    assert_eq!(code, 2, "unknown key type must be a usage error (exit 2): {err}");
     assert!(!exists(root_key(&d)), "refused init must not write keys");
 }
 
@@ -250,12 +161,7 @@ fn key_type_round_trip(key_type: &str, want: &[&str]) {
     for k in [root_key(&d), inter_key(&d)] {
         assert_eq!(mode(&k), 0o600);
         let (code, _o, err) = openssl(&["pkey", "-in", s(&k), "-noout"]);
-        assert_eq!(
-            code,
-            0,
-            "{key_type}: `openssl pkey -in {}` cannot read the CA key: {err}",
-            k.display()
-        );
+        assert_eq!(code, 0, "{key_type}: `openssl pkey -in {}` cannot read the CA key: {err}", k.display());
     }
 }
 
@@ -297,111 +203,41 @@ fn passphrase_env_encrypts_keys_and_gates_signing() {
     for k in [root_key(&d), inter_key(&d)] {
         assert_eq!(mode(&k), 0o600);
         let pem = read(&k);
-        assert!(
-            pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
-            "{k:?} not encrypted:\n{pem}"
-        );
+        assert!(pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"), "{k:?} not encrypted:\n{pem}");
         // $ openssl pkey -in KEY -passin pass:PW -noout
         let pass = format!("pass:{pw}");
         openssl_ok(&["pkey", "-in", s(&k), "-passin", &pass, "-noout"]);
-        let (c, _, _) = openssl(&[
-            "pkey",
-            "-in",
-            s(&k),
-            "-passin",
-            "pass:not-the-passphrase",
-            "-noout",
-        ]);
+        let (c, _, _) = openssl(&["pkey", "-in", s(&k), "-passin", "pass:not-the-passphrase", "-noout"]);
         assert_ne!(c, 0, "openssl decrypted {k:?} with a wrong passphrase");
     }
-    assert_eq!(
-        key_pubkey(&inter_key(&d), Some(pw)),
-        cert_pubkey(&inter_crt(&d))
-    );
-    assert_eq!(
-        key_pubkey(&root_key(&d), Some(pw)),
-        cert_pubkey(&root_crt(&d))
-    );
+    assert_eq!(key_pubkey(&inter_key(&d), Some(pw)), cert_pubkey(&inter_crt(&d)));
+    assert_eq!(key_pubkey(&root_key(&d), Some(pw)), cert_pubkey(&root_crt(&d)));
 
     let out = mkdir(d.join("out"));
-    let (csr, _) = csr_ec(
-        &d,
-        "req",
-        "/CN=csr.example.test",
-        Some("DNS:csr.example.test"),
-        &[],
-    );
+    let (csr, _) = csr_ec(&d, "req", "/CN=csr.example.test", Some("DNS:csr.example.test"), &[]);
     write(d.join("batch.csv"), "cn\nbatchuser\n");
-    let (csr_crt, crl_pem, batch_csv) = (
-        out.join("csr.crt"),
-        out.join("crl.pem"),
-        d.join("batch.csv"),
-    );
+    let (csr_crt, crl_pem, batch_csv) = (out.join("csr.crt"), out.join("crl.pem"), d.join("batch.csv"));
     let signing: Vec<Vec<&str>> = vec![
-        vec![
-            "ca",
-            "issue",
-            "--profile",
-            "server",
-            "--cn",
-            "www.example.test",
-            "--out",
-            s(&out),
-        ],
-        vec![
-            "ca",
-            "sign",
-            s(&csr),
-            "--profile",
-            "server",
-            "--out",
-            s(&csr_crt),
-        ],
+        vec!["ca", "issue", "--profile", "server", "--cn", "www.example.test", "--out", s(&out)],
+        vec!["ca", "sign", s(&csr), "--profile", "server", "--out", s(&csr_crt)],
         vec!["ca", "crl", "--out", s(&crl_pem)],
         vec!["ca", "batch", s(&batch_csv), "--out", s(&out)],
     ];
     for args in &signing {
         // without the passphrase
         let (code, _o, err) = gh(&d, args);
-        assert_eq!(
-            code, 1,
-            "{args:?} without passphrase must exit 1; stderr: {err}"
-        );
-        assert!(
-            err.contains("passphrase"),
-            "{args:?}: stderr should mention the passphrase: {err}"
-        );
+        assert_eq!(code, 1, "{args:?} without passphrase must exit 1; stderr: {err}");
+        assert!(err.contains("passphrase"), "{args:?}: stderr should mention the passphrase: {err}");
         // with a wrong passphrase
         let (code, _o, err) = gh_env(&d, args, &[(PASS_ENV, "wrong wrong wrong")]);
-        assert_eq!(
-            code, 1,
-            "{args:?} with wrong passphrase must exit 1; stderr: {err}"
-        );
-        assert!(
-            err.contains("passphrase"),
-            "{args:?}: stderr should mention the passphrase: {err}"
-        );
+        assert_eq!(code, 1, "{args:?} with wrong passphrase must exit 1; stderr: {err}");
+        assert!(err.contains("passphrase"), "{args:?}: stderr should mention the passphrase: {err}");
     }
-    assert!(
-        !exists(out.join("www.example.test.crt")),
-        "issue wrote a cert without the passphrase"
-    );
-    assert!(
-        !exists(out.join("csr.crt")),
-        "sign wrote a cert without the passphrase"
-    );
-    assert!(
-        !exists(out.join("crl.pem")),
-        "crl wrote a CRL without the passphrase"
-    );
-    assert!(
-        !exists(out.join("batchuser.crt")),
-        "batch wrote a cert without the passphrase"
-    );
-    assert!(
-        list_json(&d, &[]).is_empty(),
-        "refused commands recorded certificates"
-    );
+    assert!(!exists(out.join("www.example.test.crt")), "issue wrote a cert without the passphrase");
+    assert!(!exists(out.join("csr.crt")), "sign wrote a cert without the passphrase");
+    assert!(!exists(out.join("crl.pem")), "crl wrote a CRL without the passphrase");
+    assert!(!exists(out.join("batchuser.crt")), "batch wrote a cert without the passphrase");
+    assert!(list_json(&d, &[]).is_empty(), "refused commands recorded certificates");
 
     // with the right passphrase everything works
     for args in &signing {
@@ -412,15 +248,7 @@ fn passphrase_env_encrypts_keys_and_gates_signing() {
     assert_verifies(&d, "sslserver", &out.join("csr.crt"));
     assert_verifies(&d, "sslclient", &out.join("batchuser.crt"));
     let chain = chain_file(&d);
-    openssl_ok(&[
-        "crl",
-        "-in",
-        s(&out.join("crl.pem")),
-        "-CAfile",
-        s(&chain),
-        "-verify",
-        "-noout",
-    ]);
+    openssl_ok(&["crl", "-in", s(&out.join("crl.pem")), "-CAfile", s(&chain), "-verify", "-noout"]);
 }
 
 #[test]
@@ -432,34 +260,12 @@ fn passphrase_file_flag_encrypts_keys() {
     let (code, _o, err) = gh(&d, &["--ca-passphrase-file", s(&pwfile), "ca", "init"]);
     assert_eq!(code, 0, "{err}");
     for k in [root_key(&d), inter_key(&d)] {
-        assert!(
-            read(&k).contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
-            "{k:?} not encrypted"
-        );
-        openssl_ok(&[
-            "pkey",
-            "-in",
-            s(&k),
-            "-passin",
-            &format!("file:{}", s(&pwfile)),
-            "-noout",
-        ]);
+        assert!(read(&k).contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"), "{k:?} not encrypted");
+        openssl_ok(&["pkey", "-in", s(&k), "-passin", &format!("file:{}", s(&pwfile)), "-noout"]);
     }
     let out = mkdir(d.join("out"));
     // issue needs it
-    let (code, _o, err) = gh(
-        &d,
-        &[
-            "ca",
-            "issue",
-            "--profile",
-            "client",
-            "--cn",
-            "alice",
-            "--out",
-            s(&out),
-        ],
-    );
+    let (code, _o, err) = gh(&d, &["ca", "issue", "--profile", "client", "--cn", "alice", "--out", s(&out)]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("passphrase"), "{err}");
     // wrong passphrase file
@@ -467,36 +273,14 @@ fn passphrase_file_flag_encrypts_keys() {
     write(&bad, "nope");
     let (code, _o, err) = gh(
         &d,
-        &[
-            "--ca-passphrase-file",
-            s(&bad),
-            "ca",
-            "issue",
-            "--profile",
-            "client",
-            "--cn",
-            "alice",
-            "--out",
-            s(&out),
-        ],
+        &["--ca-passphrase-file", s(&bad), "ca", "issue", "--profile", "client", "--cn", "alice", "--out", s(&out)],
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("passphrase"), "{err}");
     // right one
     let o = gh_ok(
         &d,
-        &[
-            "--ca-passphrase-file",
-            s(&pwfile),
-            "ca",
-            "issue",
-            "--profile",
-            "client",
-            "--cn",
-            "alice",
-            "--out",
-            s(&out),
-        ],
+        &["--ca-passphrase-file", s(&pwfile), "ca", "issue", "--profile", "client", "--cn", "alice", "--out", s(&out)],
     );
     assert_eq!(serial_line(&o), serial_of(&out.join("alice.crt")));
     assert_verifies(&d, "sslclient", &out.join("alice.crt"));
@@ -506,46 +290,18 @@ fn passphrase_file_flag_encrypts_keys() {
 /// `openssl pkey` decrypts with the passphrase, whatever the key type.
 fn encrypted_key_type(key_type: &str) {
     let d = tmp();
-    let (code, _o, err) = gh_env(
-        &d,
-        &["ca", "init", "--key-type", key_type],
-        &[(PASS_ENV, "s3cret pass")],
-    );
+    let (code, _o, err) = gh_env(&d, &["ca", "init", "--key-type", key_type], &[(PASS_ENV, "s3cret pass")]);
     assert_eq!(code, 0, "{key_type}: {err}");
     for k in [root_key(&d), inter_key(&d)] {
-        assert!(
-            read(&k).starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
-            "{key_type}: {k:?} not encrypted"
-        );
+        assert!(read(&k).starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"), "{key_type}: {k:?} not encrypted");
         // $ openssl pkey -in KEY -passin pass:... -noout
-        let (code, _o, err) = openssl(&[
-            "pkey",
-            "-in",
-            s(&k),
-            "-passin",
-            "pass:s3cret pass",
-            "-noout",
-        ]);
-        assert_eq!(
-            code,
-            0,
-            "{key_type}: openssl pkey cannot decrypt {}: {err}",
-            k.display()
-        );
+        let (code, _o, err) = openssl(&["pkey", "-in", s(&k), "-passin", "pass:s3cret pass", "-noout"]);
+        assert_eq!(code, 0, "{key_type}: openssl pkey cannot decrypt {}: {err}", k.display());
     }
     let out = mkdir(d.join("out"));
     let (code, _o, err) = gh_env(
         &d,
-        &[
-            "ca",
-            "issue",
-            "--profile",
-            "server",
-            "--cn",
-            "enc.example.test",
-            "--out",
-            s(&out),
-        ],
+        &["ca", "issue", "--profile", "server", "--cn", "enc.example.test", "--out", s(&out)],
         &[(PASS_ENV, "s3cret pass")],
     );
     assert_eq!(code, 0, "{key_type}: {err}");

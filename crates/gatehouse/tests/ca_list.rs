@@ -27,25 +27,10 @@ fn setup() -> (TempDir, PathBuf, PathBuf) {
             "30",
         ],
     );
-    issue(
-        &d,
-        &out,
-        "client",
-        "alice",
-        &["--san", "email:alice@example.test"],
-    );
+    issue(&d, &out, "client", "alice", &["--san", "email:alice@example.test"]);
     let web = out.join("web.example.test.crt");
     let alice = out.join("alice.crt");
-    gh_ok(
-        &d,
-        &[
-            "ca",
-            "revoke",
-            &serial_of(&web),
-            "--reason",
-            "keyCompromise",
-        ],
-    );
+    gh_ok(&d, &["ca", "revoke", &serial_of(&web), "--reason", "keyCompromise"]);
     (d, web, alice)
 }
 
@@ -60,24 +45,16 @@ fn strs(v: &Value) -> Vec<String> {
 #[test]
 fn list_is_empty_after_init_ca_certs_are_not_listed() {
     let d = init_ca(&[]);
-    assert!(
-        list_json(&d, &[]).is_empty(),
-        "CA certificates must not be listed"
-    );
+    assert!(list_json(&d, &[]).is_empty(), "CA certificates must not be listed");
     let root_serial = serial_of(&root_crt(&d));
     let inter_serial = serial_of(&inter_crt(&d));
     let out = mkdir(d.join("out"));
     issue(&d, &out, "server", "one.example.test", &[]);
     let list = list_json(&d, &[]);
     assert_eq!(list.len(), 1);
-    assert!(
-        find_serial(&list, &root_serial).is_none() && find_serial(&list, &inter_serial).is_none()
-    );
+    assert!(find_serial(&list, &root_serial).is_none() && find_serial(&list, &inter_serial).is_none());
     let plain = gh_ok(&d, &["ca", "list"]);
-    assert!(
-        !norm_serial(&plain).contains(&norm_serial(&root_serial)),
-        "root listed: {plain}"
-    );
+    assert!(!norm_serial(&plain).contains(&norm_serial(&root_serial)), "root listed: {plain}");
 }
 
 #[test]
@@ -87,10 +64,8 @@ fn list_json_fields() {
     let list = list_json(&d, &[]);
     assert_eq!(list.len(), 2, "{list:?}");
 
-    let w =
-        find_serial(&list, &serial_of(&web)).unwrap_or_else(|| panic!("web not listed: {list:?}"));
-    let a = find_serial(&list, &serial_of(&alice))
-        .unwrap_or_else(|| panic!("alice not listed: {list:?}"));
+    let w = find_serial(&list, &serial_of(&web)).unwrap_or_else(|| panic!("web not listed: {list:?}"));
+    let a = find_serial(&list, &serial_of(&alice)).unwrap_or_else(|| panic!("alice not listed: {list:?}"));
     for e in [w, a] {
         for k in [
             "serial",
@@ -110,74 +85,35 @@ fn list_json_fields() {
     assert_eq!(w["status"], "revoked");
     assert_eq!(w["profile"], "server");
     assert_eq!(w["common_name"], "web.example.test");
-    assert!(
-        w["subject"].as_str().unwrap().contains("web.example.test"),
-        "{}",
-        w["subject"]
-    );
+    assert!(w["subject"].as_str().unwrap().contains("web.example.test"), "{}", w["subject"]);
     let sans = strs(&w["sans"]);
-    for want in [
-        "DNS:web.example.test",
-        "DNS:api.example.test",
-        "IP:10.0.0.1",
-        "URI:https://example.test/web",
-    ] {
+    for want in ["DNS:web.example.test", "DNS:api.example.test", "IP:10.0.0.1", "URI:https://example.test/web"] {
         assert!(sans.iter().any(|x| x == want), "sans {sans:?} lacks {want}");
     }
     assert_eq!(w["revocation_reason"], "keyCompromise");
-    let revoked_at = rfc3339(
-        w["revoked_at"]
-            .as_str()
-            .unwrap_or_else(|| panic!("revoked_at not a string: {w}")),
-    )
-    .unwrap_or_else(|| panic!("revoked_at not RFC 3339: {}", w["revoked_at"]));
-    assert!(
-        (revoked_at - now()).abs() < 600,
-        "revoked_at is not about now"
-    );
+    let revoked_at = rfc3339(w["revoked_at"].as_str().unwrap_or_else(|| panic!("revoked_at not a string: {w}")))
+        .unwrap_or_else(|| panic!("revoked_at not RFC 3339: {}", w["revoked_at"]));
+    assert!((revoked_at - now()).abs() < 600, "revoked_at is not about now");
 
     assert_eq!(a["status"], "valid");
     assert_eq!(a["profile"], "client");
     assert_eq!(a["common_name"], "alice");
-    assert!(
-        strs(&a["sans"])
-            .iter()
-            .any(|x| x == "email:alice@example.test"),
-        "{}",
-        a["sans"]
-    );
+    assert!(strs(&a["sans"]).iter().any(|x| x == "email:alice@example.test"), "{}", a["sans"]);
     assert!(a["revoked_at"].is_null(), "{a}");
     assert!(a["revocation_reason"].is_null(), "{a}");
 
     // validity agrees with the certificate (RFC 3339 vs openssl's dates)
     for (e, crt, days) in [(w, &web, 30), (a, &alice, 365)] {
-        let nb = rfc3339(e["not_before"].as_str().unwrap())
-            .unwrap_or_else(|| panic!("not_before not RFC 3339: {e}"));
-        let na = rfc3339(e["not_after"].as_str().unwrap())
-            .unwrap_or_else(|| panic!("not_after not RFC 3339: {e}"));
+        let nb = rfc3339(e["not_before"].as_str().unwrap()).unwrap_or_else(|| panic!("not_before not RFC 3339: {e}"));
+        let na = rfc3339(e["not_after"].as_str().unwrap()).unwrap_or_else(|| panic!("not_after not RFC 3339: {e}"));
         let dates = openssl_ok(&["x509", "-in", s(crt), "-noout", "-startdate", "-enddate"]);
         let get = |k: &str| openssl_time(dates.lines().find_map(|l| l.strip_prefix(k)).unwrap());
-        assert!(
-            (nb - get("notBefore=")).abs() <= 1,
-            "not_before {} vs cert {dates}",
-            e["not_before"]
-        );
-        assert!(
-            (na - get("notAfter=")).abs() <= 1,
-            "not_after {} vs cert {dates}",
-            e["not_after"]
-        );
-        assert!(
-            (na - now() - days * 86400).abs() <= 86400,
-            "not_after {} is not ~{days} days ahead",
-            e["not_after"]
-        );
+        assert!((nb - get("notBefore=")).abs() <= 1, "not_before {} vs cert {dates}", e["not_before"]);
+        assert!((na - get("notAfter=")).abs() <= 1, "not_after {} vs cert {dates}", e["not_after"]);
+        assert!((na - now() - days * 86400).abs() <= 86400, "not_after {} is not ~{days} days ahead", e["not_after"]);
     }
     // serial as openssl prints it (case-insensitively, colons allowed)
-    assert_eq!(
-        norm_serial(w["serial"].as_str().unwrap()),
-        norm_serial(&serial_of(&web))
-    );
+    assert_eq!(norm_serial(w["serial"].as_str().unwrap()), norm_serial(&serial_of(&web)));
 }
 
 #[test]
@@ -190,10 +126,7 @@ fn list_status_filter() {
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     assert!(find_serial(&revoked, &serial_of(&web)).is_some());
     let expired = list_json(&d, &["--status", "expired"]);
-    assert!(
-        expired.is_empty(),
-        "fresh certificates listed as expired: {expired:?}"
-    );
+    assert!(expired.is_empty(), "fresh certificates listed as expired: {expired:?}");
     let (code, _o, err) = gh(&d, &["ca", "list", "--status", "bogus"]);
     assert_eq!(code, 2, "bad --status value is a usage error: {err}");
 }
@@ -206,59 +139,28 @@ fn plain_list_one_line_per_cert() {
     let sw = norm_serial(&serial_of(&web));
     let sa = norm_serial(&serial_of(&alice));
     let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
-    let lw: Vec<&&str> = lines
-        .iter()
-        .filter(|l| norm_serial(l).contains(&sw))
-        .collect();
-    let la: Vec<&&str> = lines
-        .iter()
-        .filter(|l| norm_serial(l).contains(&sa))
-        .collect();
+    let lw: Vec<&&str> = lines.iter().filter(|l| norm_serial(l).contains(&sw)).collect();
+    let la: Vec<&&str> = lines.iter().filter(|l| norm_serial(l).contains(&sa)).collect();
     assert_eq!(lw.len(), 1, "web should be on exactly one line:\n{out}");
     assert_eq!(la.len(), 1, "alice should be on exactly one line:\n{out}");
-    assert!(
-        lw[0].contains("revoked") && lw[0].contains("web.example.test"),
-        "{}",
-        lw[0]
-    );
-    assert!(
-        la[0].contains("valid") && la[0].contains("alice"),
-        "{}",
-        la[0]
-    );
-    assert!(
-        lines.len() <= 3,
-        "more than one line per cert (plus an optional header):\n{out}"
-    );
+    assert!(lw[0].contains("revoked") && lw[0].contains("web.example.test"), "{}", lw[0]);
+    assert!(la[0].contains("valid") && la[0].contains("alice"), "{}", la[0]);
+    assert!(lines.len() <= 3, "more than one line per cert (plus an optional header):\n{out}");
     // --status filter applies to plain output too
     let out = gh_ok(&d, &["ca", "list", "--status", "valid"]);
-    assert!(
-        norm_serial(&out).contains(&sa) && !norm_serial(&out).contains(&sw),
-        "{out}"
-    );
+    assert!(norm_serial(&out).contains(&sa) && !norm_serial(&out).contains(&sw), "{out}");
 }
 
 #[test]
 fn show_by_serial_forms() {
     let (d, web, alice) = setup();
     let sa = serial_of(&alice);
-    for form in [
-        sa.clone(),
-        sa.to_lowercase(),
-        colon_lower(&sa),
-        colon_lower(&sa).to_uppercase(),
-    ] {
+    for form in [sa.clone(), sa.to_lowercase(), colon_lower(&sa), colon_lower(&sa).to_uppercase()] {
         // $ gatehouse ca show SERIAL
         let (code, out, err) = gh(&d, &["ca", "show", &form]);
         assert_eq!(code, 0, "ca show {form}: {err}");
-        assert!(
-            out.contains("alice"),
-            "ca show {form} output lacks the CN:\n{out}"
-        );
-        assert!(
-            !out.contains("web.example.test"),
-            "ca show {form} printed another cert:\n{out}"
-        );
+        assert!(out.contains("alice"), "ca show {form} output lacks the CN:\n{out}");
+        assert!(!out.contains("web.example.test"), "ca show {form} printed another cert:\n{out}");
     }
     let out = gh_ok(&d, &["ca", "show", &serial_of(&web).to_lowercase()]);
     assert!(out.contains("web.example.test"), "{out}");
@@ -278,13 +180,7 @@ fn show_json_is_the_list_object_plus_pem() {
         for (k, val) in from_list.as_object().unwrap() {
             assert_eq!(&v[k], val, "show --json field {k} differs from list --json");
         }
-        let pem = v["pem"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no pem string: {v}"));
-        assert_eq!(
-            fingerprint_pem(pem),
-            fingerprint(crt),
-            "show --json pem is not the certificate"
-        );
+        let pem = v["pem"].as_str().unwrap_or_else(|| panic!("no pem string: {v}"));
+        assert_eq!(fingerprint_pem(pem), fingerprint(crt), "show --json pem is not the certificate");
     }
 }

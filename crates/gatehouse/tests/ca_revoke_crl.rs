@@ -9,11 +9,7 @@ fn setup() -> (TempDir, PathBuf, PathBuf) {
     let out = mkdir(d.join("out"));
     issue(&d, &out, "server", "a.example.test", &[]);
     issue(&d, &out, "server", "b.example.test", &[]);
-    (
-        d,
-        out.join("a.example.test.crt"),
-        out.join("b.example.test.crt"),
-    )
+    (d, out.join("a.example.test.crt"), out.join("b.example.test.crt"))
 }
 
 /// `openssl crl -in CRL [-inform DER] -text -noout`
@@ -43,13 +39,8 @@ fn crl_number(text: &str) -> u64 {
 /// (lastUpdate, nextUpdate) as Unix times.
 fn crl_times(crl: &Path) -> (i64, i64) {
     let o = openssl_ok(&["crl", "-in", s(crl), "-noout", "-lastupdate", "-nextupdate"]);
-    let get = |k: &str| {
-        openssl_time(
-            o.lines()
-                .find_map(|l| l.strip_prefix(k))
-                .unwrap_or_else(|| panic!("no {k} in {o}")),
-        )
-    };
+    let get =
+        |k: &str| openssl_time(o.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_else(|| panic!("no {k} in {o}")));
     (get("lastUpdate="), get("nextUpdate="))
 }
 
@@ -82,41 +73,19 @@ fn revoke_then_crl_marks_only_that_certificate() {
         .find(|l| l.starts_with("revoked "))
         .unwrap_or_else(|| panic!("no `revoked SERIAL (REASON)` line: {out}"));
     assert!(norm_serial(line).contains(&norm_serial(&sa)), "{line}");
-    assert!(
-        line.trim_end().ends_with("(keyCompromise)"),
-        "reason not echoed as RFC 5280 name: {line}"
-    );
+    assert!(line.trim_end().ends_with("(keyCompromise)"), "reason not echoed as RFC 5280 name: {line}");
 
     // $ gatehouse ca crl --out crl.pem
     let crl = d.join("crl.pem");
     gh_ok(&d, &["ca", "crl", "--out", s(&crl)]);
-    assert!(
-        read(&crl).starts_with("-----BEGIN X509 CRL-----"),
-        "not a PEM CRL"
-    );
+    assert!(read(&crl).starts_with("-----BEGIN X509 CRL-----"), "not a PEM CRL");
 
     // $ openssl crl -in crl.pem -CAfile chain.pem -verify -noout
     let chain = chain_file(&d);
-    let v = openssl_ok(&[
-        "crl",
-        "-in",
-        s(&crl),
-        "-CAfile",
-        s(&chain),
-        "-verify",
-        "-noout",
-    ]);
+    let v = openssl_ok(&["crl", "-in", s(&crl), "-CAfile", s(&chain), "-verify", "-noout"]);
     assert!(v.contains("verify OK"), "{v}");
     // signed by the intermediate
-    let iss = openssl_ok(&[
-        "crl",
-        "-in",
-        s(&crl),
-        "-noout",
-        "-issuer",
-        "-nameopt",
-        "RFC2253",
-    ]);
+    let iss = openssl_ok(&["crl", "-in", s(&crl), "-noout", "-issuer", "-nameopt", "RFC2253"]);
     assert_eq!(
         iss.trim().trim_start_matches("issuer="),
         subject_of(&inter_crt(&d)),
@@ -128,17 +97,11 @@ fn revoke_then_crl_marks_only_that_certificate() {
     assert_ne!(code, 0, "revoked cert verified: {msg}");
     assert!(msg.contains("certificate revoked"), "{msg}");
     let (code, msg) = verify_crl(&d, &crl, &b);
-    assert!(
-        code == 0 && msg.contains(": OK"),
-        "unrevoked cert rejected: {msg}"
-    );
+    assert!(code == 0 && msg.contains(": OK"), "unrevoked cert rejected: {msg}");
 
     // $ openssl crl -text
     let t = crl_text(&crl, false);
-    assert!(
-        t.contains(&format!("Serial Number: {sa}")),
-        "revoked serial not in CRL:\n{t}"
-    );
+    assert!(t.contains(&format!("Serial Number: {sa}")), "revoked serial not in CRL:\n{t}");
     assert!(!t.contains(&sb), "unrevoked serial in CRL:\n{t}");
     assert!(t.contains("Key Compromise"), "reason code missing:\n{t}");
     assert!(t.contains("Version 2"), "CRL is not v2:\n{t}");
@@ -155,10 +118,7 @@ fn crl_number_increases_by_one_per_call_and_is_durable() {
     gh_ok(&d, &["ca", "crl", "--out", s(&c2)]);
     // PEM to stdout too
     let stdout = gh_ok(&d, &["ca", "crl"]);
-    assert!(
-        stdout.contains("-----BEGIN X509 CRL-----"),
-        "no PEM CRL on stdout: {stdout}"
-    );
+    assert!(stdout.contains("-----BEGIN X509 CRL-----"), "no PEM CRL on stdout: {stdout}");
     let c3 = d.join("c3.pem");
     write(&c3, &stdout);
     let n1 = crl_number(&crl_text(&c1, false));
@@ -167,47 +127,25 @@ fn crl_number_increases_by_one_per_call_and_is_durable() {
     assert_eq!(n2, n1 + 1, "CRL number did not increase by one");
     assert_eq!(n3, n2 + 1, "CRL number did not increase by one");
     let chain = chain_file(&d);
-    openssl_ok(&[
-        "crl",
-        "-in",
-        s(&c3),
-        "-CAfile",
-        s(&chain),
-        "-verify",
-        "-noout",
-    ]);
+    openssl_ok(&["crl", "-in", s(&c3), "-CAfile", s(&chain), "-verify", "-noout"]);
 }
 
 #[test]
 fn crl_der_output() {
     let (d, a, b) = setup();
-    gh_ok(
-        &d,
-        &["ca", "revoke", &serial_of(&a), "--reason", "superseded"],
-    );
+    gh_ok(&d, &["ca", "revoke", &serial_of(&a), "--reason", "superseded"]);
     // $ gatehouse ca crl --der --out crl.der
     let der = d.join("crl.der");
     gh_ok(&d, &["ca", "crl", "--der", "--out", s(&der)]);
     let bytes = read_bytes(&der);
     assert_eq!(bytes[0], 0x30, "DER CRL should start with a SEQUENCE");
     let t = crl_text(&der, true);
-    assert!(
-        t.contains(&serial_of(&a)) && t.contains("Superseded"),
-        "{t}"
-    );
+    assert!(t.contains(&serial_of(&a)) && t.contains("Superseded"), "{t}");
     // openssl verify accepts the DER CRL after conversion
     let pem = d.join("crl-from-der.pem");
     openssl_ok(&["crl", "-inform", "DER", "-in", s(&der), "-out", s(&pem)]);
     let chain = chain_file(&d);
-    openssl_ok(&[
-        "crl",
-        "-in",
-        s(&pem),
-        "-CAfile",
-        s(&chain),
-        "-verify",
-        "-noout",
-    ]);
+    openssl_ok(&["crl", "-in", s(&pem), "-CAfile", s(&chain), "-verify", "-noout"]);
     let (code, msg) = verify_crl(&d, &pem, &a);
     assert!(code != 0 && msg.contains("certificate revoked"), "{msg}");
     let (code, _) = verify_crl(&d, &pem, &b);
@@ -227,47 +165,24 @@ fn next_update_hours() {
     let d = init_ca(&[]);
     let crl = d.join("crl.pem");
     // $ gatehouse ca crl --next-update-hours 5
-    gh_ok(
-        &d,
-        &["ca", "crl", "--next-update-hours", "5", "--out", s(&crl)],
-    );
+    gh_ok(&d, &["ca", "crl", "--next-update-hours", "5", "--out", s(&crl)]);
     let (last, next) = crl_times(&crl);
     assert!((last - now()).abs() < 300, "lastUpdate is not now");
-    assert!(
-        (next - last - 5 * 3600).abs() <= 120,
-        "nextUpdate - lastUpdate = {}s, want 5h",
-        next - last
-    );
+    assert!((next - last - 5 * 3600).abs() <= 120, "nextUpdate - lastUpdate = {}s, want 5h", next - last);
 
     // default from ca.toml: 168 hours
     gh_ok(&d, &["ca", "crl", "--out", s(&crl)]);
     let (last, next) = crl_times(&crl);
-    assert!(
-        (next - last - 168 * 3600).abs() <= 120,
-        "default nextUpdate {}s, want 168h",
-        next - last
-    );
+    assert!((next - last - 168 * 3600).abs() <= 120, "default nextUpdate {}s, want 168h", next - last);
 
     // crl_next_update_hours from ca.toml
     write(ca_toml(&d), ca_toml_text(None, 24, &OPEN, &OPEN));
     gh_ok(&d, &["ca", "crl", "--out", s(&crl)]);
     let (last, next) = crl_times(&crl);
-    assert!(
-        (next - last - 24 * 3600).abs() <= 120,
-        "ca.toml nextUpdate {}s, want 24h",
-        next - last
-    );
+    assert!((next - last - 24 * 3600).abs() <= 120, "ca.toml nextUpdate {}s, want 24h", next - last);
     // an empty CRL still verifies
     let chain = chain_file(&d);
-    openssl_ok(&[
-        "crl",
-        "-in",
-        s(&crl),
-        "-CAfile",
-        s(&chain),
-        "-verify",
-        "-noout",
-    ]);
+    openssl_ok(&["crl", "-in", s(&crl), "-CAfile", s(&chain), "-verify", "-noout"]);
 }
 
 #[test]
@@ -281,32 +196,10 @@ fn revoke_accepts_lowercase_and_colon_serials() {
     let s2 = serial_of(&out.join("l2.example.test.crt"));
     let s3 = serial_of(&out.join("l3.example.test.crt"));
     gh_ok(&d, &["ca", "revoke", &s1.to_lowercase()]);
-    gh_ok(
-        &d,
-        &[
-            "ca",
-            "revoke",
-            &colon_lower(&s2),
-            "--reason",
-            "key-compromise",
-        ],
-    );
-    gh_ok(
-        &d,
-        &[
-            "ca",
-            "revoke",
-            &colon_lower(&s3).to_uppercase(),
-            "--reason",
-            "CESSATIONOFOPERATION",
-        ],
-    );
+    gh_ok(&d, &["ca", "revoke", &colon_lower(&s2), "--reason", "key-compromise"]);
+    gh_ok(&d, &["ca", "revoke", &colon_lower(&s3).to_uppercase(), "--reason", "CESSATIONOFOPERATION"]);
     let list = list_json(&d, &[]);
-    for (ser, reason) in [
-        (&s1, "unspecified"),
-        (&s2, "keyCompromise"),
-        (&s3, "cessationOfOperation"),
-    ] {
+    for (ser, reason) in [(&s1, "unspecified"), (&s2, "keyCompromise"), (&s3, "cessationOfOperation")] {
         let e = find_serial(&list, ser).unwrap_or_else(|| panic!("{ser} not listed"));
         assert_eq!(e["status"], "revoked", "{e}");
         assert_eq!(e["revocation_reason"], reason, "{e}");
@@ -315,15 +208,9 @@ fn revoke_accepts_lowercase_and_colon_serials() {
     gh_ok(&d, &["ca", "crl", "--out", s(&crl)]);
     let t = crl_text(&crl, false);
     for ser in [&s1, &s2, &s3] {
-        assert!(
-            t.contains(&format!("Serial Number: {ser}")),
-            "{ser} not in CRL:\n{t}"
-        );
+        assert!(t.contains(&format!("Serial Number: {ser}")), "{ser} not in CRL:\n{t}");
     }
-    assert!(
-        t.contains("Key Compromise") && t.contains("Cessation Of Operation"),
-        "{t}"
-    );
+    assert!(t.contains("Key Compromise") && t.contains("Cessation Of Operation"), "{t}");
 }
 
 #[test]
@@ -346,10 +233,7 @@ fn every_rfc5280_reason_reaches_the_crl() {
         issue(&d, &out, "server", &cn, &[]);
         let ser = serial_of(&out.join(format!("{cn}.crt")));
         let o = gh_ok(&d, &["ca", "revoke", &ser, "--reason", r]);
-        assert!(
-            o.contains(&format!("({r})")),
-            "revoke output {o:?} lacks ({r})"
-        );
+        assert!(o.contains(&format!("({r})")), "revoke output {o:?} lacks ({r})");
         serials.push(ser);
     }
     let crl = d.join("crl.pem");
@@ -357,18 +241,10 @@ fn every_rfc5280_reason_reaches_the_crl() {
     let t = crl_text(&crl, false);
     // each serial followed by its reason
     for ((_, text), ser) in reasons.iter().zip(&serials) {
-        let at = t
-            .find(&format!("Serial Number: {ser}"))
-            .unwrap_or_else(|| panic!("{ser} not in CRL:\n{t}"));
+        let at = t.find(&format!("Serial Number: {ser}")).unwrap_or_else(|| panic!("{ser} not in CRL:\n{t}"));
         let entry = &t[at..];
-        let entry = &entry[..entry[1..]
-            .find("Serial Number:")
-            .map(|p| p + 1)
-            .unwrap_or(entry.len())];
-        assert!(
-            entry.contains(text),
-            "entry for {ser} lacks {text:?}:\n{entry}"
-        );
+        let entry = &entry[..entry[1..].find("Serial Number:").map(|p| p + 1).unwrap_or(entry.len())];
+        assert!(entry.contains(text), "entry for {ser} lacks {text:?}:\n{entry}");
     }
     let list = list_json(&d, &["--status", "revoked"]);
     assert_eq!(list.len(), reasons.len());
@@ -392,14 +268,8 @@ fn unknown_serial_and_double_revoke_are_refused() {
     assert!(err.contains("already revoked"), "{err}");
     // the original reason stays
     let list = list_json(&d, &[]);
-    assert_eq!(
-        find_serial(&list, &sa).unwrap()["revocation_reason"],
-        "superseded"
-    );
-    assert_eq!(
-        find_serial(&list, &serial_of(&b)).unwrap()["status"],
-        "valid"
-    );
+    assert_eq!(find_serial(&list, &sa).unwrap()["revocation_reason"], "superseded");
+    assert_eq!(find_serial(&list, &serial_of(&b)).unwrap()["status"], "valid");
     // also refused in another spelling
     let (code, _o, err) = gh(&d, &["ca", "revoke", &colon_lower(&sa)]);
     assert_eq!(code, 1);
@@ -411,8 +281,5 @@ fn unknown_reason_is_a_usage_error() {
     let (d, a, _b) = setup();
     let (code, _o, err) = gh(&d, &["ca", "revoke", &serial_of(&a), "--reason", "boredom"]);
     assert_eq!(code, 2, "unknown reason: {err}");
-    assert_eq!(
-        find_serial(&list_json(&d, &[]), &serial_of(&a)).unwrap()["status"],
-        "valid"
-    );
+    assert_eq!(find_serial(&list_json(&d, &[]), &serial_of(&a)).unwrap()["status"], "valid");
 }

@@ -111,26 +111,28 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
     let id = request_id();
     let host = request_host(&req).unwrap_or_default();
     // The access line is only assembled when it will be written.
-    let mut entry = conn.access_log.then(|| Box::new(AccessEntry {
-        time: now_rfc3339(),
-        event: "request",
-        request_id: id.clone(),
-        client_ip: conn.peer.ip().to_string(),
-        host: host.clone(),
-        method: req.method().to_string(),
-        path: req.uri().path().to_owned(),
-        protocol: version_name(req.version()),
-        status: 0,
-        bytes: 0,
-        duration_ms: 0.0,
-        tls_version: conn.tls_version,
-        cipher: conn.cipher,
-        client_serial: conn.client.summary().map(|s| s.serial.clone()),
-        client_subject: conn.client.summary().map(|s| s.subject.clone()),
-        client_verify: conn.client.verify_label(),
-        upstream: None,
-        refused: None,
-    }));
+    let mut entry = conn.access_log.then(|| {
+        Box::new(AccessEntry {
+            time: now_rfc3339(),
+            event: "request",
+            request_id: id.clone(),
+            client_ip: conn.peer.ip().to_string(),
+            host: host.clone(),
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+            protocol: version_name(req.version()),
+            status: 0,
+            bytes: 0,
+            duration_ms: 0.0,
+            tls_version: conn.tls_version,
+            cipher: conn.cipher,
+            client_serial: conn.client.summary().map(|s| s.serial.clone()),
+            client_subject: conn.client.summary().map(|s| s.subject.clone()),
+            client_verify: conn.client.verify_label(),
+            upstream: None,
+            refused: None,
+        })
+    });
     let accept_json = wants_json(req.headers());
 
     let route = match route(&conn.site, &host, req.uri().path()) {
@@ -371,7 +373,13 @@ pub struct LoggedBody {
 }
 
 impl LoggedBody {
-    fn new(inner: Inner, entry: Option<Box<AccessEntry>>, status: u16, started: Instant, conn: &Connection) -> LoggedBody {
+    fn new(
+        inner: Inner,
+        entry: Option<Box<AccessEntry>>,
+        status: u16,
+        started: Instant,
+        conn: &Connection,
+    ) -> LoggedBody {
         LoggedBody { inner, entry, status, bytes: 0, done: false, started, metrics: conn.metrics.clone() }
     }
 

@@ -248,6 +248,7 @@ async fn serve_http(established: Established) {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+            .max_header_size(limits.max_header_bytes)
             .max_buf_size(limits.max_header_bytes.max(8192));
         let conn = Box::pin(builder.serve_connection(io, service).with_upgrades());
         drive(conn, &activity, idle, &mut shutdown, |c| c.graceful_shutdown()).await;

@@ -5,10 +5,10 @@
 //! [`Refusal`], which travels to the connection log and the metric label.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -356,7 +356,12 @@ impl TrustStore {
                     verified.clear();
                 }
                 let until = summary.not_after.min(now_secs.saturating_add(self.cache_secs));
-                let entry = Verified { summary: summary.clone(), authority_key_id: authority_key_id.clone(), until, generation };
+                let entry = Verified {
+                    summary: summary.clone(),
+                    authority_key_id: authority_key_id.clone(),
+                    until,
+                    generation,
+                };
                 verified.insert(key, entry);
                 (summary, authority_key_id)
             }
@@ -403,7 +408,8 @@ impl TrustStore {
             // A CA with the same name as a trusted one (two default installs) fails on the
             // signature; what the operator needs to hear is that the issuer is not trusted.
             let issued_by_known_key = authority_key_id.as_deref().is_none_or(|aki| {
-                self.anchor_key_ids.contains(aki) || intermediates.iter().any(|i| subject_key_id(i).as_deref() == Some(aki))
+                self.anchor_key_ids.contains(aki)
+                    || intermediates.iter().any(|i| subject_key_id(i).as_deref() == Some(aki))
             });
             if refusal == Refusal::BadSignature && !issued_by_known_key { Refusal::UnknownIssuer } else { refusal }
         })?;

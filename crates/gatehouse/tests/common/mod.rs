@@ -55,10 +55,7 @@ impl AsRef<Path> for TempDir {
 /// `mktemp -d`
 pub fn tmp() -> TempDir {
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
     let p = std::env::temp_dir().join(format!(
         "gatehouse-it-{}-{}-{}",
         std::process::id(),
@@ -119,11 +116,7 @@ pub fn gh_in(dir: &Path, cwd: &Path, args: &[&str]) -> (i32, String, String) {
 /// Same, stdout as raw bytes (for DER output).
 pub fn gh_raw(dir: &Path, args: &[&str]) -> (i32, Vec<u8>, String) {
     let o = gh_cmd(dir, args).output().expect("run gatehouse");
-    (
-        o.status.code().unwrap_or(-1),
-        o.stdout,
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (o.status.code().unwrap_or(-1), o.stdout, String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
 /// Spawn in the background (stdout/stderr discarded), for kill -9 tests.
@@ -137,10 +130,7 @@ pub fn gh_spawn(dir: &Path, args: &[&str]) -> Child {
 #[track_caller]
 pub fn gh_ok(dir: &Path, args: &[&str]) -> String {
     let (code, out, err) = gh(dir, args);
-    assert_eq!(
-        code, 0,
-        "gatehouse {args:?} failed\nstdout: {out}\nstderr: {err}"
-    );
+    assert_eq!(code, 0, "gatehouse {args:?} failed\nstdout: {out}\nstderr: {err}");
     out
 }
 
@@ -148,34 +138,18 @@ pub fn gh_ok(dir: &Path, args: &[&str]) -> String {
 #[track_caller]
 pub fn gh_fails(dir: &Path, args: &[&str], want: i32) -> String {
     let (code, out, err) = gh(dir, args);
-    assert_eq!(
-        code, want,
-        "gatehouse {args:?}: expected exit {want}\nstdout: {out}\nstderr: {err}"
-    );
+    assert_eq!(code, want, "gatehouse {args:?}: expected exit {want}\nstdout: {out}\nstderr: {err}");
     err
 }
 
 /// `openssl ARGS...` -> (code, stdout, stderr)
 pub fn openssl(args: &[&str]) -> (i32, String, String) {
-    out3(
-        Command::new(OPENSSL)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run openssl"),
-    )
+    out3(Command::new(OPENSSL).args(args).stdin(Stdio::null()).output().expect("run openssl"))
 }
 
 /// `openssl ARGS...` with the given working directory.
 pub fn openssl_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
-    out3(
-        Command::new(OPENSSL)
-            .args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run openssl"),
-    )
+    out3(Command::new(OPENSSL).args(args).current_dir(cwd).stdin(Stdio::null()).output().expect("run openssl"))
 }
 
 /// Assert openssl exit 0; return stdout followed by stderr (openssl prints
@@ -183,22 +157,14 @@ pub fn openssl_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
 #[track_caller]
 pub fn openssl_ok(args: &[&str]) -> String {
     let (code, out, err) = openssl(args);
-    assert_eq!(
-        code, 0,
-        "openssl {args:?} failed\nstdout: {out}\nstderr: {err}"
-    );
+    assert_eq!(code, 0, "openssl {args:?} failed\nstdout: {out}\nstderr: {err}");
     format!("{out}{err}")
 }
 
 /// `sqlite3 DB SQL` -> trimmed stdout (asserts success).
 #[track_caller]
 pub fn sqlite3(db: &Path, sql: &str) -> String {
-    let o = Command::new(SQLITE3)
-        .arg(db)
-        .arg(sql)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sqlite3");
+    let o = Command::new(SQLITE3).arg(db).arg(sql).stdin(Stdio::null()).output().expect("run sqlite3");
     let (code, out, err) = out3(o);
     assert_eq!(code, 0, "sqlite3 {sql:?} failed: {err}");
     out.trim().to_string()
@@ -207,8 +173,7 @@ pub fn sqlite3(db: &Path, sql: &str) -> String {
 // ---------------------------------------------------------------- files
 
 pub fn write<P: AsRef<Path>>(p: P, s: impl AsRef<[u8]>) {
-    let mut f =
-        fs::File::create(p.as_ref()).unwrap_or_else(|e| panic!("create {:?}: {e}", p.as_ref()));
+    let mut f = fs::File::create(p.as_ref()).unwrap_or_else(|e| panic!("create {:?}: {e}", p.as_ref()));
     f.write_all(s.as_ref()).unwrap();
 }
 
@@ -225,11 +190,7 @@ pub fn read_bytes<P: AsRef<Path>>(p: P) -> Vec<u8> {
 /// `stat -c %a`
 #[track_caller]
 pub fn mode<P: AsRef<Path>>(p: P) -> u32 {
-    fs::metadata(p.as_ref())
-        .unwrap_or_else(|e| panic!("stat {:?}: {e}", p.as_ref()))
-        .permissions()
-        .mode()
-        & 0o777
+    fs::metadata(p.as_ref()).unwrap_or_else(|e| panic!("stat {:?}: {e}", p.as_ref())).permissions().mode() & 0o777
 }
 
 pub fn exists<P: AsRef<Path>>(p: P) -> bool {
@@ -244,11 +205,7 @@ pub fn mkdir<P: AsRef<Path>>(p: P) -> PathBuf {
 /// `ls DIR` (sorted file names)
 pub fn ls<P: AsRef<Path>>(p: P) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(p.as_ref())
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     v.sort();
     v
@@ -292,26 +249,14 @@ pub fn init_ca(extra: &[&str]) -> TempDir {
 /// Write DIR/chain.pem = intermediate + root (for `openssl crl -verify -CAfile`).
 pub fn chain_file(dir: &Path) -> PathBuf {
     let p = dir.join("chain.pem");
-    write(
-        &p,
-        format!("{}{}", read(inter_crt(dir)), read(root_crt(dir))),
-    );
+    write(&p, format!("{}{}", read(inter_crt(dir)), read(root_crt(dir))));
     p
 }
 
 /// `gatehouse ca issue --profile P --cn CN --out OUT EXTRA...` (asserts success), returns stdout.
 #[track_caller]
 pub fn issue(dir: &Path, out: &Path, profile: &str, cn: &str, extra: &[&str]) -> String {
-    let mut args = vec![
-        "ca",
-        "issue",
-        "--profile",
-        profile,
-        "--cn",
-        cn,
-        "--out",
-        s(out),
-    ];
+    let mut args = vec!["ca", "issue", "--profile", profile, "--cn", cn, "--out", s(out)];
     args.extend_from_slice(extra);
     gh_ok(dir, &args)
 }
@@ -343,24 +288,14 @@ pub fn serial_of(crt: &Path) -> String {
 /// `openssl x509 -in CRT -subject -noout` -> text after "subject="
 #[track_caller]
 pub fn subject_of(crt: &Path) -> String {
-    let out = openssl_ok(&[
-        "x509",
-        "-in",
-        s(crt),
-        "-subject",
-        "-noout",
-        "-nameopt",
-        "RFC2253",
-    ]);
+    let out = openssl_ok(&["x509", "-in", s(crt), "-subject", "-noout", "-nameopt", "RFC2253"]);
     out.trim().trim_start_matches("subject=").to_string()
 }
 
 /// SHA-256 fingerprint of a certificate file (first cert in the file).
 #[track_caller]
 pub fn fingerprint(crt: &Path) -> String {
-    openssl_ok(&["x509", "-in", s(crt), "-noout", "-fingerprint", "-sha256"])
-        .trim()
-        .to_string()
+    openssl_ok(&["x509", "-in", s(crt), "-noout", "-fingerprint", "-sha256"]).trim().to_string()
 }
 
 /// Fingerprint of a PEM certificate given as text.
@@ -411,10 +346,7 @@ pub fn verify(dir: &Path, purpose: &str, crt: &Path) -> (i32, String) {
 #[track_caller]
 pub fn assert_verifies(dir: &Path, purpose: &str, crt: &Path) {
     let (code, out) = verify(dir, purpose, crt);
-    assert!(
-        code == 0 && out.contains(": OK"),
-        "openssl verify -purpose {purpose} {crt:?}: {out}"
-    );
+    assert!(code == 0 && out.contains(": OK"), "openssl verify -purpose {purpose} {crt:?}: {out}");
 }
 
 /// `openssl x509 -checkend SECS` : true if the cert is still valid SECS seconds from now.
@@ -456,39 +388,21 @@ pub fn serial_line(stdout: &str) -> String {
 
 /// Canonical serial for comparisons across forms: uppercase, no colons, no leading zeros.
 pub fn norm_serial(s: &str) -> String {
-    let t: String = s
-        .chars()
-        .filter(|c| *c != ':' && !c.is_whitespace())
-        .collect::<String>()
-        .to_uppercase();
+    let t: String = s.chars().filter(|c| *c != ':' && !c.is_whitespace()).collect::<String>().to_uppercase();
     let t = t.trim_start_matches("0X").trim_start_matches('0');
-    if t.is_empty() {
-        "0".into()
-    } else {
-        t.to_string()
-    }
+    if t.is_empty() { "0".into() } else { t.to_string() }
 }
 
 /// Lowercase colon form: "5a:3f:..." (as `openssl x509 -text` prints it).
 pub fn colon_lower(hex: &str) -> String {
     let h = hex.to_lowercase();
     let h = if h.len() % 2 == 1 { format!("0{h}") } else { h };
-    h.as_bytes()
-        .chunks(2)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect::<Vec<_>>()
-        .join(":")
+    h.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":")
 }
 
 /// `openssl req` making an EC P-256 CSR; returns (csr, key).
 #[track_caller]
-pub fn csr_ec(
-    d: &Path,
-    name: &str,
-    subj: &str,
-    san: Option<&str>,
-    extra: &[&str],
-) -> (PathBuf, PathBuf) {
+pub fn csr_ec(d: &Path, name: &str, subj: &str, san: Option<&str>, extra: &[&str]) -> (PathBuf, PathBuf) {
     let csr = d.join(format!("{name}.csr"));
     let key = d.join(format!("{name}.key"));
     let mut args = vec![
@@ -519,30 +433,12 @@ pub fn csr_ec(
 
 /// `openssl req` making an RSA CSR of the given size; returns (csr, key).
 #[track_caller]
-pub fn csr_rsa(
-    d: &Path,
-    name: &str,
-    bits: u32,
-    subj: &str,
-    san: Option<&str>,
-    extra: &[&str],
-) -> (PathBuf, PathBuf) {
+pub fn csr_rsa(d: &Path, name: &str, bits: u32, subj: &str, san: Option<&str>, extra: &[&str]) -> (PathBuf, PathBuf) {
     let csr = d.join(format!("{name}.csr"));
     let key = d.join(format!("{name}.key"));
     let newkey = format!("rsa:{bits}");
-    let mut args = vec![
-        "req",
-        "-new",
-        "-newkey",
-        &newkey,
-        "-nodes",
-        "-keyout",
-        s(&key),
-        "-out",
-        s(&csr),
-        "-subj",
-        subj,
-    ];
+    let mut args =
+        vec!["req", "-new", "-newkey", &newkey, "-nodes", "-keyout", s(&key), "-out", s(&csr), "-subj", subj];
     let addext;
     if let Some(san) = san {
         addext = format!("subjectAltName={san}");
@@ -576,17 +472,13 @@ pub fn list_json(dir: &Path, extra: &[&str]) -> Vec<Value> {
 /// Find the list entry with the given serial (any form).
 pub fn find_serial<'a>(list: &'a [Value], serial: &str) -> Option<&'a Value> {
     let want = norm_serial(serial);
-    list.iter()
-        .find(|e| e["serial"].as_str().map(norm_serial).as_deref() == Some(want.as_str()))
+    list.iter().find(|e| e["serial"].as_str().map(norm_serial).as_deref() == Some(want.as_str()))
 }
 
 // ---------------------------------------------------------------- time
 
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -607,16 +499,10 @@ fn hms(t: &str) -> i64 {
 /// Parse OpenSSL's "Nov 24 04:41:00 2026 GMT" into a Unix timestamp.
 #[track_caller]
 pub fn openssl_time(t: &str) -> i64 {
-    const M: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const M: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let f: Vec<&str> = t.split_whitespace().collect();
     assert!(f.len() >= 4, "bad openssl time {t:?}");
-    let mon = M
-        .iter()
-        .position(|m| *m == f[0])
-        .unwrap_or_else(|| panic!("bad month in {t:?}")) as i64
-        + 1;
+    let mon = M.iter().position(|m| *m == f[0]).unwrap_or_else(|| panic!("bad month in {t:?}")) as i64 + 1;
     let day: i64 = f[1].parse().unwrap();
     let year: i64 = f[3].parse().unwrap();
     days_from_civil(year, mon, day) * 86400 + hms(f[2])
@@ -636,14 +522,7 @@ pub fn rfc3339(t: &str) -> Option<i64> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
     let mut rest = &t[19..];
     if let Some(r) = rest.strip_prefix('.') {
         let n = r.bytes().take_while(|c| c.is_ascii_digit()).count();
@@ -680,19 +559,10 @@ pub struct Policy<'a> {
     pub uris: &'a str,
 }
 
-pub const OPEN: Policy<'static> = Policy {
-    dns: r#"["*"]"#,
-    ips: r#"["0.0.0.0/0", "::/0"]"#,
-    emails: r#"["*"]"#,
-    uris: r#"["*"]"#,
-};
+pub const OPEN: Policy<'static> =
+    Policy { dns: r#"["*"]"#, ips: r#"["0.0.0.0/0", "::/0"]"#, emails: r#"["*"]"#, uris: r#"["*"]"# };
 
-pub fn ca_toml_text(
-    crl_url: Option<&str>,
-    next_update_hours: u32,
-    server: &Policy,
-    client: &Policy,
-) -> String {
+pub fn ca_toml_text(crl_url: Option<&str>, next_update_hours: u32, server: &Policy, client: &Policy) -> String {
     let mut t = String::new();
     if let Some(u) = crl_url {
         t.push_str(&format!("crl_url = \"{u}\"\n"));

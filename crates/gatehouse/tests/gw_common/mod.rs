@@ -982,3 +982,73 @@ impl Gateway {
         Gateway::start(env, https, &toml)
     }
 }
+
+// ---------------------------------------------------------------- static file server (added for gw_more_*)
+
+/// Serves the files of `sys.argv[1]` over plain HTTP on 127.0.0.1 (port 0); prints the port.
+pub const FILES_PY: &str = r#"
+import sys, functools
+from http.server import ThreadingHTTPServer, SimpleHTTPRequestHandler
+
+class H(SimpleHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+class S(ThreadingHTTPServer):
+    daemon_threads = True
+
+s = S(("127.0.0.1", 0), functools.partial(H, directory=sys.argv[1]))
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+/// `/usr/bin/python3` `http.server` serving a directory, killed on drop.
+pub struct FileServer {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl FileServer {
+    pub fn start(env: &Env, dir: &Path) -> FileServer {
+        let script = env.path().join("files.py");
+        fs::write(&script, FILES_PY).unwrap();
+        let mut c = Command::new("/usr/bin/python3");
+        c.arg("-u").arg(&script).arg(dir);
+        let proc = Proc::spawn(c, "python file server");
+        let line = proc
+            .wait_stdout(Duration::from_secs(10), |l| l.trim().parse::<u16>().is_ok())
+            .unwrap_or_else(|| panic!("python file server did not start\n{}", proc.dump()));
+        let port = line.trim().parse().unwrap();
+        FileServer { proc, port }
+    }
+
+    /// `http://127.0.0.1:PORT/NAME`
+    pub fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+// ---------------------------------------------------------------- time (added for gw_more_*)
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// `YYYYMMDDHHMMSSZ` (as `openssl ca -startdate/-enddate` take it) for a Unix time.
+pub fn openssl_time(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Civil from days (H. Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
