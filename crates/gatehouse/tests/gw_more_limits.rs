@@ -158,3 +158,25 @@ fn max_connections_third_connection_waits_until_a_slot_frees() {
     assert!(two.try_exit().is_none(), "the other idle connection is untouched");
     drop(stdin2);
 }
+
+#[test]
+fn keepalive_connection_outlives_the_header_read_timeout_while_idle() {
+    // The header read timeout counts from the first byte of a request head; a connection
+    // that simply waits for its next request is governed by idle_timeout_ms alone.
+    let env = Env::new();
+    let up = Upstream::start(&env);
+    let gw = Gateway::localhost(&env, &up, "[limits]\nheader_read_timeout_ms = 800\nidle_timeout_ms = 10000\n", "");
+
+    let (mut client, mut stdin) = idle_keepalive_connection(&gw);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        client.try_exit().is_none(),
+        "an idle keep-alive connection was closed by the header read timeout\n{}",
+        client.dump()
+    );
+    stdin.write_all(b"GET /again HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    stdin.flush().unwrap();
+    poll_until(Duration::from_secs(5), || count_200(&client) >= 2)
+        .unwrap_or_else(|| panic!("no answer on the kept-alive connection after 2.5 s idle\n{}", client.dump()));
+    drop(stdin);
+}

@@ -233,25 +233,29 @@ async fn serve_http(established: Established) {
             }
         })
     };
-    let io = TokioIo::new(tls);
+    let head_timeout = Duration::from_millis(limits.header_read_timeout_ms);
     // Boxed, so a connection holds the state of the protocol it speaks and not the other's.
     if h2 {
+        let io = TokioIo::new(tls);
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(Duration::from_secs(30)));
         let conn = Box::pin(builder.serve_connection(io, service));
-        drive(conn, &activity, idle, &mut shutdown, |c| c.graceful_shutdown()).await;
+        drive(conn, &activity, idle, None, &mut shutdown, |c| c.graceful_shutdown()).await;
     } else {
+        // hyper's own header timer would also close idle keep-alive connections after it;
+        // the head timeout is kept here instead, counted from the first byte of a head.
+        let io = TokioIo::new(Watched { inner: tls, activity: activity.clone() });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+            .header_read_timeout(None)
             .max_header_size(limits.max_header_bytes)
             .max_buf_size(limits.max_header_bytes.max(8192));
         let conn = Box::pin(builder.serve_connection(io, service).with_upgrades());
-        drive(conn, &activity, idle, &mut shutdown, |c| c.graceful_shutdown()).await;
+        drive(conn, &activity, idle, Some(head_timeout), &mut shutdown, |c| c.graceful_shutdown()).await;
     }
     metrics.connection(-1);
     drop(permit);
@@ -261,50 +265,136 @@ fn is_cert_error(error: Option<&rustls::Error>) -> bool {
     matches!(error, Some(rustls::Error::InvalidCertificate(_)) | Some(rustls::Error::NoCertificatesPresented))
 }
 
-/// In-flight requests and the time the connection last went idle.
+/// In-flight requests, when the connection last went idle, and when the
+/// head of a next request started to arrive (HTTP/1.1), for the idle and
+/// slow-header limits.
 #[derive(Default)]
 struct Activity {
     in_flight: std::sync::atomic::AtomicUsize,
     idle_since: std::sync::Mutex<Option<Instant>>,
+    head_started: std::sync::Mutex<Option<Instant>>,
 }
 
 struct ActivityGuard(Arc<Activity>);
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Activity {
+    /// A request head is complete and its service call starts.
     fn begin(self: &Arc<Self>) -> ActivityGuard {
         self.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *lock(&self.head_started) = None;
         ActivityGuard(self.clone())
+    }
+
+    /// Bytes arrived; between requests they are the start of the next head.
+    fn bytes_read(&self) {
+        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            lock(&self.head_started).get_or_insert_with(Instant::now);
+        }
     }
 
     fn idle_for(&self) -> Option<Duration> {
         if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
             return None;
         }
-        let mut since = self.idle_since.lock().unwrap_or_else(|p| p.into_inner());
-        Some(since.get_or_insert_with(Instant::now).elapsed())
+        Some(lock(&self.idle_since).get_or_insert_with(Instant::now).elapsed())
+    }
+
+    /// How long a request head has been arriving without completing.
+    fn head_pending_for(&self) -> Option<Duration> {
+        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            return None;
+        }
+        lock(&self.head_started).map(|t| t.elapsed())
     }
 }
 
 impl Drop for ActivityGuard {
     fn drop(&mut self) {
         if self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) == 1 {
-            *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            *lock(&self.0.idle_since) = Some(Instant::now());
         }
     }
 }
 
+/// The TLS stream of an HTTP/1.1 connection, reporting reads to its [`Activity`].
+struct Watched<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.bytes_read();
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Runs a connection to its end, closing it gracefully when idle too long or on shutdown.
+///
+/// `idle` closes a keep-alive connection that waits too long for its next
+/// request; `head` (HTTP/1.1) drops one whose request head started to
+/// arrive and is still incomplete after that long (slowloris).
 async fn drive<C, T>(
     mut conn: std::pin::Pin<Box<C>>,
     activity: &Activity,
     idle: Duration,
+    head: Option<Duration>,
     shutdown: &mut watch::Receiver<bool>,
     close: fn(std::pin::Pin<&mut C>),
 ) where
     C: std::future::Future<Output = Result<T, hyper::Error>>,
 {
     let mut closing = false;
-    let check = (idle / 4).max(Duration::from_millis(100));
+    let shortest = head.map_or(idle, |h| h.min(idle));
+    let check = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -313,8 +403,12 @@ async fn drive<C, T>(
                 }
                 return;
             }
-            _ = tokio::time::sleep(check), if !closing => {
-                if activity.idle_for().is_some_and(|d| d >= idle) {
+            _ = tokio::time::sleep(check) => {
+                if head.is_some_and(|h| activity.head_pending_for().is_some_and(|d| d >= h)) {
+                    tracing::debug!("request head incomplete after the header read timeout; closing");
+                    return;
+                }
+                if !closing && activity.idle_for().is_some_and(|d| d >= idle) {
                     close(conn.as_mut());
                     closing = true;
                 }

@@ -5,8 +5,8 @@
 //! `Sync`, so a batch can issue on every core.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData,
+    BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, KeyPair, KeyUsagePurpose, PublicKeyData,
 };
 use rustls_pki_types::CertificateDer;
 use store::NewCertificate;
@@ -48,20 +48,11 @@ pub struct CaMaterial {
     pub intermediate: CaCertificate,
 }
 
-fn ca_params(
-    common_name: String,
-    organization: &str,
-    days: u32,
-    path_len: Option<u8>,
-) -> CertificateParams {
+fn ca_params(common_name: String, organization: &str, days: u32, path_len: Option<u8>) -> CertificateParams {
     let now = OffsetDateTime::now_utc();
     let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, organization);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
+    params.distinguished_name.push(DnType::OrganizationName, organization);
+    params.distinguished_name.push(DnType::CommonName, common_name);
     params.not_before = now - CLOCK_SKEW;
     params.not_after = now + Duration::days(i64::from(days));
     params.serial_number = Some(rcgen::SerialNumber::from_slice(Serial::random().as_bytes()));
@@ -69,11 +60,7 @@ fn ca_params(
         Some(n) => BasicConstraints::Constrained(n),
         None => BasicConstraints::Unconstrained,
     });
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     params
 }
 
@@ -83,41 +70,21 @@ pub fn create_ca(init: &CaInit) -> Result<CaMaterial> {
         return Err(Error::ZeroLifetime);
     }
     let root_key = init.key_type.generate()?;
-    let root_params = ca_params(
-        format!("{} Root CA", init.name),
-        &init.name,
-        init.days,
-        None,
-    );
+    let root_params = ca_params(format!("{} Root CA", init.name), &init.name, init.days, None);
     let root_cert = root_params.self_signed(&root_key).map_err(Error::Signing)?;
     let root_issuer = rcgen::Issuer::new(root_params, root_key);
 
     let inter_key = init.key_type.generate()?;
-    let mut inter_params = ca_params(
-        format!("{} Issuing CA", init.name),
-        &init.name,
-        init.days,
-        Some(0),
-    );
+    let mut inter_params = ca_params(format!("{} Issuing CA", init.name), &init.name, init.days, Some(0));
     inter_params.use_authority_key_identifier_extension = true;
-    let inter_cert = inter_params
-        .signed_by(&inter_key, &root_issuer)
-        .map_err(Error::Signing)?;
+    let inter_cert = inter_params.signed_by(&inter_key, &root_issuer).map_err(Error::Signing)?;
 
     // Issuer owns the root key; take it back out for writing to disk.
-    let root_key = KeyPair::try_from(&rustls_pki_types::PrivatePkcs8KeyDer::from(
-        root_issuer.key().serialize_der(),
-    ))
-    .map_err(Error::KeyGeneration)?;
+    let root_key = KeyPair::try_from(&rustls_pki_types::PrivatePkcs8KeyDer::from(root_issuer.key().serialize_der()))
+        .map_err(Error::KeyGeneration)?;
     Ok(CaMaterial {
-        root: CaCertificate {
-            der: root_cert.der().clone(),
-            key: root_key,
-        },
-        intermediate: CaCertificate {
-            der: inter_cert.der().clone(),
-            key: inter_key,
-        },
+        root: CaCertificate { der: root_cert.der().clone(), key: root_key },
+        intermediate: CaCertificate { der: inter_cert.der().clone(), key: inter_key },
     })
 }
 
@@ -133,10 +100,7 @@ impl Subject {
 
     /// The first common name, if any.
     pub fn cn(&self) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(f, _)| *f == DnField::CommonName)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(f, _)| *f == DnField::CommonName).map(|(_, v)| v.as_str())
     }
 
     fn to_rcgen(&self) -> DistinguishedName {
@@ -208,20 +172,12 @@ impl Issuer {
             .extensions()
             .iter()
             .find_map(|ext| match ext.parsed_extension() {
-                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(ki) => {
-                    Some(hex::encode_upper(ki.0))
-                }
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(ki) => Some(hex::encode_upper(ki.0)),
                 _ => None,
             })
             .unwrap_or_else(|| hex::encode_upper(parsed.tbs_certificate.serial.to_bytes_be()));
         let signer = rcgen::Issuer::from_ca_cert_der(&intermediate, key).map_err(Error::Signing)?;
-        Ok(Issuer {
-            signer,
-            intermediate,
-            root,
-            key_id,
-            settings,
-        })
+        Ok(Issuer { signer, intermediate, root, key_id, settings })
     }
 
     /// The settings this issuer obeys.
@@ -252,19 +208,13 @@ impl Issuer {
     ///
     /// Server certificates also get their CN as a DNS SAN when it is a host
     /// name, since browsers ignore the CN.
-    pub fn issue(
-        &self,
-        request: &LeafRequest,
-        public_key: &impl PublicKeyData,
-        key_is_rsa: bool,
-    ) -> Result<Issued> {
+    pub fn issue(&self, request: &LeafRequest, public_key: &impl PublicKeyData, key_is_rsa: bool) -> Result<Issued> {
         let profile = request.profile;
         let policy = self.settings.policy(profile);
         let days = policy.lifetime_days(profile, request.days)?;
         let cn = request.subject.cn().unwrap_or_default();
         let mut sans = request.sans.clone();
-        if profile == Profile::Server && is_dns_name(cn) && (cn.contains('.') || cn == "localhost")
-        {
+        if profile == Profile::Server && is_dns_name(cn) && (cn.contains('.') || cn == "localhost") {
             let as_san = SubjectAltName::Dns(cn.to_ascii_lowercase());
             if !sans.contains(&as_san) {
                 sans.insert(0, as_san);
@@ -277,25 +227,17 @@ impl Issuer {
             policy.check_name(profile, name)?;
         }
 
-        let now = OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| OffsetDateTime::now_utc());
         let serial = Serial::random();
         let mut params = CertificateParams::default();
         params.distinguished_name = request.subject.to_rcgen();
-        params.subject_alt_names = sans
-            .iter()
-            .map(SubjectAltName::to_rcgen)
-            .collect::<Result<_>>()?;
+        params.subject_alt_names = sans.iter().map(SubjectAltName::to_rcgen).collect::<Result<_>>()?;
         params.not_before = now - CLOCK_SKEW;
         params.not_after = now + Duration::days(i64::from(days));
         params.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = if key_is_rsa {
-            vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ]
+            vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment]
         } else {
             vec![KeyUsagePurpose::DigitalSignature]
         };
@@ -305,13 +247,9 @@ impl Issuer {
         }];
         params.use_authority_key_identifier_extension = true;
         if let Some(url) = &self.settings.crl_url {
-            params.crl_distribution_points = vec![CrlDistributionPoint {
-                uris: vec![url.clone()],
-            }];
+            params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![url.clone()] }];
         }
-        let cert = params
-            .signed_by(public_key, &self.signer)
-            .map_err(Error::Signing)?;
+        let cert = params.signed_by(public_key, &self.signer).map_err(Error::Signing)?;
         let record = NewCertificate {
             serial: serial.to_string(),
             issuer: self.key_id.clone(),
@@ -323,19 +261,11 @@ impl Issuer {
             not_after: params.not_after.unix_timestamp(),
             der: cert.der().to_vec(),
         };
-        Ok(Issued {
-            serial,
-            der: cert.der().clone(),
-            record,
-        })
+        Ok(Issued { serial, der: cert.der().clone(), record })
     }
 
     /// Generates a key of `key_type` and issues a certificate for it.
-    pub fn issue_with_new_key(
-        &self,
-        request: &LeafRequest,
-        key_type: KeyType,
-    ) -> Result<(Issued, KeyPair)> {
+    pub fn issue_with_new_key(&self, request: &LeafRequest, key_type: KeyType) -> Result<(Issued, KeyPair)> {
         let key = key_type.generate()?;
         let issued = self.issue(request, &key, key_type.is_rsa())?;
         Ok((issued, key))

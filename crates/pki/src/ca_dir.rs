@@ -31,9 +31,7 @@ pub struct CaDir {
 impl CaDir {
     /// The CA files under `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> CaDir {
-        CaDir {
-            data_dir: data_dir.into(),
-        }
+        CaDir { data_dir: data_dir.into() }
     }
 
     fn ca(&self) -> PathBuf {
@@ -82,34 +80,16 @@ impl CaDir {
         }
         create_private_dir(&self.data_dir)?;
         let material = create_ca(init)?;
-        let staging = self
-            .data_dir
-            .join(format!(".ca-init.{}", std::process::id()));
+        let staging = self.data_dir.join(format!(".ca-init.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         create_private_dir(&staging)?;
         let files: [(&str, Vec<u8>, u32); 4] = [
-            (
-                "root.crt",
-                pem_cert(&material.root.der).into_bytes(),
-                PUBLIC,
-            ),
-            (
-                "root.key",
-                encode_private_key(&material.root.key, passphrase)?
-                    .as_bytes()
-                    .to_vec(),
-                PRIVATE,
-            ),
-            (
-                "intermediate.crt",
-                pem_cert(&material.intermediate.der).into_bytes(),
-                PUBLIC,
-            ),
+            ("root.crt", pem_cert(&material.root.der).into_bytes(), PUBLIC),
+            ("root.key", encode_private_key(&material.root.key, passphrase)?.as_bytes().to_vec(), PRIVATE),
+            ("intermediate.crt", pem_cert(&material.intermediate.der).into_bytes(), PUBLIC),
             (
                 "intermediate.key",
-                encode_private_key(&material.intermediate.key, passphrase)?
-                    .as_bytes()
-                    .to_vec(),
+                encode_private_key(&material.intermediate.key, passphrase)?.as_bytes().to_vec(),
                 PRIVATE,
             ),
         ];
@@ -124,12 +104,7 @@ impl CaDir {
         sync_dir(&self.data_dir)?;
         let settings = self.settings_path();
         if !settings.exists() || crl_url.is_some() {
-            write_atomic(
-                &settings,
-                CaSettings::template(crl_url).as_bytes(),
-                PUBLIC,
-                true,
-            )?;
+            write_atomic(&settings, CaSettings::template(crl_url).as_bytes(), PUBLIC, true)?;
         }
         Ok((material.root.der, material.intermediate.der))
     }
@@ -151,11 +126,7 @@ impl CaDir {
     }
 
     fn require(&self) -> Result<()> {
-        if self.exists() {
-            Ok(())
-        } else {
-            Err(Error::NotInitialized(self.data_dir.clone()))
-        }
+        if self.exists() { Ok(()) } else { Err(Error::NotInitialized(self.data_dir.clone())) }
     }
 
     /// Loads the issuing CA (decrypting its key with `passphrase` when needed).

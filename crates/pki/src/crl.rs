@@ -82,10 +82,7 @@ impl RevocationReason {
 
     /// The reason for a stored code (unknown codes read as unspecified).
     pub fn from_code(code: u8) -> RevocationReason {
-        RevocationReason::ALL
-            .into_iter()
-            .find(|r| r.code() == code)
-            .unwrap_or_default()
+        RevocationReason::ALL.into_iter().find(|r| r.code() == code).unwrap_or_default()
     }
 
     fn to_rcgen(self) -> Option<rcgen::RevocationReason> {
@@ -113,11 +110,7 @@ impl FromStr for RevocationReason {
     type Err = Error;
     /// Accepts the RFC name in any case, and kebab or snake case (`key-compromise`).
     fn from_str(s: &str) -> Result<Self> {
-        let folded: String = s
-            .chars()
-            .filter(|c| *c != '-' && *c != '_')
-            .collect::<String>()
-            .to_ascii_lowercase();
+        let folded: String = s.chars().filter(|c| *c != '-' && *c != '_').collect::<String>().to_ascii_lowercase();
         RevocationReason::ALL
             .into_iter()
             .find(|r| r.name().to_ascii_lowercase() == folded)
@@ -156,8 +149,7 @@ pub fn build_crl(
         issuing_distribution_point: None,
         revoked_certs,
         key_identifier_method: KeyIdMethod::PreSpecified(
-            hex::decode(issuer.key_id())
-                .map_err(|_| Error::Pkcs12("issuer key id is not hex".into()))?,
+            hex::decode(issuer.key_id()).map_err(|_| Error::Pkcs12("issuer key id is not hex".into()))?,
         ),
     };
     let crl = params.signed_by(issuer.signer()).map_err(Error::Signing)?;
@@ -170,18 +162,9 @@ mod tests {
 
     #[test]
     fn reason_names_parse_in_several_spellings() {
-        assert_eq!(
-            "keyCompromise".parse::<RevocationReason>().unwrap(),
-            RevocationReason::KeyCompromise
-        );
-        assert_eq!(
-            "key-compromise".parse::<RevocationReason>().unwrap(),
-            RevocationReason::KeyCompromise
-        );
-        assert_eq!(
-            "CACOMPROMISE".parse::<RevocationReason>().unwrap(),
-            RevocationReason::CaCompromise
-        );
+        assert_eq!("keyCompromise".parse::<RevocationReason>().unwrap(), RevocationReason::KeyCompromise);
+        assert_eq!("key-compromise".parse::<RevocationReason>().unwrap(), RevocationReason::KeyCompromise);
+        assert_eq!("CACOMPROMISE".parse::<RevocationReason>().unwrap(), RevocationReason::CaCompromise);
         assert!("removeFromCRL".parse::<RevocationReason>().is_err());
         for r in RevocationReason::ALL {
             assert_eq!(RevocationReason::from_code(r.code()), r);

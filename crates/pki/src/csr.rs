@@ -16,12 +16,7 @@ use crate::name::SubjectAltName;
 use crate::profile::{DnField, Profile, ProfilePolicy};
 
 /// Signature algorithms that use SHA-1 (RSA, the old OIW RSA OID, ECDSA, DSA).
-const SHA1_SIGNATURES: [&str; 4] = [
-    "1.2.840.113549.1.1.5",
-    "1.3.14.3.2.29",
-    "1.2.840.10045.4.1",
-    "1.2.840.10040.4.3",
-];
+const SHA1_SIGNATURES: [&str; 4] = ["1.2.840.113549.1.1.5", "1.3.14.3.2.29", "1.2.840.10045.4.1", "1.2.840.10040.4.3"];
 /// Signature algorithms accepted on a CSR.
 const ACCEPTED_SIGNATURES: [&str; 7] = [
     "1.2.840.113549.1.1.11", // sha256WithRSAEncryption
@@ -50,9 +45,7 @@ impl CheckedCsr {
         let (rest, csr) = X509CertificationRequest::from_der(&der)
             .map_err(|e| Error::MalformedCsr(format!("not a PKCS#10 structure: {e}")))?;
         if !rest.is_empty() {
-            return Err(Error::MalformedCsr(
-                "trailing bytes after the request".into(),
-            ));
+            return Err(Error::MalformedCsr("trailing bytes after the request".into()));
         }
         let sig_oid = csr.signature_algorithm.algorithm.to_id_string();
         if SHA1_SIGNATURES.contains(&sig_oid.as_str()) {
@@ -74,17 +67,14 @@ impl CheckedCsr {
             }
         }
         csr.verify_signature().map_err(|_| Error::CsrSignature)?;
-        let spki = SubjectPublicKeyInfo::from_der(info.subject_pki.raw)
-            .map_err(|_| Error::UnsupportedKey(key_oid))?;
+        let spki = SubjectPublicKeyInfo::from_der(info.subject_pki.raw).map_err(|_| Error::UnsupportedKey(key_oid))?;
 
         let mut subject = Subject::default();
         for attr in info.subject.iter_attributes() {
             let Some(field) = dn_field(&attr.attr_type().to_id_string()) else {
                 continue;
             };
-            let value = attr
-                .as_str()
-                .map_err(|_| Error::MalformedCsr("a subject attribute is not a string".into()))?;
+            let value = attr.as_str().map_err(|_| Error::MalformedCsr("a subject attribute is not a string".into()))?;
             subject.0.push((field, value.to_owned()));
         }
         let mut sans = Vec::new();
@@ -97,35 +87,15 @@ impl CheckedCsr {
                 }
             }
         }
-        Ok(CheckedCsr {
-            spki,
-            key_is_rsa,
-            subject,
-            sans,
-        })
+        Ok(CheckedCsr { spki, key_is_rsa, subject, sans })
     }
 
     /// The request to issue under `profile`: subject attributes the policy does not take are dropped.
-    pub fn to_request(
-        &self,
-        profile: Profile,
-        policy: &ProfilePolicy,
-        days: Option<u32>,
-    ) -> LeafRequest {
+    pub fn to_request(&self, profile: Profile, policy: &ProfilePolicy, days: Option<u32>) -> LeafRequest {
         let subject = Subject(
-            self.subject
-                .0
-                .iter()
-                .filter(|(field, _)| policy.subject_fields.contains(field))
-                .cloned()
-                .collect(),
+            self.subject.0.iter().filter(|(field, _)| policy.subject_fields.contains(field)).cloned().collect(),
         );
-        LeafRequest {
-            profile,
-            subject,
-            sans: self.sans.clone(),
-            days,
-        }
+        LeafRequest { profile, subject, sans: self.sans.clone(), days }
     }
 
     /// The requested public key.
@@ -140,19 +110,14 @@ impl CheckedCsr {
 }
 
 fn to_der(input: &[u8]) -> Result<Vec<u8>> {
-    let text_start = input
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(0);
+    let text_start = input.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
     if !input[text_start..].starts_with(b"-----BEGIN") {
         return Ok(input.to_vec());
     }
     let block = pem::parse(input).map_err(|e| Error::MalformedCsr(format!("bad PEM: {e}")))?;
     match block.tag() {
         "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => Ok(block.into_contents()),
-        other => Err(Error::MalformedCsr(format!(
-            "the PEM block is '{other}', not 'CERTIFICATE REQUEST'"
-        ))),
+        other => Err(Error::MalformedCsr(format!("the PEM block is '{other}', not 'CERTIFICATE REQUEST'"))),
     }
 }
 
@@ -178,16 +143,12 @@ fn general_name(name: &GeneralName<'_>) -> Result<SubjectAltName> {
                 4 => IpAddr::from(<[u8; 4]>::try_from(*bytes).expect("length checked")),
                 16 => IpAddr::from(<[u8; 16]>::try_from(*bytes).expect("length checked")),
                 _ => {
-                    return Err(Error::MalformedCsr(
-                        "an IP address SAN has a bad length".into(),
-                    ));
+                    return Err(Error::MalformedCsr("an IP address SAN has a bad length".into()));
                 }
             };
             Ok(SubjectAltName::Ip(ip))
         }
-        other => Err(Error::MalformedCsr(format!(
-            "the SAN {other} is of a type gatehouse does not certify"
-        ))),
+        other => Err(Error::MalformedCsr(format!("the SAN {other} is of a type gatehouse does not certify"))),
     }
 }
 
@@ -198,15 +159,9 @@ mod tests {
 
     fn csr_pem(sans: &[&str]) -> String {
         let key = KeyType::EcdsaP256.generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "app.example.com");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "Example");
+        let mut params = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "app.example.com");
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "Example");
         params.serialize_request(&key).unwrap().pem().unwrap()
     }
 
@@ -226,10 +181,7 @@ mod tests {
 
     #[test]
     fn refuses_garbage_and_wrong_pem_blocks() {
-        assert!(matches!(
-            CheckedCsr::parse(b"hello"),
-            Err(Error::MalformedCsr(_))
-        ));
+        assert!(matches!(CheckedCsr::parse(b"hello"), Err(Error::MalformedCsr(_))));
         let cert = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
         let err = CheckedCsr::parse(cert.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("CERTIFICATE REQUEST"), "{err}");

@@ -7,9 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A key type name that gatehouse does not know.
-    #[error(
-        "unknown key type '{0}'; use one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519"
-    )]
+    #[error("unknown key type '{0}'; use one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")]
     UnknownKeyType(String),
     /// A revocation reason name that is not one of RFC 5280's.
     #[error(
@@ -18,9 +16,7 @@ pub enum Error {
     )]
     UnknownReason(String),
     /// A serial number that is not hex.
-    #[error(
-        "'{0}' is not a certificate serial; give it in hex as `openssl x509 -serial` prints it"
-    )]
+    #[error("'{0}' is not a certificate serial; give it in hex as `openssl x509 -serial` prints it")]
     MalformedSerial(String),
     /// A subject alternative name that cannot be encoded.
     #[error("'{value}' is not a valid {kind} name: {why}")]
@@ -33,9 +29,7 @@ pub enum Error {
         why: &'static str,
     },
     /// Neither a common name nor a SAN was given.
-    #[error(
-        "the certificate would name no one: give a common name (--cn) or at least one subject alternative name"
-    )]
+    #[error("the certificate would name no one: give a common name (--cn) or at least one subject alternative name")]
     NoName,
     /// A name outside the profile's policy.
     #[error(
@@ -65,9 +59,7 @@ pub enum Error {
     #[error("a certificate must be valid for at least one day; give --days 1 or more")]
     ZeroLifetime,
     /// Input that is not a PKCS#10 CSR.
-    #[error(
-        "this is not a valid CSR ({0}); make one with `openssl req -new` and pass the PEM or DER file"
-    )]
+    #[error("this is not a valid CSR ({0}); make one with `openssl req -new` and pass the PEM or DER file")]
     MalformedCsr(String),
     /// The CSR's self-signature does not verify.
     #[error(
@@ -75,9 +67,7 @@ pub enum Error {
     )]
     CsrSignature,
     /// The CSR is signed with SHA-1.
-    #[error(
-        "the CSR is signed with SHA-1, which gatehouse refuses; make it again with SHA-256 (openssl req -sha256)"
-    )]
+    #[error("the CSR is signed with SHA-1, which gatehouse refuses; make it again with SHA-256 (openssl req -sha256)")]
     Sha1Signature,
     /// A signature algorithm gatehouse does not accept.
     #[error(
@@ -104,19 +94,13 @@ pub enum Error {
     )]
     AlreadyInitialized(PathBuf),
     /// No CA in this data dir.
-    #[error(
-        "no CA in {0}; run `gatehouse ca init` first (or point --data-dir at the right directory)"
-    )]
+    #[error("no CA in {0}; run `gatehouse ca init` first (or point --data-dir at the right directory)")]
     NotInitialized(PathBuf),
     /// An encrypted CA key and no passphrase.
-    #[error(
-        "the CA key {0} is encrypted; set GATEHOUSE_CA_PASSPHRASE or pass --ca-passphrase-file"
-    )]
+    #[error("the CA key {0} is encrypted; set GATEHOUSE_CA_PASSPHRASE or pass --ca-passphrase-file")]
     PassphraseNeeded(PathBuf),
     /// The passphrase does not decrypt the key.
-    #[error(
-        "the passphrase does not decrypt {0}; check GATEHOUSE_CA_PASSPHRASE or --ca-passphrase-file"
-    )]
+    #[error("the passphrase does not decrypt {0}; check GATEHOUSE_CA_PASSPHRASE or --ca-passphrase-file")]
     WrongPassphrase(PathBuf),
     /// A key or certificate file that cannot be read as such.
     #[error("{path} is not a usable {what}: {why}")]
@@ -145,9 +129,7 @@ pub enum Error {
     #[error("the CRL must be valid for at least one hour; give --next-update-hours 1 or more")]
     CrlValidity,
     /// No certificate with this serial.
-    #[error(
-        "no certificate with serial {0} was issued by this CA; `gatehouse ca list` shows the serials"
-    )]
+    #[error("no certificate with serial {0} was issued by this CA; `gatehouse ca list` shows the serials")]
     UnknownSerial(String),
     /// Revoking twice.
     #[error("certificate {serial} was already revoked at {at} ({reason}); nothing changed")]
@@ -171,16 +153,9 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> Error {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| Error::Io { action, path, source }
     }
 }
 

@@ -21,19 +21,9 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// and a rename, replacing any existing file. With `sync`, the data and the
 /// directory entry are on disk before it returns.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(
-        ".{name}.tmp.{}.{}",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -90,18 +80,12 @@ fn temp_owner(name: &str) -> Option<u32> {
 
 /// Flushes a directory's entries (new and renamed files) to disk.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io("sync", dir))
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("sync", dir))
 }
 
 /// Creates a directory (and parents) readable only by its owner.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(Error::io("create", dir))
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(Error::io("create", dir))
 }
 
 use std::os::unix::fs::DirBuilderExt;
@@ -118,10 +102,7 @@ mod tests {
         write_atomic(&path, b"one", PRIVATE, true).unwrap();
         write_atomic(&path, b"two", PRIVATE, false).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temporary files left behind");
     }
@@ -131,9 +112,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A PID above the kernel maximum never runs; our own temp must stay.
         let dead = dir.path().join(".alice.crt.tmp.4294967294.0");
-        let ours = dir
-            .path()
-            .join(format!(".bob.crt.tmp.{}.7", std::process::id()));
+        let ours = dir.path().join(format!(".bob.crt.tmp.{}.7", std::process::id()));
         let unrelated = dir.path().join(".profile");
         for p in [&dead, &ours, &unrelated] {
             std::fs::write(p, b"x").unwrap();

@@ -93,10 +93,7 @@ impl FromStr for KeyType {
 
     fn from_str(s: &str) -> Result<Self> {
         let wanted = s.trim().to_ascii_lowercase().replace('_', "-");
-        KeyType::ALL
-            .into_iter()
-            .find(|t| t.name() == wanted)
-            .ok_or_else(|| Error::UnknownKeyType(s.to_owned()))
+        KeyType::ALL.into_iter().find(|t| t.name() == wanted).ok_or_else(|| Error::UnknownKeyType(s.to_owned()))
     }
 }
 
@@ -146,17 +143,12 @@ pub fn private_key_der(key: &KeyPair) -> Result<Zeroizing<Vec<u8>>> {
         return Ok(der);
     }
     info.public_key = None;
-    let v1 = info
-        .to_der()
-        .map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))?;
+    let v1 = info.to_der().map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))?;
     Ok(Zeroizing::new(v1))
 }
 
 /// Encodes a private key as PKCS#8 PEM, encrypted when a passphrase is given.
-pub fn encode_private_key(
-    key: &KeyPair,
-    passphrase: Option<&Passphrase>,
-) -> Result<Zeroizing<String>> {
+pub fn encode_private_key(key: &KeyPair, passphrase: Option<&Passphrase>) -> Result<Zeroizing<String>> {
     let der = private_key_der(key)?;
     let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice())
         .map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))?;
@@ -174,12 +166,8 @@ pub fn encode_private_key(
             aws_lc_rs::rand::fill(&mut salt)
                 .and_then(|()| aws_lc_rs::rand::fill(&mut iv))
                 .expect("the OS random number generator failed");
-            let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(
-                PBKDF2_ITERATIONS,
-                &salt,
-                &iv,
-            )
-            .map_err(|e| Error::Pkcs12(format!("private key encryption: {e}")))?;
+            let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(PBKDF2_ITERATIONS, &salt, &iv)
+                .map_err(|e| Error::Pkcs12(format!("private key encryption: {e}")))?;
             let encrypted = info
                 .encrypt_with_params(params, passphrase.bytes())
                 .map_err(|e| Error::Pkcs12(format!("private key encryption: {e}")))?;
@@ -191,32 +179,19 @@ pub fn encode_private_key(
 }
 
 /// Reads a PKCS#8 PEM private key (plain or encrypted) from `path`.
-pub fn decode_private_key(
-    path: &Path,
-    pem_text: &str,
-    passphrase: Option<&Passphrase>,
-) -> Result<KeyPair> {
-    let bad = |why: String| Error::BadFile {
-        path: path.to_owned(),
-        what: "private key",
-        why,
-    };
+pub fn decode_private_key(path: &Path, pem_text: &str, passphrase: Option<&Passphrase>) -> Result<KeyPair> {
+    let bad = |why: String| Error::BadFile { path: path.to_owned(), what: "private key", why };
     let block = pem::parse(pem_text).map_err(|e| bad(format!("not PEM ({e})")))?;
     let der: Zeroizing<Vec<u8>> = if block.tag() == ENCRYPTED_LABEL {
         let passphrase = passphrase.ok_or_else(|| Error::PassphraseNeeded(path.to_owned()))?;
         let info = pkcs8::EncryptedPrivateKeyInfo::try_from(block.contents())
             .map_err(|e| bad(format!("malformed encrypted key ({e})")))?;
-        let plain = info
-            .decrypt(passphrase.bytes())
-            .map_err(|_| Error::WrongPassphrase(path.to_owned()))?;
+        let plain = info.decrypt(passphrase.bytes()).map_err(|_| Error::WrongPassphrase(path.to_owned()))?;
         Zeroizing::new(plain.as_bytes().to_vec())
     } else if block.tag() == "PRIVATE KEY" {
         Zeroizing::new(block.contents().to_vec())
     } else {
-        return Err(bad(format!(
-            "expected a PKCS#8 'PRIVATE KEY' block, found '{}'",
-            block.tag()
-        )));
+        return Err(bad(format!("expected a PKCS#8 'PRIVATE KEY' block, found '{}'", block.tag())));
     };
     let der = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_slice());
     KeyPair::try_from(&der).map_err(|e| bad(format!("unsupported key ({e})")))
@@ -233,10 +208,7 @@ mod tests {
         }
         assert_eq!("ECDSA_P384".parse::<KeyType>().unwrap(), KeyType::EcdsaP384);
         let err = "rsa-1024".parse::<KeyType>().unwrap_err().to_string();
-        assert!(
-            err.contains("rsa-1024") && err.contains("ecdsa-p256"),
-            "{err}"
-        );
+        assert!(err.contains("rsa-1024") && err.contains("ecdsa-p256"), "{err}");
     }
 
     #[test]
@@ -246,13 +218,9 @@ mod tests {
         let pem = encode_private_key(&key, Some(&pass)).unwrap();
         assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
         let path = Path::new("k.pem");
-        let back =
-            decode_private_key(path, &pem, Some(&Passphrase::new("correct horse".into()))).unwrap();
+        let back = decode_private_key(path, &pem, Some(&Passphrase::new("correct horse".into()))).unwrap();
         assert_eq!(back.public_key_raw(), key.public_key_raw());
-        assert!(matches!(
-            decode_private_key(path, &pem, None),
-            Err(Error::PassphraseNeeded(_))
-        ));
+        assert!(matches!(decode_private_key(path, &pem, None), Err(Error::PassphraseNeeded(_))));
         let wrong = decode_private_key(path, &pem, Some(&Passphrase::new("wrong".into())));
         assert!(matches!(wrong, Err(Error::WrongPassphrase(_))));
     }
@@ -268,12 +236,7 @@ mod tests {
 
     #[test]
     fn plain_keys_of_every_type_round_trip() {
-        for t in [
-            KeyType::EcdsaP256,
-            KeyType::EcdsaP384,
-            KeyType::Rsa2048,
-            KeyType::Ed25519,
-        ] {
+        for t in [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Rsa2048, KeyType::Ed25519] {
             let key = t.generate().unwrap();
             let pem = encode_private_key(&key, None).unwrap();
             let back = decode_private_key(Path::new("k"), &pem, None).unwrap();

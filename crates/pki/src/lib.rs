@@ -23,9 +23,7 @@ mod profile;
 mod serial;
 mod service;
 
-pub use authority::{
-    CaCertificate, CaInit, CaMaterial, Issued, Issuer, LeafRequest, Subject, create_ca,
-};
+pub use authority::{CaCertificate, CaInit, CaMaterial, Issued, Issuer, LeafRequest, Subject, create_ca};
 pub use ca_dir::{CaDir, pem_cert, pem_crl};
 pub use crl::{RevocationReason, build_crl};
 pub use csr::CheckedCsr;

@@ -93,11 +93,7 @@ impl FromStr for SubjectAltName {
 }
 
 fn invalid(value: &str, kind: &'static str, why: &'static str) -> Error {
-    Error::InvalidName {
-        value: value.to_owned(),
-        kind,
-        why,
-    }
+    Error::InvalidName { value: value.to_owned(), kind, why }
 }
 
 /// Whether `name` is a syntactically valid DNS name, a leftmost `*` label allowed.
@@ -112,9 +108,7 @@ pub fn is_dns_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
     })
 }
 
@@ -131,11 +125,7 @@ fn dns(value: &str) -> Result<SubjectAltName> {
 }
 
 fn ip(value: &str) -> Result<SubjectAltName> {
-    value
-        .trim()
-        .parse()
-        .map(SubjectAltName::Ip)
-        .map_err(|_| invalid(value, "IP", "not an IPv4 or IPv6 address"))
+    value.trim().parse().map(SubjectAltName::Ip).map_err(|_| invalid(value, "IP", "not an IPv4 or IPv6 address"))
 }
 
 fn email(value: &str) -> Result<SubjectAltName> {
@@ -159,23 +149,14 @@ fn uri(value: &str) -> Result<SubjectAltName> {
     match value.split_once(':') {
         Some((scheme, rest))
             if !rest.is_empty()
-                && scheme
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic())
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
                 && value.is_ascii()
                 && !value.contains(char::is_whitespace) =>
         {
             Ok(SubjectAltName::Uri(value.to_owned()))
         }
-        _ => Err(invalid(
-            value,
-            "URI",
-            "expected scheme:rest, e.g. spiffe://example.org/service",
-        )),
+        _ => Err(invalid(value, "URI", "expected scheme:rest, e.g. spiffe://example.org/service")),
     }
 }
 
@@ -202,10 +183,7 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
         return pattern == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first)
-        || !text[first.len()..].ends_with(last)
-        || text.len() < first.len() + last.len()
-    {
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -230,15 +208,11 @@ impl IpNet {
     pub fn contains(&self, ip: &IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 u32::from(net) & mask == u32::from(*ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
                 u128::from(net) & mask == u128::from(*ip) & mask
             }
             _ => false,
@@ -253,10 +227,7 @@ impl FromStr for IpNet {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{s}' is not an IP network (e.g. 10.0.0.0/8)"))?;
+        let addr: IpAddr = addr.trim().parse().map_err(|_| format!("'{s}' is not an IP network (e.g. 10.0.0.0/8)"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -277,32 +248,12 @@ mod tests {
 
     #[test]
     fn parses_prefixed_and_bare_names() {
-        assert_eq!(
-            SubjectAltName::parse("DNS:Example.COM").unwrap(),
-            SubjectAltName::Dns("example.com".into())
-        );
-        assert_eq!(
-            SubjectAltName::parse("*.example.com").unwrap(),
-            SubjectAltName::Dns("*.example.com".into())
-        );
-        assert_eq!(
-            SubjectAltName::parse("127.0.0.1").unwrap().to_string(),
-            "IP:127.0.0.1"
-        );
-        assert_eq!(
-            SubjectAltName::parse("IP:::1").unwrap().to_string(),
-            "IP:::1"
-        );
-        assert_eq!(
-            SubjectAltName::parse("a@b.example").unwrap().to_string(),
-            "email:a@b.example"
-        );
-        assert_eq!(
-            SubjectAltName::parse("spiffe://td/svc")
-                .unwrap()
-                .to_string(),
-            "URI:spiffe://td/svc"
-        );
+        assert_eq!(SubjectAltName::parse("DNS:Example.COM").unwrap(), SubjectAltName::Dns("example.com".into()));
+        assert_eq!(SubjectAltName::parse("*.example.com").unwrap(), SubjectAltName::Dns("*.example.com".into()));
+        assert_eq!(SubjectAltName::parse("127.0.0.1").unwrap().to_string(), "IP:127.0.0.1");
+        assert_eq!(SubjectAltName::parse("IP:::1").unwrap().to_string(), "IP:::1");
+        assert_eq!(SubjectAltName::parse("a@b.example").unwrap().to_string(), "email:a@b.example");
+        assert_eq!(SubjectAltName::parse("spiffe://td/svc").unwrap().to_string(), "URI:spiffe://td/svc");
         assert!(SubjectAltName::parse("DNS:foo..bar").is_err());
         assert!(SubjectAltName::parse("DNS:a.*.b").is_err());
         assert!(SubjectAltName::parse("email:nobody").is_err());
@@ -330,18 +281,8 @@ mod tests {
         let net: IpNet = "10.0.0.0/8".parse().unwrap();
         assert!(net.contains(&"10.1.2.3".parse().unwrap()));
         assert!(!net.contains(&"11.0.0.1".parse().unwrap()));
-        assert!(
-            "::/0"
-                .parse::<IpNet>()
-                .unwrap()
-                .contains(&"::1".parse().unwrap())
-        );
-        assert!(
-            "0.0.0.0/0"
-                .parse::<IpNet>()
-                .unwrap()
-                .contains(&"8.8.8.8".parse().unwrap())
-        );
+        assert!("::/0".parse::<IpNet>().unwrap().contains(&"::1".parse().unwrap()));
+        assert!("0.0.0.0/0".parse::<IpNet>().unwrap().contains(&"8.8.8.8".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
     }
 }

@@ -4,8 +4,7 @@
 //! import and modern OpenSSL reads with `-legacy`.
 
 use p12_keystore::{
-    Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey,
-    PrivateKeyChain,
+    Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey, PrivateKeyChain,
 };
 
 use crate::error::{Error, Result};
@@ -39,27 +38,13 @@ pub fn build_pkcs12(
         .map(|der| Certificate::from_der(der))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(p12_error)?;
-    let leaf = chain
-        .first()
-        .ok_or_else(|| Error::Pkcs12("no certificate given".into()))?;
-    let local_key_id =
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, leaf)
-            .as_ref()
-            .to_vec();
+    let leaf = chain.first().ok_or_else(|| Error::Pkcs12("no certificate given".into()))?;
+    let local_key_id = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, leaf).as_ref().to_vec();
     let mut store = KeyStore::new();
-    store.add_entry(
-        friendly_name,
-        KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, certs)),
-    );
+    store.add_entry(friendly_name, KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, certs)));
     let (encryption, mac) = match format {
-        Pkcs12Format::Modern => (
-            EncryptionAlgorithm::PbeWithHmacSha256AndAes256,
-            MacAlgorithm::HmacSha256,
-        ),
-        Pkcs12Format::Legacy => (
-            EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc,
-            MacAlgorithm::HmacSha1,
-        ),
+        Pkcs12Format::Modern => (EncryptionAlgorithm::PbeWithHmacSha256AndAes256, MacAlgorithm::HmacSha256),
+        Pkcs12Format::Legacy => (EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc, MacAlgorithm::HmacSha1),
     };
     store
         .writer(password)
@@ -78,10 +63,7 @@ pub fn generate_password() -> String {
     let mut bytes = [0u8; 20];
     aws_lc_rs::rand::fill(&mut bytes).expect("the OS random number generator failed");
     // 256 % 56 != 0 gives a slight bias towards the first 32 symbols; at 20 symbols that costs under 2 bits.
-    bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect()
+    bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
 }
 
 #[cfg(test)]
@@ -91,21 +73,13 @@ mod tests {
     #[test]
     fn round_trips_through_the_reader_in_both_forms() {
         let key = crate::key::KeyType::EcdsaP256.generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["alice".to_owned()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["alice".to_owned()]).unwrap().self_signed(&key).unwrap();
         for format in [Pkcs12Format::Modern, Pkcs12Format::Legacy] {
-            let p12 =
-                build_pkcs12("alice", &key.serialize_der(), &[cert.der()], "pw", format).unwrap();
-            let read = KeyStore::from_pkcs12(&p12, "pw", p12_keystore::Pkcs12ImportPolicy::Relaxed)
-                .unwrap();
+            let p12 = build_pkcs12("alice", &key.serialize_der(), &[cert.der()], "pw", format).unwrap();
+            let read = KeyStore::from_pkcs12(&p12, "pw", p12_keystore::Pkcs12ImportPolicy::Relaxed).unwrap();
             let (_, chain) = read.private_key_chain().unwrap();
             assert_eq!(chain.certs()[0].as_der(), cert.der().as_ref());
-            assert!(
-                KeyStore::from_pkcs12(&p12, "wrong", p12_keystore::Pkcs12ImportPolicy::Relaxed)
-                    .is_err()
-            );
+            assert!(KeyStore::from_pkcs12(&p12, "wrong", p12_keystore::Pkcs12ImportPolicy::Relaxed).is_err());
         }
     }
 

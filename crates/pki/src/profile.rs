@@ -127,10 +127,7 @@ impl ProfilePolicy {
                 DnField::Locality,
             ],
             allowed_dns: any(),
-            allowed_ips: vec![
-                "0.0.0.0/0".parse().expect("valid"),
-                "::/0".parse().expect("valid"),
-            ],
+            allowed_ips: vec!["0.0.0.0/0".parse().expect("valid"), "::/0".parse().expect("valid")],
             allowed_emails: any(),
             allowed_uris: any(),
         }
@@ -143,11 +140,7 @@ impl ProfilePolicy {
             return Err(Error::ZeroLifetime);
         }
         if days > self.max_days {
-            return Err(Error::LifetimeTooLong {
-                profile: profile.name(),
-                days,
-                max: self.max_days,
-            });
+            return Err(Error::LifetimeTooLong { profile: profile.name(), days, max: self.max_days });
         }
         Ok(days)
     }
@@ -155,31 +148,15 @@ impl ProfilePolicy {
     /// Refuses a name that no pattern of the policy allows.
     pub fn check_name(&self, profile: Profile, name: &SubjectAltName) -> Result<()> {
         let (allowed, key) = match name {
-            SubjectAltName::Dns(n) => (
-                self.allowed_dns.iter().any(|p| dns_matches(p, n)),
-                "allowed_dns",
-            ),
-            SubjectAltName::Ip(ip) => (
-                self.allowed_ips.iter().any(|net| net.contains(ip)),
-                "allowed_ips",
-            ),
-            SubjectAltName::Email(e) => (
-                self.allowed_emails.iter().any(|p| glob_matches(p, e)),
-                "allowed_emails",
-            ),
-            SubjectAltName::Uri(u) => (
-                self.allowed_uris.iter().any(|p| glob_matches(p, u)),
-                "allowed_uris",
-            ),
+            SubjectAltName::Dns(n) => (self.allowed_dns.iter().any(|p| dns_matches(p, n)), "allowed_dns"),
+            SubjectAltName::Ip(ip) => (self.allowed_ips.iter().any(|net| net.contains(ip)), "allowed_ips"),
+            SubjectAltName::Email(e) => (self.allowed_emails.iter().any(|p| glob_matches(p, e)), "allowed_emails"),
+            SubjectAltName::Uri(u) => (self.allowed_uris.iter().any(|p| glob_matches(p, u)), "allowed_uris"),
         };
         if allowed {
             Ok(())
         } else {
-            Err(Error::PolicyViolation {
-                profile: profile.name(),
-                name: name.to_string(),
-                key,
-            })
+            Err(Error::PolicyViolation { profile: profile.name(), name: name.to_string(), key })
         }
     }
 }
@@ -255,10 +232,7 @@ impl PolicyFile {
             max_days: self.max_days.unwrap_or(d.max_days),
             subject_fields: self.subject_fields.unwrap_or(d.subject_fields),
             allowed_dns: self.allowed_dns.unwrap_or(d.allowed_dns),
-            allowed_ips: self
-                .allowed_ips
-                .map(|v| v.into_iter().map(|n| n.0).collect())
-                .unwrap_or(d.allowed_ips),
+            allowed_ips: self.allowed_ips.map(|v| v.into_iter().map(|n| n.0).collect()).unwrap_or(d.allowed_ips),
             allowed_emails: self.allowed_emails.unwrap_or(d.allowed_emails),
             allowed_uris: self.allowed_uris.unwrap_or(d.allowed_uris),
         }
@@ -268,10 +242,7 @@ impl PolicyFile {
 impl CaSettings {
     /// Parses `ca.toml` text; unknown keys and bad values are errors that name the key and line.
     pub fn parse(path: &Path, text: &str) -> std::result::Result<CaSettings, SettingsError> {
-        let err = |message: String| SettingsError {
-            path: path.to_owned(),
-            message,
-        };
+        let err = |message: String| SettingsError { path: path.to_owned(), message };
         let file: SettingsFile = toml::from_str(text).map_err(|e| err(toml_error(text, &e)))?;
         let settings = CaSettings {
             crl_url: file.crl_url,
@@ -298,14 +269,10 @@ impl CaSettings {
         if settings.crl_next_update_hours == 0 {
             return Err(err("crl_next_update_hours must be at least 1".into()));
         }
-        if let Some(url) = settings
-            .crl_url
-            .as_ref()
-            .filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        if let Some(url) =
+            settings.crl_url.as_ref().filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
         {
-            return Err(err(format!(
-                "crl_url '{url}' must be an http:// or https:// URL"
-            )));
+            return Err(err(format!("crl_url '{url}' must be an http:// or https:// URL")));
         }
         Ok(settings)
     }
@@ -383,20 +350,14 @@ mod tests {
     fn template_parses_to_the_defaults() {
         let parsed = CaSettings::parse(Path::new("ca.toml"), &CaSettings::template(None)).unwrap();
         assert_eq!(parsed, CaSettings::default());
-        let with_url = CaSettings::parse(
-            Path::new("ca.toml"),
-            &CaSettings::template(Some("http://x/crl")),
-        )
-        .unwrap();
+        let with_url = CaSettings::parse(Path::new("ca.toml"), &CaSettings::template(Some("http://x/crl"))).unwrap();
         assert_eq!(with_url.crl_url.as_deref(), Some("http://x/crl"));
     }
 
     #[test]
     fn unknown_key_names_key_and_line() {
         let text = "crl_next_update_hours = 1\n[profiles.server]\nmax_dayz = 3\n";
-        let err = CaSettings::parse(Path::new("ca.toml"), text)
-            .unwrap_err()
-            .to_string();
+        let err = CaSettings::parse(Path::new("ca.toml"), text).unwrap_err().to_string();
         assert!(err.contains("max_dayz") && err.contains("line 3"), "{err}");
     }
 
@@ -406,39 +367,18 @@ mod tests {
         let s = CaSettings::parse(Path::new("ca.toml"), text).unwrap();
         assert_eq!(s.server.max_days, 398);
         let p = s.policy(Profile::Server);
-        assert!(
-            p.check_name(
-                Profile::Server,
-                &SubjectAltName::parse("www.example.com").unwrap()
-            )
-            .is_ok()
-        );
-        let err = p
-            .check_name(Profile::Server, &SubjectAltName::parse("evil.org").unwrap())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("DNS:evil.org") && err.contains("policy") && err.contains("allowed_dns"),
-            "{err}"
-        );
-        assert!(
-            p.check_name(Profile::Server, &SubjectAltName::parse("10.0.0.1").unwrap())
-                .is_err()
-        );
-        assert!(matches!(
-            p.lifetime_days(Profile::Server, Some(399)),
-            Err(Error::LifetimeTooLong { .. })
-        ));
+        assert!(p.check_name(Profile::Server, &SubjectAltName::parse("www.example.com").unwrap()).is_ok());
+        let err = p.check_name(Profile::Server, &SubjectAltName::parse("evil.org").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("DNS:evil.org") && err.contains("policy") && err.contains("allowed_dns"), "{err}");
+        assert!(p.check_name(Profile::Server, &SubjectAltName::parse("10.0.0.1").unwrap()).is_err());
+        assert!(matches!(p.lifetime_days(Profile::Server, Some(399)), Err(Error::LifetimeTooLong { .. })));
         assert_eq!(p.lifetime_days(Profile::Server, None).unwrap(), 90);
     }
 
     #[test]
     fn bad_network_is_a_settings_error() {
-        let err = CaSettings::parse(
-            Path::new("ca.toml"),
-            "[profiles.client]\nallowed_ips = [\"10.0.0.0/99\"]\n",
-        )
-        .unwrap_err();
+        let err = CaSettings::parse(Path::new("ca.toml"), "[profiles.client]\nallowed_ips = [\"10.0.0.0/99\"]\n")
+            .unwrap_err();
         assert!(err.message.contains("prefix"), "{}", err.message);
     }
 }

@@ -29,10 +29,7 @@ impl Serial {
 
     /// Wraps big-endian bytes as encoded in a certificate (a leading sign byte is dropped).
     pub fn from_bytes(bytes: &[u8]) -> Serial {
-        let start = bytes
-            .iter()
-            .position(|b| *b != 0)
-            .unwrap_or(bytes.len().saturating_sub(1));
+        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
         Serial(bytes[start..].to_vec())
     }
 }
@@ -54,10 +51,7 @@ impl FromStr for Serial {
     fn from_str(s: &str) -> Result<Self> {
         let trimmed = s.trim();
         let trimmed = trimmed.strip_prefix("serial=").unwrap_or(trimmed);
-        let trimmed = trimmed
-            .strip_prefix("0x")
-            .or_else(|| trimmed.strip_prefix("0X"))
-            .unwrap_or(trimmed);
+        let trimmed = trimmed.strip_prefix("0x").or_else(|| trimmed.strip_prefix("0X")).unwrap_or(trimmed);
         let mut digits: String = trimmed.chars().filter(|c| *c != ':' && *c != ' ').collect();
         if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(Error::MalformedSerial(s.to_owned()));

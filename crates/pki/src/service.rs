@@ -49,11 +49,7 @@ impl<S: Store> CertificateAuthority<S> {
     }
 
     /// Generates a key, issues a certificate for it and records it.
-    pub async fn issue(
-        &self,
-        request: &LeafRequest,
-        key_type: KeyType,
-    ) -> Result<(Issued, rcgen::KeyPair)> {
+    pub async fn issue(&self, request: &LeafRequest, key_type: KeyType) -> Result<(Issued, rcgen::KeyPair)> {
         let (issued, key) = self.issuer.issue_with_new_key(request, key_type)?;
         self.record(&[&issued]).await?;
         Ok((issued, key))
@@ -61,9 +57,7 @@ impl<S: Store> CertificateAuthority<S> {
 
     /// Signs a checked CSR under a profile's policy and records it.
     pub async fn sign(&self, request: &LeafRequest, csr: &CheckedCsr) -> Result<Issued> {
-        let issued = self
-            .issuer
-            .issue(request, csr.public_key(), csr.key_is_rsa())?;
+        let issued = self.issuer.issue(request, csr.public_key(), csr.key_is_rsa())?;
         self.record(&[&issued]).await?;
         Ok(issued)
     }
@@ -79,24 +73,13 @@ impl<S: Store> CertificateAuthority<S> {
         let this_update = OffsetDateTime::now_utc();
         let next_update = this_update + Duration::hours(i64::from(hours));
         let der = build_crl(&self.issuer, number, &revoked, this_update, next_update)?;
-        Ok(Crl {
-            number,
-            der,
-            entries: revoked.len(),
-        })
+        Ok(Crl { number, der, entries: revoked.len() })
     }
 }
 
 /// Revokes a certificate; durable when it returns. Needs no CA key.
-pub async fn revoke(
-    store: &impl Store,
-    serial: &Serial,
-    reason: RevocationReason,
-) -> Result<Revocation> {
-    let revocation = Revocation {
-        revoked_at: OffsetDateTime::now_utc().unix_timestamp(),
-        reason: reason.code(),
-    };
+pub async fn revoke(store: &impl Store, serial: &Serial, reason: RevocationReason) -> Result<Revocation> {
+    let revocation = Revocation { revoked_at: OffsetDateTime::now_utc().unix_timestamp(), reason: reason.code() };
     match store.revoke(&serial.to_string(), revocation).await? {
         RevokeOutcome::Revoked => Ok(revocation),
         RevokeOutcome::NotFound => Err(Error::UnknownSerial(serial.to_string())),
@@ -154,9 +137,6 @@ impl CertificateStatus {
 pub fn rfc3339(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| unix.to_string())
 }

@@ -15,9 +15,7 @@
 mod record;
 mod sqlite;
 
-pub use record::{
-    CertificateRecord, ListFilter, NewCertificate, Revocation, RevokeOutcome, RevokedEntry,
-};
+pub use record::{CertificateRecord, ListFilter, NewCertificate, Revocation, RevokeOutcome, RevokedEntry};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -29,9 +27,7 @@ pub enum StoreError {
     #[error("serial {0} is already recorded; serials are never reused")]
     SerialExists(String),
     /// The database could not be opened or created.
-    #[error(
-        "cannot open the database {path}: {source}; check that the data dir exists and is writable"
-    )]
+    #[error("cannot open the database {path}: {source}; check that the data dir exists and is writable")]
     Open {
         /// Where the database was looked for.
         path: String,

@@ -11,13 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 
-use crate::record::{
-    CertificateRecord, ListFilter, NewCertificate, Revocation, RevokeOutcome, RevokedEntry,
-};
+use crate::record::{CertificateRecord, ListFilter, NewCertificate, Revocation, RevokeOutcome, RevokedEntry};
 use crate::{Result, Store, StoreError};
 
 /// Schema migrations, applied in order; index + 1 is the version they lead to.
@@ -52,10 +49,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
-        let open_error = |source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        };
+        let open_error = |source| StoreError::Open { path: path.display().to_string(), source };
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(open_error)?
             .create_if_missing(true)
@@ -63,11 +57,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(open_error)?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(open_error)?;
         let store = SqliteStore { pool };
         store.migrate().await?;
         Ok(store)
@@ -75,24 +65,15 @@ impl SqliteStore {
 
     async fn migrate(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
-            .fetch_one(&mut *tx)
-            .await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                known,
-            });
+            return Err(StoreError::SchemaTooNew { found: version, known });
         }
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
             let bump = format!("PRAGMA user_version = {}", index + 1);
-            sqlx::raw_sql(sqlx::AssertSqlSafe(bump))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(bump)).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -100,23 +81,19 @@ impl SqliteStore {
 }
 
 fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 fn record_from_row(row: &SqliteRow) -> Result<CertificateRecord> {
     let sans_json: String = row.try_get("sans")?;
-    let sans: Vec<String> = serde_json::from_str(&sans_json)
-        .map_err(|e| StoreError::Corrupt(format!("sans column: {e}")))?;
+    let sans: Vec<String> =
+        serde_json::from_str(&sans_json).map_err(|e| StoreError::Corrupt(format!("sans column: {e}")))?;
     let revoked_at: Option<i64> = row.try_get("revoked_at")?;
     let reason: Option<i64> = row.try_get("revocation_reason")?;
     let revocation = match (revoked_at, reason) {
         (Some(revoked_at), Some(reason)) => Some(Revocation {
             revoked_at,
-            reason: u8::try_from(reason)
-                .map_err(|_| StoreError::Corrupt(format!("revocation reason {reason}")))?,
+            reason: u8::try_from(reason).map_err(|_| StoreError::Corrupt(format!("revocation reason {reason}")))?,
         }),
         _ => None,
     };
@@ -146,8 +123,7 @@ impl Store for SqliteStore {
         let issued_at = now_unix();
         let mut tx = self.pool.begin().await?;
         for cert in certificates {
-            let sans = serde_json::to_string(&cert.sans)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let sans = serde_json::to_string(&cert.sans).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let inserted = sqlx::query(
                 "INSERT INTO certificates (serial, issuer, profile, subject, common_name, sans, not_before, \
                  not_after, der, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -177,12 +153,10 @@ impl Store for SqliteStore {
     }
 
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT_CERTIFICATE} WHERE serial = ?"
-        )))
-        .bind(serial)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT_CERTIFICATE} WHERE serial = ?")))
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(record_from_row).transpose()
     }
 
@@ -194,21 +168,17 @@ impl Store for SqliteStore {
             ListFilter::Expired { now } => ("revoked_at IS NULL AND not_after < ?", now),
         };
         let sql = format!("{SELECT_CERTIFICATE} WHERE {condition} ORDER BY issued_at, rowid");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).fetch_all(&self.pool).await?;
         rows.iter().map(record_from_row).collect()
     }
 
     async fn revoke(&self, serial: &str, revocation: Revocation) -> Result<RevokeOutcome> {
         let mut tx = self.pool.begin().await?;
-        let existing: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
-            "SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?",
-        )
-        .bind(serial)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let existing: Option<(Option<i64>, Option<i64>)> =
+            sqlx::query_as("SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?")
+                .bind(serial)
+                .fetch_optional(&mut *tx)
+                .await?;
         let outcome = match existing {
             None => RevokeOutcome::NotFound,
             Some((Some(revoked_at), reason)) => RevokeOutcome::AlreadyRevoked(Revocation {
@@ -239,12 +209,9 @@ impl Store for SqliteStore {
         .await?;
         rows.into_iter()
             .map(|(serial, revoked_at, reason)| {
-                let reason = u8::try_from(reason)
-                    .map_err(|_| StoreError::Corrupt(format!("revocation reason {reason}")))?;
-                Ok(RevokedEntry {
-                    serial,
-                    revocation: Revocation { revoked_at, reason },
-                })
+                let reason =
+                    u8::try_from(reason).map_err(|_| StoreError::Corrupt(format!("revocation reason {reason}")))?;
+                Ok(RevokedEntry { serial, revocation: Revocation { revoked_at, reason } })
             })
             .collect()
     }
@@ -288,10 +255,7 @@ mod tests {
     #[tokio::test]
     async fn records_and_reads_back() {
         let (_dir, store) = open().await;
-        store
-            .record_issued(&[cert("01", 100), cert("02", 200)])
-            .await
-            .unwrap();
+        store.record_issued(&[cert("01", 100), cert("02", 200)]).await.unwrap();
         let got = store.certificate("02").await.unwrap().unwrap();
         assert_eq!(got.certificate, cert("02", 200));
         assert!(got.revocation.is_none());
@@ -302,87 +266,28 @@ mod tests {
     async fn duplicate_serial_rolls_back_the_whole_batch() {
         let (_dir, store) = open().await;
         store.record_issued(&[cert("01", 100)]).await.unwrap();
-        let err = store
-            .record_issued(&[cert("02", 100), cert("01", 100)])
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, StoreError::SerialExists(ref s) if s == "01"),
-            "{err}"
-        );
-        assert!(
-            store.certificate("02").await.unwrap().is_none(),
-            "partial batch was kept"
-        );
+        let err = store.record_issued(&[cert("02", 100), cert("01", 100)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::SerialExists(ref s) if s == "01"), "{err}");
+        assert!(store.certificate("02").await.unwrap().is_none(), "partial batch was kept");
     }
 
     #[tokio::test]
     async fn revocation_is_kept_once_and_filters_work() {
         let (_dir, store) = open().await;
-        store
-            .record_issued(&[cert("01", 100), cert("02", 50), cert("03", 1000)])
-            .await
-            .unwrap();
-        let first = Revocation {
-            revoked_at: 10,
-            reason: 1,
-        };
-        assert_eq!(
-            store.revoke("01", first).await.unwrap(),
-            RevokeOutcome::Revoked
-        );
-        let again = store
-            .revoke(
-                "01",
-                Revocation {
-                    revoked_at: 20,
-                    reason: 4,
-                },
-            )
-            .await
-            .unwrap();
+        store.record_issued(&[cert("01", 100), cert("02", 50), cert("03", 1000)]).await.unwrap();
+        let first = Revocation { revoked_at: 10, reason: 1 };
+        assert_eq!(store.revoke("01", first).await.unwrap(), RevokeOutcome::Revoked);
+        let again = store.revoke("01", Revocation { revoked_at: 20, reason: 4 }).await.unwrap();
         assert_eq!(again, RevokeOutcome::AlreadyRevoked(first));
-        assert_eq!(
-            store.revoke("FF", first).await.unwrap(),
-            RevokeOutcome::NotFound
-        );
+        assert_eq!(store.revoke("FF", first).await.unwrap(), RevokeOutcome::NotFound);
 
-        let serials = |v: Vec<CertificateRecord>| {
-            v.into_iter()
-                .map(|r| r.certificate.serial)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            serials(
-                store
-                    .certificates(ListFilter::Valid { now: 60 })
-                    .await
-                    .unwrap()
-            ),
-            ["03"]
-        );
-        assert_eq!(
-            serials(
-                store
-                    .certificates(ListFilter::Expired { now: 60 })
-                    .await
-                    .unwrap()
-            ),
-            ["02"]
-        );
-        assert_eq!(
-            serials(store.certificates(ListFilter::Revoked).await.unwrap()),
-            ["01"]
-        );
+        let serials = |v: Vec<CertificateRecord>| v.into_iter().map(|r| r.certificate.serial).collect::<Vec<_>>();
+        assert_eq!(serials(store.certificates(ListFilter::Valid { now: 60 }).await.unwrap()), ["03"]);
+        assert_eq!(serials(store.certificates(ListFilter::Expired { now: 60 }).await.unwrap()), ["02"]);
+        assert_eq!(serials(store.certificates(ListFilter::Revoked).await.unwrap()), ["01"]);
         assert_eq!(store.certificates(ListFilter::All).await.unwrap().len(), 3);
         let revoked = store.revoked("AB").await.unwrap();
-        assert_eq!(
-            revoked,
-            vec![RevokedEntry {
-                serial: "01".into(),
-                revocation: first
-            }]
-        );
+        assert_eq!(revoked, vec![RevokedEntry { serial: "01".into(), revocation: first }]);
         assert!(store.revoked("CD").await.unwrap().is_empty());
     }
 

@@ -142,8 +142,20 @@ fn kill_group(pgid: u32) {
 // ---------------------------------------------------------------- ports
 
 /// A port that was free a moment ago.
+/// A free port for a server the test starts. Taken below the kernel's ephemeral range
+/// (32768 and up), which bind(0) and outgoing connections draw from, and from a counter,
+/// so no other socket of this test run can take it between this probe and the server's
+/// bind: with bind(0)-and-release, two tests could be handed the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(97) % 12_000;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + ((start + n) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn port_open(port: u16) -> bool {
