@@ -227,7 +227,7 @@ start_proxy() {
             PROXY_PID=$!
             ;;
         gatehouse)
-            render "$HERE/gatehouse.toml.in" "$run/gatehouse.toml" "$PORT" "$run"
+            render "${GATEHOUSE_TEMPLATE:-$HERE/gatehouse.toml.in}" "$run/gatehouse.toml" "$PORT" "$run"
             taskset -c "$PROXY_CPU" "$G" serve --config "$run/gatehouse.toml" >"$log" 2>&1 &
             PROXY_PID=$!
             ;;

@@ -66,6 +66,28 @@ pub struct HandshakeEntry {
     pub client_serial: Option<String>,
 }
 
+impl HandshakeEntry {
+    /// A line for `event` (`handshake_refused`, `client_cert_refused`) stamped now.
+    pub fn new(
+        event: &'static str,
+        peer: std::net::SocketAddr,
+        sni: Option<String>,
+        reason: &str,
+        detail: String,
+        client_serial: Option<String>,
+    ) -> HandshakeEntry {
+        HandshakeEntry {
+            time: now_rfc3339(),
+            event,
+            client_ip: peer.ip().to_string(),
+            sni,
+            reason: reason.into(),
+            detail,
+            client_serial,
+        }
+    }
+}
+
 /// Writes one JSON line to stdout.
 pub fn write_line(entry: &impl Serialize) {
     let mut line = match serde_json::to_vec(entry) {

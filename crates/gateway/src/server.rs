@@ -22,7 +22,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use crate::Gateway;
 use crate::config::MtlsMode;
 use crate::identity::IdentityHeaders;
-use crate::log::{HandshakeEntry, now_rfc3339, write_line};
+use crate::log::{HandshakeEntry, write_line};
 use crate::proxy::{self, ClientCert, Connection};
 use crate::trust::{Refusal, summarize};
 
@@ -88,15 +88,15 @@ async fn connection(
     let Some(site) = runtime.site_for_sni(sni.as_deref()).cloned() else {
         metrics.unknown_sni();
         if log_handshakes {
-            write_line(&HandshakeEntry {
-                time: now_rfc3339(),
-                event: "handshake_refused",
-                client_ip: peer.ip().to_string(),
-                sni: sni.clone(),
-                reason: "unknown_server_name".into(),
-                detail: format!("no site serves {}", sni.as_deref().unwrap_or("(no SNI)")),
-                client_serial: None,
-            });
+            let detail = format!("no site serves {}", sni.as_deref().unwrap_or("(no SNI)"));
+            write_line(&HandshakeEntry::new(
+                "handshake_refused",
+                peer,
+                sni.clone(),
+                "unknown_server_name",
+                detail,
+                None,
+            ));
         }
         return;
     };
@@ -114,15 +114,8 @@ async fn connection(
                 Some(refusal) => {
                     metrics.refusal(&refusal);
                     if log_handshakes {
-                        write_line(&HandshakeEntry {
-                            time: now_rfc3339(),
-                            event: "handshake_refused",
-                            client_ip: peer.ip().to_string(),
-                            sni,
-                            reason: refusal.label().into(),
-                            detail: refusal.to_string(),
-                            client_serial: None,
-                        });
+                        let detail = refusal.to_string();
+                        write_line(&HandshakeEntry::new("handshake_refused", peer, sni, refusal.label(), detail, None));
                     }
                 }
                 None => {
@@ -161,15 +154,9 @@ async fn connection(
     if let ClientCert::Refused(refusal) = &client {
         metrics.refusal(refusal);
         if log_handshakes {
-            write_line(&HandshakeEntry {
-                time: now_rfc3339(),
-                event: "client_cert_refused",
-                client_ip: peer.ip().to_string(),
-                sni: sni.clone(),
-                reason: refusal.label().into(),
-                detail: refusal.to_string(),
-                client_serial: chain.first().and_then(|c| summarize(c).ok()).map(|(s, _)| s.serial),
-            });
+            let serial = chain.first().and_then(|c| summarize(c).ok()).map(|(s, _)| s.serial);
+            let detail = refusal.to_string();
+            write_line(&HandshakeEntry::new("client_cert_refused", peer, sni.clone(), refusal.label(), detail, serial));
         }
     }
     if site.mtls == MtlsMode::Require && matches!(client, ClientCert::Refused(_)) {
