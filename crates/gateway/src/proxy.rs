@@ -7,7 +7,7 @@
 //!    connection's certificate verified.
 //! 3. [`upstream_request`]: hop-by-hop and spoofable headers removed, the
 //!    client identity, `X-Forwarded-*` and `X-Request-Id` set.
-//! 4. [`forward`]: the upstream pool sends it (WebSocket and other upgrades
+//! 4. forward: [`Pool::forward`](crate::upstream::Pool::forward) sends it (WebSocket and other upgrades
 //!    are spliced through).
 //! 5. [`response_filter`]: hop-by-hop headers removed, HSTS added.
 //! 6. logging: the access line is written when the response body ends
