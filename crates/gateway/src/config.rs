@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use pki::line_col;
+
 use crate::upstream::UpstreamConfig;
 
 /// A configuration error: file, line and what to do.
@@ -398,13 +400,6 @@ impl Config {
 /// Whether `name` is a host name, an IP address, or a `*.` wildcard of a host name.
 pub fn is_host_pattern(name: &str) -> bool {
     name.parse::<std::net::IpAddr>().is_ok() || pki::is_dns_name(name)
-}
-
-fn line_col(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    format!("line {line}, column {column}")
 }
 
 fn toml_message(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {

@@ -18,20 +18,20 @@ pub static CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-
 pub static XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
 /// Headers a client must never be able to set: identity and forwarding information.
-pub static SPOOFABLE: [&str; 8] = [
-    "client-cert",
-    "client-cert-chain",
-    "x-forwarded-client-cert",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "forwarded",
-    "x-client-verify",
+pub static SPOOFABLE: [HeaderName; 8] = [
+    HeaderName::from_static("client-cert"),
+    HeaderName::from_static("client-cert-chain"),
+    HeaderName::from_static("x-forwarded-client-cert"),
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-client-verify"),
 ];
 
 /// Removes every header in [`SPOOFABLE`].
 pub fn strip_spoofable(headers: &mut HeaderMap) {
-    for name in SPOOFABLE {
+    for name in &SPOOFABLE {
         headers.remove(name);
     }
 }

@@ -109,10 +109,7 @@ impl InternalCa {
         &self,
         hosts: &[String],
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
-        let dir = self.data_dir.join("gateway").join("certs");
-        let stem = hosts.first().map(|h| h.replace('*', "_wildcard")).unwrap_or_else(|| "site".into());
-        let crt_path = dir.join(format!("{stem}.fullchain.pem"));
-        let key_path = dir.join(format!("{stem}.key"));
+        let (dir, crt_path, key_path) = self.site_paths(hosts);
         if let Some(found) = reusable(&crt_path, &key_path, hosts) {
             return Ok(found);
         }
@@ -143,9 +140,15 @@ impl InternalCa {
 
     /// Whether any of the site certificates in use needs renewal now.
     pub fn needs_renewal(&self, hosts: &[String]) -> bool {
+        let (_, crt, key) = self.site_paths(hosts);
+        reusable(&crt, &key, hosts).is_none()
+    }
+
+    /// The directory, chain file and key file of the site certificate for `hosts`.
+    fn site_paths(&self, hosts: &[String]) -> (PathBuf, PathBuf, PathBuf) {
         let dir = self.data_dir.join("gateway").join("certs");
         let stem = hosts.first().map(|h| h.replace('*', "_wildcard")).unwrap_or_else(|| "site".into());
-        reusable(&dir.join(format!("{stem}.fullchain.pem")), &dir.join(format!("{stem}.key")), hosts).is_none()
+        (dir.clone(), dir.join(format!("{stem}.fullchain.pem")), dir.join(format!("{stem}.key")))
     }
 }
 

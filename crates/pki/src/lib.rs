@@ -31,6 +31,6 @@ pub use error::{Error, Result, SettingsError};
 pub use key::{KeyType, Passphrase, decode_private_key, encode_private_key, private_key_der};
 pub use name::{SubjectAltName, is_dns_name};
 pub use pkcs12::{Pkcs12Format, build_pkcs12, generate_password};
-pub use profile::{CaSettings, DnField, Profile, ProfilePolicy};
+pub use profile::{CaSettings, DnField, Profile, ProfilePolicy, line_col};
 pub use serial::Serial;
 pub use service::{CertificateAuthority, CertificateStatus, Crl, revoke, rfc3339};

@@ -298,14 +298,17 @@ impl CaSettings {
 /// One line for a TOML error: `line L, column C: message`.
 fn toml_error(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {}", e.message().trim_end())
-        }
+        Some(span) => format!("{}: {}", line_col(text, span.start), e.message().trim_end()),
         None => e.message().trim_end().to_owned(),
     }
+}
+
+/// `line L, column C` of a byte offset in a configuration text, for error messages.
+pub fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("line {line}, column {column}")
 }
 
 const SETTINGS_TEMPLATE: &str = r#"# gatehouse CA settings. Unknown keys are errors.
