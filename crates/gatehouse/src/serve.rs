@@ -28,9 +28,20 @@ pub fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime,
     builder.enable_all().build().map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))
 }
 
-/// Reads and validates a config file (exit 2 on errors).
+/// Reads and validates a config file (exit 2 on errors): every problem on a
+/// `gatehouse: FILE: ...` line of its own, then how many there were.
 pub fn load_config(path: &Path) -> Result<Config, Failure> {
-    Config::load(path).map_err(|e| Failure::usage(e.to_string()))
+    Config::load(path).map_err(|e| {
+        let mut lines: Vec<String> = e.lines().collect();
+        if lines.len() == 1 {
+            return Failure::usage(lines.remove(0));
+        }
+        // main prints the failure itself as the last `gatehouse: ` line.
+        for line in &lines {
+            eprintln!("gatehouse: {line}");
+        }
+        Failure::usage(format!("{}: {} errors", path.display(), lines.len()))
+    })
 }
 
 fn uses_internal_ca(config: &Config) -> bool {

@@ -1,5 +1,6 @@
 //! `gatehouse config check FILE`: exit 0 and `FILE: ok (N sites, M upstreams)`, or
-//! exit 2 with `gatehouse: FILE: line L, column C: ...` naming the key / file.
+//! exit 2 with `gatehouse: FILE: line L, column C: ...` naming the key / file, one
+//! line per error (then `FILE: N errors` when there are several).
 mod gw_common;
 use gw_common::*;
 
@@ -134,5 +135,84 @@ fn serve_refuses_a_config_with_an_unknown_key() {
         o.stderr.contains("colour") && o.stderr.contains(&format!("line {}", line_of(&text, "colour"))),
         "{}",
         o.stderr
+    );
+}
+
+/// Writes `text` as bad.toml, checks it (exit 2 expected) and returns its `gatehouse: ` lines.
+#[track_caller]
+fn error_lines(env: &Env, conf: &Path, text: &str) -> Vec<String> {
+    let file = conf.join("bad.toml");
+    fs::write(&file, text).unwrap();
+    let o = check(env, &file);
+    assert_eq!(o.code, 2, "config check should exit 2:\n{}\nconfig:\n{text}", o.all());
+    assert!(!o.stdout.contains(": ok"), "{}", o.all());
+    let prefix = format!("gatehouse: {}: ", file.display());
+    let lines: Vec<String> = o.stderr.lines().filter(|l| l.starts_with("gatehouse: ")).map(str::to_owned).collect();
+    for l in &lines {
+        assert!(l.starts_with(&prefix), "every error line names the file ({prefix:?}):\n{}", o.stderr);
+    }
+    lines
+}
+
+/// The one error line naming `needle`; it must say `line N,` when `line` is given.
+#[track_caller]
+fn assert_reported(lines: &[String], needle: &str, line: Option<usize>) {
+    let named: Vec<&String> = lines.iter().filter(|l| l.contains(needle)).collect();
+    assert_eq!(named.len(), 1, "one error line should name {needle:?}:\n{}", lines.join("\n"));
+    if let Some(n) = line {
+        assert!(named[0].contains(&format!(": line {n}, column ")), "{needle:?} should be on line {n}:\n{}", named[0]);
+    }
+}
+
+#[test]
+fn problems_in_different_tables_are_all_reported_with_their_lines() {
+    let (env, conf) = setup();
+    let text = format!("lsten_backlog = 5\n{VALID}")
+        .replace("mtls = \"optional\"\n", "mtls = \"optional\"\ncolour = \"blue\"\n")
+        .replace("hosts = [\"*.example.com\"]\n", "hosts = [\"*.example.com\"]\nmtls = \"sometimes\"\n");
+    let lines = error_lines(&env, &conf, &text);
+    assert_reported(&lines, "lsten_backlog", Some(1));
+    assert_reported(&lines, "site[0].colour", Some(line_of(&text, "colour")));
+    assert_reported(&lines, "site[1].mtls", Some(line_of(&text, "\"sometimes\"")));
+    assert!(lines.last().is_some_and(|l| l.ends_with("bad.toml: 3 errors")), "{}", lines.join("\n"));
+    assert_eq!(lines.len(), 4, "three errors and the count:\n{}", lines.join("\n"));
+}
+
+#[test]
+fn every_semantic_problem_is_reported() {
+    let (env, conf) = setup();
+    let text = VALID
+        .replace("path_prefix = \"/api\"", "path_prefix = \"api\"")
+        .replace("upstream = \"api\"\n\n[[upstream]]", "upstream = \"nowhere\"\n\n[[upstream]]");
+    let lines = error_lines(&env, &conf, &text);
+    assert_reported(&lines, "site[0].route[0].path_prefix \"api\" must start with '/'", None);
+    assert_reported(&lines, "site[1].upstream = \"nowhere\"", Some(line_of(&text, "\"nowhere\"")));
+    assert_eq!(lines.len(), 3, "two errors and the count:\n{}", lines.join("\n"));
+}
+
+#[test]
+fn every_upstream_is_checked() {
+    let (env, conf) = setup();
+    let text = VALID
+        .replace("servers = [\"http://127.0.0.1:3000\"]", "servers = [\"ftp://127.0.0.1:3000\"]")
+        .replace("servers = [\"http://127.0.0.1:3001\"]", "servers = []");
+    let lines = error_lines(&env, &conf, &text);
+    assert_reported(&lines, "upstream \"app\": servers[0] \"ftp://127.0.0.1:3000\"", None);
+    assert_reported(&lines, "upstream \"api\": servers is empty", None);
+}
+
+#[test]
+fn a_syntax_error_is_the_only_error_reported() {
+    let (env, conf) = setup();
+    // The unknown key after it is never reached: the parser stops at the syntax error.
+    let text = VALID
+        .replace("header_read_timeout_ms = 5000\n", "header_read_timeout_ms = \n")
+        .replace("mtls = \"optional\"\n", "mtls = \"optional\"\ncolour = \"blue\"\n");
+    let lines = error_lines(&env, &conf, &text);
+    assert_eq!(lines.len(), 1, "one error, no count:\n{}", lines.join("\n"));
+    assert!(
+        lines[0].contains(&format!(": line {}, column ", line_of(&text, "header_read_timeout_ms"))),
+        "{}",
+        lines[0]
     );
 }

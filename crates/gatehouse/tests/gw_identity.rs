@@ -1,6 +1,6 @@
 //! The identity the upstream sees: Client-Cert (RFC 9440 sf-binary of the leaf DER),
 //! Client-Cert-Chain, spoofed identity/forwarding headers removed, X-Forwarded-*,
-//! X-Request-Id (= the access line's request_id), Host kept, and the xfcc format.
+//! X-Request-Id (= the access line's request_id), Host kept, and the xfcc and none formats.
 mod gw_common;
 use gw_common::*;
 
@@ -154,4 +154,22 @@ fn xfcc_format_sends_x_forwarded_client_cert_with_the_sha256_hash() {
     let r = gw.curl("localhost", "/", &["-H", "X-Forwarded-Client-Cert: Hash=0000"]);
     assert!(r.ok(), "{r:?}");
     assert!(r.upstream().all("x-forwarded-client-cert").is_empty(), "{r:?}");
+}
+
+#[test]
+fn format_none_sends_no_identity_and_still_strips_spoofed_copies() {
+    let env = Env::new();
+    let up = Upstream::start(&env);
+    let gw = Gateway::localhost(&env, &up, "[identity]\nformat = \"none\"\n", OPTIONAL);
+    let alice = env.client("alice");
+    let r = gw.curl_cert("localhost", "/", &alice, &SPOOF);
+    assert!(r.ok(), "{r:?}");
+    let got = r.upstream();
+    for name in ["client-cert", "client-cert-chain", "x-forwarded-client-cert", "forwarded"] {
+        assert!(got.all(name).is_empty(), "format none: no {name}: {got:?}");
+    }
+    // The forwarding headers are the gateway's own, not the client's.
+    assert_eq!(got.one("x-forwarded-proto").as_deref(), Some("https"), "{got:?}");
+    assert_eq!(got.one("x-forwarded-host").as_deref(), Some("localhost"), "{got:?}");
+    assert_ne!(got.one("x-forwarded-for").as_deref(), Some("6.6.6.6"), "{got:?}");
 }

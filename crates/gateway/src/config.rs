@@ -1,28 +1,57 @@
 //! The gateway configuration file (TOML): listeners, sites, routes, trust
 //! stores, upstream pools, limits. Unknown keys are errors; every error names
-//! the key and the line. Validation happens here, once, so a config that
-//! loads is a config that can be served.
+//! the key and the line, and one run reports every error: the document is
+//! read table by table (each `[[site]]` and `[[upstream]]` on its own), then
+//! validated as a whole, so a config that loads is a config that can be served.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use pki::line_col;
 
 use crate::upstream::UpstreamConfig;
 
-/// A configuration error: file, line and what to do.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
+/// Every problem found in a configuration file.
+#[derive(Debug)]
 pub struct ConfigError {
     /// The configuration file.
     pub path: PathBuf,
-    /// `line N, column M: ...` or `key: ...`.
-    pub message: String,
+    /// One sentence per problem, `line N, column M: key: ...` or `key: ...`; never empty.
+    pub messages: Vec<String>,
 }
+
+impl ConfigError {
+    fn new(path: &Path, messages: Vec<String>) -> ConfigError {
+        ConfigError { path: path.to_owned(), messages }
+    }
+
+    /// `path: message`, one per problem.
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.messages.iter().map(|message| format!("{}: {message}", self.path.display()))
+    }
+}
+
+impl fmt::Display for ConfigError {
+    /// One line per problem, each starting with the file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, line) in self.lines().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            f.write_str(&line)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -133,13 +162,16 @@ pub enum IdentityFormat {
     Rfc9440,
     /// Envoy's `X-Forwarded-Client-Cert`.
     Xfcc,
+    /// No identity headers (spoofed copies are still removed): for an
+    /// upstream that needs none of them.
+    None,
 }
 
 /// Identity forwarding.
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitySettings {
-    /// `rfc9440` (default) or `xfcc`.
+    /// `rfc9440` (default), `xfcc` or `none`.
     #[serde(default)]
     pub format: IdentityFormat,
 }
@@ -269,88 +301,84 @@ pub struct RouteConfig {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { path: path.to_owned(), message: format!("cannot read it: {e}") })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, vec![format!("cannot read it: {e}")]))?;
         Config::parse(path, &text)
     }
 
     /// Parses and validates configuration text; `path` is used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let err = |message: String| ConfigError { path: path.to_owned(), message };
-        let config: Config = toml::from_str(text).map_err(|e| err(toml_message(text, e.span(), e.message())))?;
-        config.validate(text).map_err(err)?;
-        Ok(config)
+        let config = read_tables(text).map_err(|messages| ConfigError::new(path, messages))?;
+        let problems = config.validate(text);
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError::new(path, problems)) }
     }
 
-    fn validate(&self, text: &str) -> Result<(), String> {
+    /// Every reason the configuration cannot be served, sites in file order.
+    fn validate(&self, text: &str) -> Vec<String> {
         let at = |span: std::ops::Range<usize>| line_col(text, span.start);
+        let mut problems = Vec::new();
         let upstream_names: HashSet<&str> = self.upstreams.iter().map(|u| u.name.as_str()).collect();
         if upstream_names.len() != self.upstreams.len() {
-            return Err("two [[upstream]] tables have the same name; give each a unique name".into());
+            problems.push("two [[upstream]] tables have the same name; give each a unique name".to_owned());
         }
-        let check_upstream = |u: &Spanned<String>, key: &str| {
-            if upstream_names.contains(u.get_ref().as_str()) {
-                Ok(())
-            } else {
-                Err(format!(
+        // One problem per upstream (its first), but every upstream.
+        problems.extend(self.upstreams.iter().filter_map(|u| u.check().err()).map(|e| e.to_string()));
+        let check_upstream = |u: &Spanned<String>, key: &str, problems: &mut Vec<String>| {
+            if !upstream_names.contains(u.get_ref().as_str()) {
+                problems.push(format!(
                     "{}: {key} = \"{}\" names no [[upstream]]; define it or fix the name",
                     at(u.span()),
                     u.get_ref()
-                ))
+                ));
             }
         };
         if self.sites.is_empty() {
-            return Err("no [[site]] is configured; add one with hosts, certificate and upstream".into());
+            problems.push("no [[site]] is configured; add one with hosts, certificate and upstream".to_owned());
         }
         let mut seen_hosts = HashSet::new();
         for (i, site) in self.sites.iter().enumerate() {
             if site.hosts.is_empty() {
-                return Err(format!("site[{i}].hosts is empty; list the host names this site serves"));
+                problems.push(format!("site[{i}].hosts is empty; list the host names this site serves"));
             }
             for host in &site.hosts {
                 let name = host.get_ref().to_ascii_lowercase();
                 if !is_host_pattern(&name) {
-                    return Err(format!(
+                    problems.push(format!(
                         "{}: site[{i}].hosts entry \"{name}\" is not a host name, IP address or *.wildcard",
                         at(host.span())
                     ));
-                }
-                if !seen_hosts.insert(name.clone()) {
-                    return Err(format!("{}: host \"{name}\" is served by two sites; keep it in one", at(host.span())));
+                } else if !seen_hosts.insert(name.clone()) {
+                    problems
+                        .push(format!("{}: host \"{name}\" is served by two sites; keep it in one", at(host.span())));
                 }
             }
             let c = &site.certificate;
             match (c.cert.is_some(), c.key.is_some(), c.internal_ca) {
                 (true, true, false) | (false, false, true) => {}
-                (false, false, false) => {
-                    return Err(format!(
-                        "site[{i}].certificate is missing; give cert and key files or internal_ca = true"
-                    ));
-                }
+                (false, false, false) => problems
+                    .push(format!("site[{i}].certificate is missing; give cert and key files or internal_ca = true")),
                 (true, false, _) | (false, true, _) => {
-                    return Err(format!("site[{i}].certificate needs both cert and key"));
+                    problems.push(format!("site[{i}].certificate needs both cert and key"));
                 }
                 (true, true, true) => {
-                    return Err(format!("site[{i}].certificate has files and internal_ca = true; choose one"));
+                    problems.push(format!("site[{i}].certificate has files and internal_ca = true; choose one"));
                 }
             }
             if matches!(site.mtls, MtlsMode::Optional | MtlsMode::Require) {
                 match &site.trust {
                     Some(t) if t.internal_ca || !t.ca_files.is_empty() => {}
-                    _ => {
-                        return Err(format!(
-                            "site[{i}] has mtls = \"{}\" but no trust store; add trust = {{ internal_ca = true }} or trust = {{ ca_files = [...] }}",
-                            if site.mtls == MtlsMode::Require { "require" } else { "optional" }
-                        ));
-                    }
+                    _ => problems.push(format!(
+                        "site[{i}] has mtls = \"{}\" but no trust store; add trust = {{ internal_ca = true }} or trust = {{ ca_files = [...] }}",
+                        if site.mtls == MtlsMode::Require { "require" } else { "optional" }
+                    )),
                 }
             }
             if let Some(u) = &site.upstream {
-                check_upstream(u, &format!("site[{i}].upstream"))?;
+                check_upstream(u, &format!("site[{i}].upstream"), &mut problems);
             }
             for (j, route) in site.routes.iter().enumerate() {
                 if !route.path_prefix.starts_with('/') {
-                    return Err(format!(
+                    problems.push(format!(
                         "site[{i}].route[{j}].path_prefix \"{}\" must start with '/'",
                         route.path_prefix
                     ));
@@ -358,28 +386,28 @@ impl Config {
                 if route.mtls == Some(RouteMtls::Require)
                     && !matches!(site.mtls, MtlsMode::Optional | MtlsMode::Require)
                 {
-                    return Err(format!(
+                    problems.push(format!(
                         "site[{i}].route[{j}] requires a client certificate but the site has mtls = off or passthrough; set the site's mtls = \"optional\""
                     ));
                 }
                 match &route.upstream {
-                    Some(u) => check_upstream(u, &format!("site[{i}].route[{j}].upstream"))?,
+                    Some(u) => check_upstream(u, &format!("site[{i}].route[{j}].upstream"), &mut problems),
                     None if site.upstream.is_none() => {
-                        return Err(format!("site[{i}].route[{j}] has no upstream and the site has none; set one"));
+                        problems.push(format!("site[{i}].route[{j}] has no upstream and the site has none; set one"));
                     }
                     None => {}
                 }
             }
             if site.upstream.is_none() && site.routes.iter().all(|r| r.path_prefix != "/") {
-                return Err(format!(
+                problems.push(format!(
                     "site[{i}] has no upstream for paths no route matches; set site[{i}].upstream or add a route for \"/\""
                 ));
             }
         }
         if self.limits.max_connections == 0 || self.limits.max_header_bytes < 1024 {
-            return Err("limits: max_connections must be at least 1 and max_header_bytes at least 1024".into());
+            problems.push("limits: max_connections must be at least 1 and max_header_bytes at least 1024".to_owned());
         }
-        Ok(())
+        problems
     }
 
     /// Every file the running configuration reads, for reload-on-change.
@@ -402,9 +430,245 @@ pub fn is_host_pattern(name: &str) -> bool {
     name.parse::<std::net::IpAddr>().is_ok() || pki::is_dns_name(name)
 }
 
+/// Deserializes the document one top-level table at a time, and each element
+/// of `[[site]]` and `[[upstream]]` on its own, so that one run reports a
+/// schema problem (unknown key, wrong type, missing key) in every table; within
+/// a table serde stops at the first. A TOML syntax error stops the parser, so
+/// it is the only problem reported.
+fn read_tables(text: &str) -> Result<Config, Vec<String>> {
+    let root = DeTable::parse(text).map_err(|e| vec![toml_message(text, e.span(), e.message())])?;
+    let mut problems = SchemaProblems { text, found: Vec::new() };
+    for (key, value) in root.get_ref().iter() {
+        let name: &str = key.get_ref();
+        match name {
+            "data_dir" => problems.read::<PathBuf>(name, value),
+            "listen" => problems.read::<Listen>(name, value),
+            "tls" => problems.read::<TlsSettings>(name, value),
+            "limits" => problems.read::<Limits>(name, value),
+            "identity" => problems.read::<IdentitySettings>(name, value),
+            "runtime" => problems.read::<RuntimeSettings>(name, value),
+            "log" => problems.read::<LogSettings>(name, value),
+            "site" => problems.read_each::<SiteConfig>(name, value),
+            "upstream" => problems.read_each::<UpstreamConfig>(name, value),
+            _ => {
+                // Config's own derive, given a table of just this key, names it and lists the known ones.
+                let alone: DeTable = [(key.clone(), value.clone())].into_iter().collect();
+                let unknown = Config::deserialize(toml::de::Deserializer::from(Spanned::new(root.span(), alone)));
+                if let Err(e) = unknown {
+                    problems.note(name, value, &e);
+                }
+            }
+        }
+    }
+    let mut found = problems.found;
+    // The map iterates keys by name; the operator reads the file top to bottom.
+    found.sort_by_key(|(offset, _)| *offset);
+    let mut messages: Vec<String> = found.into_iter().map(|(_, message)| message).collect();
+    if !root.get_ref().contains_key("listen") {
+        messages.push("missing field `listen`; add a [listen] table with https = \"ADDRESS:PORT\"".to_owned());
+    }
+    if !messages.is_empty() {
+        return Err(messages);
+    }
+    // Every table has been read once already; this builds the whole with serde's defaults.
+    Config::deserialize(toml::de::Deserializer::from(root)).map_err(|e| vec![toml_message(text, e.span(), e.message())])
+}
+
+/// Schema problems, each with the byte offset it is at.
+struct SchemaProblems<'t> {
+    text: &'t str,
+    found: Vec<(usize, String)>,
+}
+
+impl SchemaProblems<'_> {
+    /// Deserializes the value of key `path` as a `T`, noting its first problem.
+    fn read<T: DeserializeOwned>(&mut self, path: &str, value: &Spanned<DeValue<'_>>) {
+        if let Err(e) = T::deserialize(ValueDeserializer::from(value.clone())) {
+            self.note(path, value, &e);
+        }
+    }
+
+    /// Deserializes each element of the array of tables `name` as a `T` on its own.
+    fn read_each<T: DeserializeOwned>(&mut self, name: &str, value: &Spanned<DeValue<'_>>) {
+        match value.get_ref() {
+            DeValue::Array(elements) => {
+                for (i, element) in elements.iter().enumerate() {
+                    self.read::<T>(&format!("{name}[{i}]"), element);
+                }
+            }
+            // Not an array: serde says what it is instead.
+            _ => self.read::<Vec<T>>(name, value),
+        }
+    }
+
+    /// Notes `error`, found in `value` (the value of key `path`), naming the
+    /// key below `path` it is at and its line.
+    fn note(&mut self, path: &str, value: &Spanned<DeValue<'_>>, error: &toml::de::Error) {
+        let message = error.message().trim_end();
+        let Some(offset) = error.span().map(|span| span.start) else {
+            self.found.push((value.span().start, format!("{path}: {message}")));
+            return;
+        };
+        let below = key_path_at(value.get_ref(), offset).unwrap_or_default();
+        self.found.push((offset, format!("{}: {path}{below}: {message}", line_col(self.text, offset))));
+    }
+}
+
+/// The key path (`.route[0].mtls`) inside `value` of the key or value at byte
+/// `offset`; `None` when it is `value` itself (a missing key: the span is the
+/// table's header).
+fn key_path_at(value: &DeValue<'_>, offset: usize) -> Option<String> {
+    let within = |path: String, child: &Spanned<DeValue<'_>>| match key_path_at(child.get_ref(), offset) {
+        Some(below) => Some(path + &below),
+        None => child.span().contains(&offset).then_some(path),
+    };
+    match value {
+        DeValue::Table(table) => table.iter().find_map(|(key, child)| {
+            let path = format!(".{}", key.get_ref());
+            if key.span().contains(&offset) { Some(path) } else { within(path, child) }
+        }),
+        DeValue::Array(elements) => elements.iter().enumerate().find_map(|(i, child)| within(format!("[{i}]"), child)),
+        _ => None,
+    }
+}
+
 fn toml_message(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
     match span {
         Some(span) => format!("{}: {}", line_col(text, span.start), message.trim_end()),
         None => message.trim_end().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"data_dir = "ca"
+
+[listen]
+https = "127.0.0.1:8443"
+
+[tls]
+min_version = "1.3"
+
+[limits]
+max_connections = 10
+
+[identity]
+format = "xfcc"
+
+[runtime]
+worker_threads = 1
+
+[log]
+access = false
+
+[[site]]
+hosts = ["a.example"]
+certificate = { internal_ca = true }
+upstream = "app"
+
+[[site]]
+hosts = ["b.example"]
+certificate = { internal_ca = true }
+upstream = "app"
+
+[[upstream]]
+name = "app"
+servers = ["http://127.0.0.1:3000"]
+"#;
+
+    fn messages(text: &str) -> Vec<String> {
+        Config::parse(Path::new("t.toml"), text).expect_err("the config should be refused").messages
+    }
+
+    #[test]
+    fn every_top_level_key_is_read() {
+        let config = Config::parse(Path::new("t.toml"), GOOD).expect("valid config");
+        assert_eq!(config.sites.len(), 2);
+        assert_eq!(config.identity.format, IdentityFormat::Xfcc);
+        let host = &config.sites[1].hosts[0];
+        assert_eq!(&GOOD[host.span()], "\"b.example\"", "spans are relative to the whole file");
+    }
+
+    #[test]
+    fn schema_problems_in_every_table_are_reported_in_file_order() {
+        let text = GOOD
+            .replace("data_dir = \"ca\"\n", "data_dir = \"ca\"\nbacklog = 5\n")
+            .replace("access = false", "access = \"no\"")
+            .replacen("upstream = \"app\"\n", "upstream = \"app\"\ncolour = \"blue\"\n", 1)
+            .replacen("hosts = [\"b.example\"]\n", "hosts = [\"b.example\", 3]\n", 1)
+            .replace("servers = [\"http://127.0.0.1:3000\"]", "servers = \"http://127.0.0.1:3000\"");
+        assert_eq!(
+            messages(&text),
+            [
+                "line 2, column 1: backlog: unknown field `backlog`, expected one of `data_dir`, `listen`, `tls`, \
+                 `limits`, `identity`, `runtime`, `log`, `site`, `upstream`",
+                "line 20, column 10: log.access: invalid type: string \"no\", expected a boolean",
+                "line 26, column 1: site[0].colour: unknown field `colour`, expected one of `hosts`, `certificate`, \
+                 `mtls`, `trust`, `upstream`, `hsts_max_age`, `route`",
+                "line 29, column 23: site[1].hosts[1]: invalid type: integer `3`, expected a string",
+                "line 35, column 11: upstream[0].servers: invalid type: string \"http://127.0.0.1:3000\", expected a sequence",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_problem_deep_in_a_table_names_its_whole_path() {
+        let text = GOOD
+            .replacen("upstream = \"app\"\n", "upstream = \"app\"\n[[site.route]]\npath_prefix = \"/\"\n[[site.route]]\npath_prefix = \"/a\"\nmtls = \"sometimes\"\n", 1)
+            .replace("hosts = [\"b.example\"]\ncertificate = { internal_ca = true }", "hosts = [\"b.example\"]\ncertificate = { internal_ca = \"yes\" }");
+        assert_eq!(
+            messages(&text),
+            [
+                "line 29, column 8: site[0].route[1].mtls: unknown variant `sometimes`, expected `require` or `off`",
+                "line 33, column 31: site[1].certificate.internal_ca: invalid type: string \"yes\", expected a boolean",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_key_names_its_table() {
+        let text =
+            GOOD.replacen("hosts = [\"b.example\"]\n", "", 1).replace("[listen]\nhttps = \"127.0.0.1:8443\"\n", "");
+        assert_eq!(
+            messages(&text),
+            [
+                "line 24, column 1: site[1]: missing field `hosts`",
+                "missing field `listen`; add a [listen] table with https = \"ADDRESS:PORT\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_is_the_only_one() {
+        let text = GOOD.replace("worker_threads = 1", "worker_threads = ").replace("access = false", "colour = 1");
+        let found = messages(&text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("line 16, column 18: "), "{found:?}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported() {
+        let text = GOOD
+            .replacen("upstream = \"app\"\n", "upstream = \"app\"\n[[site.route]]\npath_prefix = \"api\"\n", 1)
+            .replace("hosts = [\"b.example\"]", "hosts = [\"a.example\"]")
+            .replacen("upstream = \"app\"\n\n[[upstream]]", "upstream = \"nowhere\"\n\n[[upstream]]", 1)
+            .replace("servers = [\"http://127.0.0.1:3000\"]", "servers = []");
+        assert_eq!(
+            messages(&text),
+            [
+                "upstream \"app\": servers is empty; list at least one URL",
+                "site[0].route[0].path_prefix \"api\" must start with '/'",
+                "line 29, column 10: host \"a.example\" is served by two sites; keep it in one",
+                "line 31, column 12: site[1].upstream = \"nowhere\" names no [[upstream]]; define it or fix the name",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_error_shows_one_line_per_problem() {
+        let error = ConfigError::new(Path::new("gw.toml"), vec!["one".to_owned(), "two".to_owned()]);
+        assert_eq!(error.to_string(), "gw.toml: one\ngw.toml: two");
     }
 }

@@ -29,6 +29,11 @@ pub static SPOOFABLE: [HeaderName; 8] = [
     HeaderName::from_static("x-client-verify"),
 ];
 
+/// Whether `name` is one of [`SPOOFABLE`].
+pub fn is_spoofable(name: &HeaderName) -> bool {
+    SPOOFABLE.contains(name)
+}
+
 /// Removes every header in [`SPOOFABLE`].
 pub fn strip_spoofable(headers: &mut HeaderMap) {
     for name in &SPOOFABLE {
@@ -47,7 +52,7 @@ impl IdentityHeaders {
         chain: &[CertificateDer<'static>],
         summary: Option<&CertSummary>,
     ) -> IdentityHeaders {
-        let Some(leaf) = chain.first() else {
+        let Some(leaf) = chain.first().filter(|_| format != IdentityFormat::None) else {
             return IdentityHeaders::default();
         };
         let b64 = |der: &[u8]| base64::engine::general_purpose::STANDARD.encode(der);
@@ -65,6 +70,7 @@ impl IdentityHeaders {
                     }
                 }
             }
+            IdentityFormat::None => {}
             IdentityFormat::Xfcc => {
                 let hash = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf));
                 let pem = pki::pem_cert(leaf);
@@ -119,6 +125,14 @@ mod tests {
         h.apply(&mut map);
         assert_eq!(map["client-cert"], ":AQID:");
         assert_eq!(map["client-cert-chain"], ":BA==:");
+    }
+
+    #[test]
+    fn format_none_sends_nothing() {
+        let chain = vec![CertificateDer::from(vec![1u8, 2, 3])];
+        let mut map = HeaderMap::new();
+        IdentityHeaders::new(IdentityFormat::None, &chain, None).apply(&mut map);
+        assert!(map.is_empty());
     }
 
     #[test]

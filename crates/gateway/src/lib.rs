@@ -108,7 +108,8 @@ impl Gateway {
 
     async fn try_reload(&self) -> Result<(), String> {
         let path = self.config_path.as_deref().ok_or("this gateway has no configuration file to reload")?;
-        let config = Config::load(path).map_err(|e| e.to_string())?;
+        // One log line for the refusal, however many problems the file has.
+        let config = Config::load(path).map_err(|e| format!("{}: {}", e.path.display(), e.messages.join("; ")))?;
         if config.listen != self.runtime.load().config.listen {
             tracing::warn!("listen addresses changed; they take effect at the next restart");
         }

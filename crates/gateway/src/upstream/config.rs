@@ -179,6 +179,14 @@ pub(super) fn refuse(name: &str, what: impl std::fmt::Display) -> UpstreamError 
     UpstreamError::Config(format!("upstream {name:?}: {what}"))
 }
 
+impl UpstreamConfig {
+    /// The configuration's validation of this table: everything but the TLS
+    /// files, the first problem found.
+    pub(crate) fn check(&self) -> Result<(), UpstreamError> {
+        check(self).map(drop)
+    }
+}
+
 /// Checks everything but the TLS files.
 pub(super) fn check(config: &UpstreamConfig) -> Result<Checked, UpstreamError> {
     let name = config.name.as_str();
