@@ -27,11 +27,12 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use crate::identity::{IdentityHeaders, strip_spoofable};
+use crate::identity::{IdentityHeaders, is_spoofable, strip_spoofable};
 use crate::log::{AccessEntry, now_rfc3339, write_line};
 use crate::metrics::Metrics;
 use crate::sites::{Route, Site};
 use crate::trust::{CertSummary, Refusal};
+use crate::upstream::OriginBody;
 
 /// What the connection knows of the client certificate.
 #[derive(Debug, Clone)]
@@ -78,6 +79,8 @@ pub struct Connection {
     pub client: ClientCert,
     /// Identity headers for the upstream.
     pub identity: IdentityHeaders,
+    /// `X-Forwarded-For`: the client address.
+    pub forwarded_for: HeaderValue,
     /// Time allowed for the upstream's response head.
     pub request_timeout: Duration,
     /// Whether to write access lines.
@@ -89,33 +92,42 @@ pub struct Connection {
 /// Response body: the upstream's, or one the gateway made; logged when it ends.
 pub type ProxyBody = LoggedBody;
 
-type Inner = Either<Incoming, Full<Bytes>>;
+type Inner = Either<OriginBody, Full<Bytes>>;
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A process-unique request id: a random per-process prefix and a counter
-/// (unique, cheap, not secret).
-fn request_id() -> String {
+/// (unique, cheap, not secret), 24 hex digits.
+fn request_id() -> HeaderValue {
     static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let prefix = PREFIX.get_or_init(|| {
+    let prefix = *PREFIX.get_or_init(|| {
         let mut seed = [0u8; 8];
         let _ = aws_lc_rs::rand::fill(&mut seed);
         u64::from_le_bytes(seed)
     });
-    format!("{prefix:016x}{:08x}", REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed) as u32)
+    let count = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed) as u32;
+    let mut id = [0u8; 24];
+    let digits = b"0123456789abcdef";
+    let nibbles =
+        (0..16).rev().map(|i| (prefix >> (i * 4)) & 0xf).chain((0..8).rev().map(|i| u64::from(count >> (i * 4)) & 0xf));
+    for (out, nibble) in id.iter_mut().zip(nibbles) {
+        *out = digits[nibble as usize];
+    }
+    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }
 
 /// Handles one request through every phase.
 pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let id = request_id();
+    let id_text = id.to_str().unwrap_or_default();
     let host = request_host(&req).unwrap_or_default();
     // The access line is only assembled when it will be written.
     let mut entry = conn.access_log.then(|| {
         Box::new(AccessEntry {
             time: now_rfc3339(),
             event: "request",
-            request_id: id.clone(),
+            request_id: id_text.to_owned(),
             client_ip: conn.peer.ip().to_string(),
             host: host.clone(),
             method: req.method().to_string(),
@@ -152,7 +164,8 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
             accept_json,
         ));
     }
-    upstream_request(&conn, &mut req, &host, &id);
+    let downstream_h2 = req.version() == http::Version::HTTP_2;
+    upstream_request(&conn, &mut req, &host, id.clone());
     let upgrade = req.headers().contains_key(header::UPGRADE).then(|| hyper::upgrade::on(&mut req));
 
     let forwarded = tokio::time::timeout(conn.request_timeout, route.upstream.forward(req)).await;
@@ -160,7 +173,7 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {
             conn.metrics.upstream_error();
-            tracing::warn!(request_id = %id, error = %e, "upstream failed");
+            tracing::warn!(request_id = %id_text, error = %e, "upstream failed");
             return Ok(local(
                 &conn,
                 entry,
@@ -192,7 +205,7 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
             splice_upgrade(downstream, hyper::upgrade::on(&mut response));
         }
     } else {
-        response_filter(&conn.site, response.headers_mut());
+        response_filter(&conn.site, response.headers_mut(), downstream_h2);
     }
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
@@ -220,37 +233,59 @@ pub fn policy(route: &Route, client: &ClientCert) -> Result<(), String> {
     }
 }
 
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Phase 3: headers for the upstream.
-pub fn upstream_request(conn: &Connection, req: &mut Request<Incoming>, host: &str, id: &str) {
+pub fn upstream_request(conn: &Connection, req: &mut Request<Incoming>, host: &str, id: HeaderValue) {
     let upgrade = req.headers().get(header::UPGRADE).cloned();
+    // Host as the client sent it, when it is the bare lowercase name (the usual case).
+    let forwarded_host = match req.headers().get(header::HOST) {
+        Some(value) if value.as_bytes() == host.as_bytes() => Some(value.clone()),
+        _ => HeaderValue::from_str(host).ok(),
+    };
+    let authority = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
     let headers = req.headers_mut();
-    remove_hop_by_hop(headers);
-    strip_spoofable(headers);
+    remove_hop_by_hop(headers, true);
     if let Some(protocol) = upgrade {
         headers.insert(header::UPGRADE, protocol);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     conn.identity.apply(headers);
-    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), v);
-        }
-    };
-    set(headers, "x-forwarded-for", &conn.peer.ip().to_string());
-    set(headers, "x-forwarded-proto", "https");
-    set(headers, "x-forwarded-host", host);
-    set(headers, "x-request-id", id);
+    headers.insert(X_FORWARDED_FOR.clone(), conn.forwarded_for.clone());
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+    if let Some(value) = forwarded_host.clone() {
+        headers.insert(X_FORWARDED_HOST.clone(), value);
+    }
+    headers.insert(X_REQUEST_ID.clone(), id);
     if !headers.contains_key(header::HOST) {
         // HTTP/2 carries the host (and port) in :authority; HTTP/1.1 origins need it as Host.
-        let authority = req.uri().authority().map(|a| a.as_str().to_owned());
-        set(req.headers_mut(), "host", authority.as_deref().unwrap_or(host));
+        if let Some(value) = authority.or(forwarded_host) {
+            headers.insert(header::HOST, value);
+        }
     }
     *req.version_mut() = http::Version::HTTP_11;
 }
 
 /// Phase 5: response headers for the client.
-pub fn response_filter(site: &Site, headers: &mut HeaderMap) {
-    remove_hop_by_hop(headers);
+///
+/// For an HTTP/2 client the values are copied out of the origin
+/// connection's read buffer: HPACK keeps header values in its table for the
+/// life of the connection, and each would keep a whole buffer (8 KiB or
+/// more) of the origin connection alive with it.
+pub fn response_filter(site: &Site, headers: &mut HeaderMap, h2: bool) {
+    remove_hop_by_hop(headers, false);
+    if h2 {
+        for value in headers.values_mut() {
+            let sensitive = value.is_sensitive();
+            if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+                copy.set_sensitive(sensitive);
+                *value = copy;
+            }
+        }
+    }
     if let Some(hsts) = &site.hsts {
         headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
@@ -267,8 +302,15 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHENTICATE,
 ];
 
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Names listed in Connection are hop-by-hop too; most requests have no such list.
+/// Removes the hop-by-hop headers, those `Connection` names, and, for a
+/// request (`spoofable`), the identity headers only the gateway may set.
+fn remove_hop_by_hop(headers: &mut HeaderMap, spoofable: bool) {
+    // One pass over the names decides; most messages have none of these.
+    let found = headers.keys().any(|name| HOP_BY_HOP.contains(name) || (spoofable && is_spoofable(name)));
+    if !found {
+        return;
+    }
+    // Names listed in Connection are hop-by-hop too.
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -283,6 +325,9 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     for name in &HOP_BY_HOP {
         headers.remove(name);
+    }
+    if spoofable {
+        strip_spoofable(headers);
     }
 }
 
@@ -301,16 +346,20 @@ fn splice_upgrade(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrad
 }
 
 fn request_host(req: &Request<Incoming>) -> Option<String> {
-    let raw = req.uri().authority().map(|a| a.host().to_owned()).or_else(|| {
-        let value = req.headers().get(header::HOST)?.to_str().ok()?;
-        let host = if value.starts_with('[') {
-            value.split_inclusive(']').next().unwrap_or(value)
-        } else {
-            value.rsplit_once(':').map_or(value, |(h, _)| h)
-        };
-        Some(host.to_owned())
-    })?;
-    Some(raw.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+    let raw = match req.uri().authority() {
+        Some(authority) => authority.host(),
+        None => {
+            let value = req.headers().get(header::HOST)?.to_str().ok()?;
+            if value.starts_with('[') {
+                value.split_inclusive(']').next().unwrap_or(value)
+            } else {
+                value.rsplit_once(':').map_or(value, |(h, _)| h)
+            }
+        }
+    };
+    let mut host = raw.trim_start_matches('[').trim_end_matches(']').to_owned();
+    host.make_ascii_lowercase();
+    Some(host)
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {

@@ -5,6 +5,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -182,6 +184,8 @@ async fn connection(
         cipher: session.negotiated_cipher_suite().and_then(|s| s.suite().as_str()).unwrap_or("unknown"),
         client,
         identity,
+        forwarded_for: header::HeaderValue::from_str(&peer.ip().to_string())
+            .expect("an IP address is a valid header value"),
         request_timeout: Duration::from_millis(limits.request_timeout_ms),
         access_log: runtime.config.log.access,
         metrics: metrics.clone(),
@@ -252,58 +256,73 @@ fn is_cert_error(error: Option<&rustls::Error>) -> bool {
     matches!(error, Some(rustls::Error::InvalidCertificate(_)) | Some(rustls::Error::NoCertificatesPresented))
 }
 
-/// In-flight requests, when the connection last went idle, and when the
-/// head of a next request started to arrive (HTTP/1.1), for the idle and
-/// slow-header limits.
+/// What the idle and slow-header limits need to know of a connection:
+/// requests in flight, requests started, and whether bytes of a next request
+/// head have arrived (HTTP/1.1). A request costs a few atomic operations and
+/// no clock read; [`drive`] samples these at each check and keeps the times,
+/// so the limits hold to within one check interval.
 #[derive(Default)]
 struct Activity {
-    in_flight: std::sync::atomic::AtomicUsize,
-    idle_since: std::sync::Mutex<Option<Instant>>,
-    head_started: std::sync::Mutex<Option<Instant>>,
+    in_flight: AtomicUsize,
+    started: AtomicU64,
+    head_bytes: AtomicBool,
 }
 
 struct ActivityGuard(Arc<Activity>);
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Activity {
     /// A request head is complete and its service call starts.
     fn begin(self: &Arc<Self>) -> ActivityGuard {
-        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *lock(&self.head_started) = None;
+        self.in_flight.fetch_add(1, Relaxed);
+        self.started.fetch_add(1, Relaxed);
+        self.head_bytes.store(false, Relaxed);
         ActivityGuard(self.clone())
     }
 
     /// Bytes arrived; between requests they are the start of the next head.
     fn bytes_read(&self) {
-        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-            lock(&self.head_started).get_or_insert_with(Instant::now);
+        if self.in_flight.load(Relaxed) == 0 {
+            self.head_bytes.store(true, Relaxed);
         }
-    }
-
-    fn idle_for(&self) -> Option<Duration> {
-        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-            return None;
-        }
-        Some(lock(&self.idle_since).get_or_insert_with(Instant::now).elapsed())
-    }
-
-    /// How long a request head has been arriving without completing.
-    fn head_pending_for(&self) -> Option<Duration> {
-        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-            return None;
-        }
-        lock(&self.head_started).map(|t| t.elapsed())
     }
 }
 
 impl Drop for ActivityGuard {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) == 1 {
-            *lock(&self.0.idle_since) = Some(Instant::now());
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The drive loop's view of [`Activity`] over time.
+struct Watch {
+    started: u64,
+    idle_since: Option<Instant>,
+    head_since: Option<Instant>,
+}
+
+impl Watch {
+    /// Samples the connection at `now`: how long it has been idle, and how
+    /// long a request head has been arriving without completing.
+    fn sample(&mut self, activity: &Activity, now: Instant) -> (Option<Duration>, Option<Duration>) {
+        let started = activity.started.load(Relaxed);
+        let moved = std::mem::replace(&mut self.started, started) != started;
+        let waiting = activity.in_flight.load(Relaxed) == 0;
+        // A request since the last sample restarts both clocks.
+        if moved || !waiting {
+            self.idle_since = None;
+            self.head_since = None;
         }
+        if !waiting {
+            return (None, None);
+        }
+        let idle_for = now - *self.idle_since.get_or_insert(now);
+        let head_for = if activity.head_bytes.load(Relaxed) {
+            Some(now - *self.head_since.get_or_insert(now))
+        } else {
+            self.head_since = None;
+            None
+        };
+        (Some(idle_for), head_for)
     }
 }
 
@@ -382,6 +401,7 @@ async fn drive<C, T>(
     let mut closing = false;
     let shortest = head.map_or(idle, |h| h.min(idle));
     let check = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut watch = Watch { started: 0, idle_since: Some(Instant::now()), head_since: None };
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -391,11 +411,12 @@ async fn drive<C, T>(
                 return;
             }
             _ = tokio::time::sleep(check) => {
-                if head.is_some_and(|h| activity.head_pending_for().is_some_and(|d| d >= h)) {
+                let (idle_for, head_pending_for) = watch.sample(activity, Instant::now());
+                if head.is_some_and(|h| head_pending_for.is_some_and(|d| d >= h)) {
                     tracing::debug!("request head incomplete after the header read timeout; closing");
                     return;
                 }
-                if !closing && activity.idle_for().is_some_and(|d| d >= idle) {
+                if !closing && idle_for.is_some_and(|d| d >= idle) {
                     close(conn.as_mut());
                     closing = true;
                 }

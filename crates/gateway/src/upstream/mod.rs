@@ -17,9 +17,11 @@
 //! (origin trust and client certificate), `connect` (dialling a server),
 //! `server` (per-server state), `balance` (the choice), `health` (active
 //! checks), `request` (what the origin receives), `pool` (the
-//! request path that ties them together).
+//! request path that ties them together), `body` (the response body that
+//! gives its connection back).
 
 mod balance;
+mod body;
 mod config;
 mod connect;
 mod health;
@@ -33,6 +35,7 @@ mod tests;
 
 use http::StatusCode;
 
+pub use body::OriginBody;
 pub use config::{Balance, HealthConfig, UpstreamConfig, UpstreamTls};
 pub use pool::Pool;
 

@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -14,12 +15,19 @@ use tracing::debug;
 
 use super::UpstreamError;
 use super::balance::Balancer;
+use super::body::{Lease, OriginBody};
 use super::config::{self, HealthCheck, UpstreamConfig};
 use super::connect::{Connection, Connector};
 use super::health;
 use super::request::Outgoing;
 use super::server::{Ejection, InFlight, Server};
 use super::tls::OriginTls;
+
+/// A connection idle for less than this is taken to be open: origins close
+/// idle connections after seconds (nginx 75, Node.js 5, gunicorn 2), so a
+/// request on it is not kept for a second attempt. One idle for longer may
+/// be closed by the origin as the request goes out, so a copy is kept.
+const REUSE_RACE: Duration = Duration::from_secs(1);
 
 /// One upstream: its servers, their state and their connections.
 ///
@@ -108,14 +116,14 @@ impl Pool {
     /// Protocols`, until the upgraded connection is dropped. To tunnel an
     /// upgrade, take `hyper::upgrade::on(&mut downstream_request)` before
     /// calling this, and `hyper::upgrade::on(&mut response)` after.
-    pub async fn forward(&self, req: Request<Incoming>) -> Result<(Response<Incoming>, String), UpstreamError> {
+    pub async fn forward(&self, req: Request<Incoming>) -> Result<(Response<OriginBody>, String), UpstreamError> {
         let mut out = Outgoing::new(req);
         let first = self.pick(None)?;
         let error = match self.attempt(first, &mut out).await {
             Ok(response) => return Ok((response, self.servers[first].authority().to_owned())),
             Err(error) => error,
         };
-        if !(error.is_connect_failure() && out.replayable()) {
+        if !(error.is_connect_failure() && out.can_send_again()) {
             return Err(error);
         }
         let Ok(second) = self.pick(Some(first)) else {
@@ -144,12 +152,15 @@ impl Pool {
     }
 
     /// One try on `servers[index]`: an idle connection if one is open, else
-    /// (or when the idle one fails under a replayable request) a new one.
-    async fn attempt(&self, index: usize, out: &mut Outgoing) -> Result<Response<Incoming>, UpstreamError> {
+    /// (or when a long-idle one fails under a replayable request) a new one.
+    async fn attempt(&self, index: usize, out: &mut Outgoing) -> Result<Response<OriginBody>, UpstreamError> {
         let server = &self.servers[index];
         let in_flight = server.begin();
-        while let Some(mut conn) = server.take_idle() {
-            let req = out.take(server.authority()).ok_or_else(|| body_spent(server))?;
+        while let Some((mut conn, idle_for)) = server.take_idle() {
+            // The origin may close a connection that sat idle just as the request
+            // goes out; only then is a copy kept to send the request again.
+            let keep_copy = idle_for >= REUSE_RACE;
+            let req = out.take(server.authority(), keep_copy).ok_or_else(|| already_sent(server))?;
             match conn.sender.try_send_request(req).await {
                 Ok(response) => return Ok(hand_back(server, conn, response, in_flight)),
                 Err(mut e) => {
@@ -158,7 +169,7 @@ impl Pool {
                         out.give_back(req);
                         continue;
                     }
-                    if !out.replayable() {
+                    if !out.can_send_again() {
                         return Err(exchange_failed(server, &e.into_error()));
                     }
                     // Most likely the origin closed the idle connection as the
@@ -180,7 +191,7 @@ impl Pool {
                 return Err(error);
             }
         };
-        let req = out.take(server.authority()).ok_or_else(|| body_spent(server))?;
+        let req = out.take(server.authority(), false).ok_or_else(|| already_sent(server))?;
         match conn.sender.send_request(req).await {
             Ok(response) => Ok(hand_back(server, conn, response, in_flight)),
             Err(e) => Err(exchange_failed(server, &e)),
@@ -188,29 +199,19 @@ impl Pool {
     }
 }
 
-/// Returns the connection to the idle list once the response body is done.
+/// The response, with its connection leased to its body until the body ends.
 fn hand_back(
     server: &Arc<Server>,
     conn: Connection,
     response: Response<Incoming>,
     in_flight: InFlight,
-) -> Response<Incoming> {
+) -> Response<OriginBody> {
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         conn.hold_until_closed(in_flight);
-        return response;
+        return response.map(OriginBody::unleased);
     }
     let server = Arc::clone(server);
-    tokio::spawn(async move {
-        let mut conn = conn;
-        // Ready again once the response body has been read to the end; an
-        // error means it was dropped early or the origin closed the connection.
-        let ready = conn.sender.ready().await;
-        drop(in_flight);
-        if ready.is_ok() {
-            server.put_idle(conn);
-        }
-    });
-    response
+    response.map(|body| OriginBody::new(body, Lease { server, conn, in_flight }))
 }
 
 fn exchange_failed(server: &Server, error: &hyper::Error) -> UpstreamError {
@@ -224,9 +225,9 @@ fn exchange_failed(server: &Server, error: &hyper::Error) -> UpstreamError {
     UpstreamError::Protocol { server: server.authority().to_owned(), message }
 }
 
-fn body_spent(server: &Server) -> UpstreamError {
+fn already_sent(server: &Server) -> UpstreamError {
     UpstreamError::Protocol {
         server: server.authority().to_owned(),
-        message: "the request body was already sent and cannot be sent again".to_owned(),
+        message: "the request was already sent and cannot be sent again".to_owned(),
     }
 }

@@ -14,7 +14,8 @@ pub(super) struct Outgoing {
     method: Method,
     /// Origin form (`/path?query`): what an HTTP/1.1 origin expects on the request line.
     uri: Uri,
-    headers: HeaderMap,
+    /// `None` once they went out without a copy kept.
+    headers: Option<HeaderMap>,
     /// Whether the downstream request has a body; without one the request
     /// can be built again for another attempt.
     has_body: bool,
@@ -40,7 +41,7 @@ impl Outgoing {
         Outgoing {
             method: parts.method,
             uri: Uri::from(path),
-            headers,
+            headers: Some(headers),
             has_body: !empty,
             body: if empty { None } else { Some(body) },
             returned: None,
@@ -48,7 +49,7 @@ impl Outgoing {
     }
 
     /// Idempotent method and no body: sending it again after a failure is safe.
-    pub(super) fn replayable(&self) -> bool {
+    fn replayable(&self) -> bool {
         !self.has_body
             && matches!(
                 self.method,
@@ -56,19 +57,27 @@ impl Outgoing {
             )
     }
 
+    /// Whether the request can go out (again) on another connection: it was
+    /// handed back unsent, or it is replayable and a copy was kept.
+    pub(super) fn can_send_again(&self) -> bool {
+        self.returned.is_some() || (self.replayable() && self.headers.is_some())
+    }
+
     /// The request for the next attempt, with `server` (`host:port`) as Host
-    /// if the downstream request named none; `None` once a body has been sent.
-    pub(super) fn take(&mut self, server: &str) -> Option<Request<ProxyBody>> {
+    /// if the downstream request named none; `None` once it went out without
+    /// a copy. `keep_copy` keeps the headers of a replayable request so it
+    /// can be built again.
+    pub(super) fn take(&mut self, server: &str, keep_copy: bool) -> Option<Request<ProxyBody>> {
         if let Some(req) = self.returned.take() {
             return Some(req);
         }
+        let headers = if keep_copy && self.replayable() { self.headers.clone()? } else { self.headers.take()? };
         let body = if self.has_body { Either::Left(self.body.take()?) } else { Either::Right(Empty::new()) };
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
         *req.version_mut() = Version::HTTP_11;
-        // Without a body the request may be built again, so the headers stay.
-        *req.headers_mut() = if self.has_body { std::mem::take(&mut self.headers) } else { self.headers.clone() };
+        *req.headers_mut() = headers;
         if !req.headers().contains_key(HOST)
             && let Ok(value) = HeaderValue::from_str(server)
         {

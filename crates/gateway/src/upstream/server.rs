@@ -3,6 +3,7 @@
 //! ejection), how many requests are in flight to it, and its idle keep-alive
 //! connections.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -44,7 +45,8 @@ pub(super) struct Server {
     ejected_until: AtomicU64,
     epoch: Instant,
     in_flight: AtomicUsize,
-    idle: Mutex<Vec<(Connection, Instant)>>,
+    /// Oldest first.
+    idle: Mutex<VecDeque<(Connection, Instant)>>,
 }
 
 impl Server {
@@ -66,7 +68,7 @@ impl Server {
             ejected_until: AtomicU64::new(0),
             epoch: Instant::now(),
             in_flight: AtomicUsize::new(0),
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -154,12 +156,14 @@ impl Server {
         }
     }
 
-    /// The most recently used idle connection that is still open, if any.
-    pub(super) fn take_idle(&self) -> Option<Connection> {
+    /// The most recently used idle connection that is still open, if any,
+    /// and how long it was idle.
+    pub(super) fn take_idle(&self) -> Option<(Connection, Duration)> {
         let mut idle = lock(&self.idle);
-        while let Some((conn, since)) = idle.pop() {
-            if !conn.is_closed() && since.elapsed() < IDLE_TIMEOUT {
-                return Some(conn);
+        while let Some((conn, since)) = idle.pop_back() {
+            let idle_for = since.elapsed();
+            if !conn.is_closed() && idle_for < IDLE_TIMEOUT {
+                return Some((conn, idle_for));
             }
         }
         None
@@ -171,13 +175,18 @@ impl Server {
     }
 
     /// Keeps a connection that finished its exchange for the next request.
+    /// Connections idle too long are closed from the old end; closed ones
+    /// elsewhere are skipped when taken.
     pub(super) fn put_idle(&self, conn: Connection) {
         let now = Instant::now();
         let mut idle = lock(&self.idle);
-        idle.retain(|(c, since)| !c.is_closed() && now.duration_since(*since) < IDLE_TIMEOUT);
-        if idle.len() < MAX_IDLE {
-            idle.push((conn, now));
+        while idle.front().is_some_and(|(c, since)| c.is_closed() || now.duration_since(*since) >= IDLE_TIMEOUT) {
+            idle.pop_front();
         }
+        if idle.len() >= MAX_IDLE {
+            idle.pop_front();
+        }
+        idle.push_back((conn, now));
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use crate::upstream::{Pool, UpstreamConfig};
+use crate::upstream::{OriginBody, Pool, UpstreamConfig};
 
 type TestBody = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -191,7 +191,7 @@ pub async fn front(pool: Arc<Pool>) -> SocketAddr {
 async fn forward(
     pool: Arc<Pool>,
     mut req: Request<Incoming>,
-) -> Result<Response<Either<Incoming, Full<Bytes>>>, Infallible> {
+) -> Result<Response<Either<OriginBody, Full<Bytes>>>, Infallible> {
     let downstream = hyper::upgrade::on(&mut req);
     match pool.forward(req).await {
         Ok((mut res, server)) => {
