@@ -75,7 +75,24 @@ impl ClientCertVerifier for SiteVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        if self.policy == HandshakePolicy::Require {
+            return rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms);
+        }
+        // As for TLS 1.3 below; rustls has no raw-key check for TLS 1.2, where a
+        // scheme may stand for several algorithms (ECDSA on any curve): try each.
+        let spki = raw_key(cert)?;
+        let key = webpki::RawPublicKeyEntity::try_from(&spki).map_err(|_| bad_signature())?;
+        let candidates =
+            algorithms.mapping.iter().find(|(scheme, _)| *scheme == dss.scheme).map(|(_, algs)| *algs).unwrap_or(&[]);
+        for algorithm in candidates {
+            match key.verify_signature(*algorithm, message, dss.signature()) {
+                Ok(()) => return Ok(HandshakeSignatureValid::assertion()),
+                Err(webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_)) => continue,
+                Err(_) => return Err(bad_signature()),
+            }
+        }
+        Err(rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme))
     }
 
     fn verify_tls13_signature(
@@ -91,13 +108,21 @@ impl ClientCertVerifier for SiteVerifier {
         // Asking without verifying: prove possession against the certificate's key alone, so
         // a certificate webpki cannot parse (X.509 v1) still completes the handshake and is
         // refused, with its reason, by the connection's own verification.
-        let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        let spki = rustls::pki_types::SubjectPublicKeyInfoDer::from(parsed.public_key().raw);
-        rustls::crypto::verify_tls13_signature_with_raw_key(message, &spki, dss, algorithms)
+        rustls::crypto::verify_tls13_signature_with_raw_key(message, &raw_key(cert)?, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// The certificate's public key, read without judging the rest of the certificate.
+fn raw_key(cert: &CertificateDer<'_>) -> Result<rustls::pki_types::SubjectPublicKeyInfoDer<'static>, rustls::Error> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    Ok(rustls::pki_types::SubjectPublicKeyInfoDer::from(parsed.public_key().raw.to_vec()))
+}
+
+fn bad_signature() -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::BadSignature)
 }
