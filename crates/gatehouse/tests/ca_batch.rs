@@ -1,6 +1,7 @@
 //! `gatehouse ca batch FILE.csv --out DIR`: client bundles from a CSV.
-mod common;
-use common::*;
+mod support;
+use support::*;
+
 use std::path::Path;
 
 /// Parse the single `issued N, skipped K, failed M` summary line from stderr.
@@ -24,7 +25,7 @@ fn summary(stderr: &str) -> (u64, u64, u64) {
     (num("issued "), num("skipped "), num("failed "))
 }
 
-fn batch(d: &Path, csv: &Path, out: &Path, extra: &[&str]) -> (i32, String, String) {
+fn batch(d: &Path, csv: &Path, out: &Path, extra: &[&str]) -> Out {
     let mut a = vec!["ca", "batch", s(csv), "--out", s(out)];
     a.extend_from_slice(extra);
     gh(d, &a)
@@ -59,7 +60,7 @@ fn batch_issues_client_bundles_with_emails() {
     let csv = d.join("users.csv");
     write(&csv, "cn,email,password\nalice,alice@example.test,\nbob,,\ncarol,carol@example.test,\n");
     // $ gatehouse ca batch users.csv --out bundles
-    let (code, stdout, err) = batch(&d, &csv, &out, &[]);
+    let Out { code, stdout, stderr: err } = batch(&d, &csv, &out, &[]);
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {err}");
     assert_eq!(summary(&err), (3, 0, 0), "{err}");
     assert!(!exists(out.join("cn.crt")), "header row issued as a certificate");
@@ -98,7 +99,7 @@ fn batch_with_cn_only_csv_and_no_header() {
     let out = mkdir(d.join("out"));
     let csv = d.join("names.csv");
     write(&csv, "dora\nemil\n");
-    let (code, _o, err) = batch(&d, &csv, &out, &["--days", "7"]);
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &["--days", "7"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(summary(&err), (2, 0, 0));
     for cn in ["dora", "emil"] {
@@ -109,7 +110,7 @@ fn batch_with_cn_only_csv_and_no_header() {
     // header "cn" alone
     let csv2 = d.join("names2.csv");
     write(&csv2, "cn\nfritz\n");
-    let (code, _o, err) = batch(&d, &csv2, &out, &[]);
+    let Out { code, stderr: err, .. } = batch(&d, &csv2, &out, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(summary(&err), (1, 0, 0));
     assert!(exists(out.join("fritz.crt")) && !exists(out.join("cn.crt")));
@@ -122,7 +123,7 @@ fn batch_p12_passwords_from_rows_and_generated() {
     let csv = d.join("users.csv");
     write(&csv, "cn,email,password\nalice,alice@example.test,\nbob,bob@example.test,bobs-own-secret\ncarol,,\n");
     // $ gatehouse ca batch users.csv --out out --p12
-    let (code, stdout, err) = batch(&d, &csv, &out, &["--p12"]);
+    let Out { code, stdout, stderr: err } = batch(&d, &csv, &out, &["--p12"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(summary(&err), (3, 0, 0));
 
@@ -145,7 +146,7 @@ fn batch_p12_passwords_from_rows_and_generated() {
     }
     let info = pkcs12_opens(&out.join("bob.p12"), "bobs-own-secret", false);
     assert!(info.contains("friendlyName: bob"), "{info}");
-    let (code, _, _) = openssl(&["pkcs12", "-in", s(&out.join("bob.p12")), "-passin", "pass:wrong", "-noout"]);
+    let Out { code, .. } = openssl(&["pkcs12", "-in", s(&out.join("bob.p12")), "-passin", "pass:wrong", "-noout"]);
     assert_ne!(code, 0, "bob.p12 opens with a wrong password");
 }
 
@@ -155,7 +156,7 @@ fn batch_p12_legacy() {
     let out = mkdir(d.join("out"));
     let csv = d.join("u.csv");
     write(&csv, "cn,email,password\nold1,,pw-old-1\n");
-    let (code, _o, err) = batch(&d, &csv, &out, &["--p12", "--legacy"]);
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &["--p12", "--legacy"]);
     assert_eq!(code, 0, "{err}");
     let info = pkcs12_opens(&out.join("old1.p12"), "pw-old-1", true);
     assert!(info.contains("MAC: sha1") && info.contains("pbeWithSHA1And3-KeyTripleDES-CBC"), "{info}");
@@ -178,7 +179,7 @@ fn bad_rows_are_reported_with_line_numbers_and_the_rest_issued() {
          good1,,\n",
     );
     // $ gatehouse ca batch mixed.csv --out out ; echo $?
-    let (code, _o, err) = batch(&d, &csv, &out, &[]);
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &[]);
     assert_eq!(code, 1, "any failed row -> exit 1; stderr: {err}");
     for n in [3, 4, 5, 6, 8] {
         assert!(err.contains(&format!("line {n}:")), "line {n} not reported:\n{err}");
@@ -206,14 +207,14 @@ fn rerun_skips_existing_bundles() {
     let out = mkdir(d.join("out"));
     let csv = d.join("u.csv");
     write(&csv, "cn,email,password\nu1,,\nu2,,\nu3,,\n");
-    let (code, _o, err) = batch(&d, &csv, &out, &["--p12"]);
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &["--p12"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(summary(&err), (3, 0, 0));
     let before: Vec<Vec<u8>> =
         ["u1.crt", "u2.key", "u3.p12", "passwords.csv"].iter().map(|f| read_bytes(out.join(f))).collect();
 
     // $ gatehouse ca batch u.csv --out out --p12    (again)
-    let (code, _o, err) = batch(&d, &csv, &out, &["--p12"]);
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &["--p12"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(summary(&err), (0, 3, 0), "{err}");
     let after: Vec<Vec<u8>> =
@@ -223,7 +224,7 @@ fn rerun_skips_existing_bundles() {
 
     // a new row is issued, old ones skipped; its generated password is added
     write(&csv, "cn,email,password\nu1,,\nu2,,\nu3,,\nu4,,\n");
-    let (code, _o, err) = batch(&d, &csv, &out, &["--p12"]);
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &["--p12"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(summary(&err), (1, 3, 0), "{err}");
     assert_eq!(list_json(&d, &[]).len(), 4);
@@ -240,7 +241,7 @@ fn batch_requires_out() {
     let d = init_ca(&[]);
     let csv = d.join("u.csv");
     write(&csv, "cn\nx1\n");
-    let (code, _o, err) = gh(&d, &["ca", "batch", s(&csv)]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "batch", s(&csv)]);
     assert_eq!(code, 2, "missing --out is a usage error: {err}");
     assert!(list_json(&d, &[]).is_empty());
 }

@@ -6,8 +6,9 @@
 //! is read in one `openssl storeutl -certs -text` call over their concatenation
 //! (in file order), each file being read only once across rounds, and a sample
 //! of every round is cross-checked with `openssl x509 -serial -noout`.
-mod common;
-use common::*;
+mod support;
+use support::*;
+
 use std::collections::{HashMap, HashSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -181,7 +182,7 @@ fn rerun_completes(
     // $ gatehouse ca batch many.csv --out out    (re-run to completion)
     let mut args = vec!["ca", "batch", s(csv), "--out", s(out)];
     args.extend_from_slice(extra);
-    let (code, _o, err) = gh(d, &args);
+    let Out { code, stderr: err, .. } = gh(d, &args);
     assert_eq!(code, 0, "re-run after kill -9 failed (files on disk after kills: {progress:?}):\n{err}");
     let [issued, skipped, failed] = summary(&err);
     assert_eq!(issued + skipped, rows as u64, "issued + skipped != rows: {err}");
@@ -256,7 +257,8 @@ fn kill_9_during_p12_batch_keeps_passwords() {
         for f in sample {
             let cn = f.trim_end_matches(".p12");
             let pass = format!("pass:{}", pws[cn].trim());
-            let (code, o, e) = openssl(&["pkcs12", "-in", s(&out2.join(f)), "-passin", &pass, "-noout"]);
+            let Out { code, stdout: o, stderr: e } =
+                openssl(&["pkcs12", "-in", s(&out2.join(f)), "-passin", &pass, "-noout"]);
             assert_eq!(code, 0, "{label}: {f} does not open with its passwords.csv entry: {o}{e}");
         }
     };

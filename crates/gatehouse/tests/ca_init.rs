@@ -1,6 +1,6 @@
 //! `gatehouse ca init` and `ca root`, key types, encrypted CA keys.
-mod common;
-use common::*;
+mod support;
+use support::*;
 
 const CA_FILES: [&str; 6] =
     ["ca/root.crt", "ca/root.key", "ca/intermediate.crt", "ca/intermediate.key", "ca.toml", "gatehouse.db"];
@@ -9,7 +9,7 @@ const CA_FILES: [&str; 6] =
 fn init_creates_files_with_private_key_modes() {
     let d = tmp();
     // $ gatehouse --data-dir $D ca init
-    let (code, _out, err) = gh(&d, &["ca", "init"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "init"]);
     assert_eq!(code, 0, "ca init failed: {err}");
 
     for f in CA_FILES {
@@ -91,12 +91,12 @@ fn second_init_refuses_and_leaves_files_unchanged() {
     let before: Vec<Vec<u8>> = CA_FILES.iter().map(|f| read_bytes(d.join(f))).collect();
 
     // $ gatehouse ca init   (again)
-    let (code, _out, err) = gh(&d, &["ca", "init"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "init"]);
     assert_eq!(code, 1, "second ca init must exit 1; stderr: {err}");
     assert!(err.contains("already"), "stderr should say 'already': {err}");
 
     // and with other options as well
-    let (code, _out, err) = gh(&d, &["ca", "init", "--key-type", "rsa-2048", "--name", "Other"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "init", "--key-type", "rsa-2048", "--name", "Other"]);
     assert_eq!(code, 1, "third ca init must exit 1; stderr: {err}");
     assert!(err.contains("already"), "stderr should say 'already': {err}");
 
@@ -140,7 +140,7 @@ fn init_name_and_days() {
 #[test]
 fn init_rejects_unknown_key_type_as_usage_error() {
     let d = tmp();
-    let (code, _out, err) = gh(&d, &["ca", "init", "--key-type", "dsa-1024"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "init", "--key-type", "dsa-1024"]);
     assert_eq!(code, 2, "unknown key type must be a usage error (exit 2): {err}");
     assert!(!exists(root_key(&d)), "refused init must not write keys");
 }
@@ -160,7 +160,7 @@ fn key_type_round_trip(key_type: &str, want: &[&str]) {
     // the CA keys are PKCS#8 that OpenSSL reads
     for k in [root_key(&d), inter_key(&d)] {
         assert_eq!(mode(&k), 0o600);
-        let (code, _o, err) = openssl(&["pkey", "-in", s(&k), "-noout"]);
+        let Out { code, stderr: err, .. } = openssl(&["pkey", "-in", s(&k), "-noout"]);
         assert_eq!(code, 0, "{key_type}: `openssl pkey -in {}` cannot read the CA key: {err}", k.display());
     }
 }
@@ -197,7 +197,7 @@ fn passphrase_env_encrypts_keys_and_gates_signing() {
     let d = tmp();
     let pw = "correct horse battery staple";
     // $ GATEHOUSE_CA_PASSPHRASE=... gatehouse ca init
-    let (code, _o, err) = gh_env(&d, &["ca", "init"], &[(PASS_ENV, pw)]);
+    let Out { code, stderr: err, .. } = gh_env(&d, &["ca", "init"], &[(PASS_ENV, pw)]);
     assert_eq!(code, 0, "{err}");
 
     for k in [root_key(&d), inter_key(&d)] {
@@ -207,7 +207,7 @@ fn passphrase_env_encrypts_keys_and_gates_signing() {
         // $ openssl pkey -in KEY -passin pass:PW -noout
         let pass = format!("pass:{pw}");
         openssl_ok(&["pkey", "-in", s(&k), "-passin", &pass, "-noout"]);
-        let (c, _, _) = openssl(&["pkey", "-in", s(&k), "-passin", "pass:not-the-passphrase", "-noout"]);
+        let Out { code: c, .. } = openssl(&["pkey", "-in", s(&k), "-passin", "pass:not-the-passphrase", "-noout"]);
         assert_ne!(c, 0, "openssl decrypted {k:?} with a wrong passphrase");
     }
     assert_eq!(key_pubkey(&inter_key(&d), Some(pw)), cert_pubkey(&inter_crt(&d)));
@@ -225,11 +225,11 @@ fn passphrase_env_encrypts_keys_and_gates_signing() {
     ];
     for args in &signing {
         // without the passphrase
-        let (code, _o, err) = gh(&d, args);
+        let Out { code, stderr: err, .. } = gh(&d, args);
         assert_eq!(code, 1, "{args:?} without passphrase must exit 1; stderr: {err}");
         assert!(err.contains("passphrase"), "{args:?}: stderr should mention the passphrase: {err}");
         // with a wrong passphrase
-        let (code, _o, err) = gh_env(&d, args, &[(PASS_ENV, "wrong wrong wrong")]);
+        let Out { code, stderr: err, .. } = gh_env(&d, args, &[(PASS_ENV, "wrong wrong wrong")]);
         assert_eq!(code, 1, "{args:?} with wrong passphrase must exit 1; stderr: {err}");
         assert!(err.contains("passphrase"), "{args:?}: stderr should mention the passphrase: {err}");
     }
@@ -241,7 +241,7 @@ fn passphrase_env_encrypts_keys_and_gates_signing() {
 
     // with the right passphrase everything works
     for args in &signing {
-        let (code, _o, err) = gh_env(&d, args, &[(PASS_ENV, pw)]);
+        let Out { code, stderr: err, .. } = gh_env(&d, args, &[(PASS_ENV, pw)]);
         assert_eq!(code, 0, "{args:?} with the passphrase failed: {err}");
     }
     assert_verifies(&d, "sslserver", &out.join("www.example.test.crt"));
@@ -257,7 +257,7 @@ fn passphrase_file_flag_encrypts_keys() {
     let pwfile = d.join("ca-pass.txt");
     write(&pwfile, "file-based-passphrase"); // no trailing newline: unambiguous
     // $ gatehouse --ca-passphrase-file FILE ca init
-    let (code, _o, err) = gh(&d, &["--ca-passphrase-file", s(&pwfile), "ca", "init"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["--ca-passphrase-file", s(&pwfile), "ca", "init"]);
     assert_eq!(code, 0, "{err}");
     for k in [root_key(&d), inter_key(&d)] {
         assert!(read(&k).contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"), "{k:?} not encrypted");
@@ -265,13 +265,14 @@ fn passphrase_file_flag_encrypts_keys() {
     }
     let out = mkdir(d.join("out"));
     // issue needs it
-    let (code, _o, err) = gh(&d, &["ca", "issue", "--profile", "client", "--cn", "alice", "--out", s(&out)]);
+    let Out { code, stderr: err, .. } =
+        gh(&d, &["ca", "issue", "--profile", "client", "--cn", "alice", "--out", s(&out)]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("passphrase"), "{err}");
     // wrong passphrase file
     let bad = d.join("bad-pass.txt");
     write(&bad, "nope");
-    let (code, _o, err) = gh(
+    let Out { code, stderr: err, .. } = gh(
         &d,
         &["--ca-passphrase-file", s(&bad), "ca", "issue", "--profile", "client", "--cn", "alice", "--out", s(&out)],
     );
@@ -290,16 +291,17 @@ fn passphrase_file_flag_encrypts_keys() {
 /// `openssl pkey` decrypts with the passphrase, whatever the key type.
 fn encrypted_key_type(key_type: &str) {
     let d = tmp();
-    let (code, _o, err) = gh_env(&d, &["ca", "init", "--key-type", key_type], &[(PASS_ENV, "s3cret pass")]);
+    let Out { code, stderr: err, .. } =
+        gh_env(&d, &["ca", "init", "--key-type", key_type], &[(PASS_ENV, "s3cret pass")]);
     assert_eq!(code, 0, "{key_type}: {err}");
     for k in [root_key(&d), inter_key(&d)] {
         assert!(read(&k).starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"), "{key_type}: {k:?} not encrypted");
         // $ openssl pkey -in KEY -passin pass:... -noout
-        let (code, _o, err) = openssl(&["pkey", "-in", s(&k), "-passin", "pass:s3cret pass", "-noout"]);
+        let Out { code, stderr: err, .. } = openssl(&["pkey", "-in", s(&k), "-passin", "pass:s3cret pass", "-noout"]);
         assert_eq!(code, 0, "{key_type}: openssl pkey cannot decrypt {}: {err}", k.display());
     }
     let out = mkdir(d.join("out"));
-    let (code, _o, err) = gh_env(
+    let Out { code, stderr: err, .. } = gh_env(
         &d,
         &["ca", "issue", "--profile", "server", "--cn", "enc.example.test", "--out", s(&out)],
         &[(PASS_ENV, "s3cret pass")],

@@ -1,6 +1,7 @@
 //! `gatehouse ca issue`: files, modes, X.509 contents checked with openssl.
-mod common;
-use common::*;
+mod support;
+use support::*;
+
 use std::collections::HashSet;
 
 const CRL_URL: &str = "http://crl.example.test/gatehouse/intermediate.crl";
@@ -226,7 +227,7 @@ fn leaf_key_type_ed25519() {
     assert_verifies(&d, "sslclient", &out.join("edwards.crt"));
     // NAME.key must be usable by OpenSSL (e.g. a TLS server loading it)
     let key = out.join("edwards.key");
-    let (code, _o, err) = openssl(&["pkey", "-in", s(&key), "-noout"]);
+    let Out { code, stderr: err, .. } = openssl(&["pkey", "-in", s(&key), "-noout"]);
     assert_eq!(code, 0, "`openssl pkey -in edwards.key` cannot read the issued Ed25519 key: {err}");
     assert_eq!(key_pubkey(&key, None), cert_pubkey(&out.join("edwards.crt")));
 }
@@ -316,7 +317,7 @@ fn out_defaults_to_current_directory() {
     let d = init_ca(&[]);
     let cwd = mkdir(d.join("here"));
     // $ cd here && gatehouse --data-dir $D ca issue --profile client --cn carol
-    let (code, stdout, err) = gh_in(&d, &cwd, &["ca", "issue", "--profile", "client", "--cn", "carol"]);
+    let Out { code, stdout, stderr: err } = gh_in(&d, &cwd, &["ca", "issue", "--profile", "client", "--cn", "carol"]);
     assert_eq!(code, 0, "{err}");
     for f in ["carol.crt", "carol.key", "carol.fullchain.pem"] {
         assert!(exists(cwd.join(f)), "{f} not written to the cwd; cwd has {:?}", ls(&cwd));
@@ -333,7 +334,7 @@ fn refuses_to_overwrite_without_force() {
     let before: Vec<Vec<u8>> = files.iter().map(|f| read_bytes(out.join(f))).collect();
 
     // $ gatehouse ca issue ... (same name again)
-    let (code, _o, err) =
+    let Out { code, stderr: err, .. } =
         gh(&d, &["ca", "issue", "--profile", "server", "--cn", "keep.example.test", "--out", s(&out)]);
     assert_eq!(code, 1, "overwrite without --force must exit 1: {err}");
     assert!(!err.trim().is_empty(), "no error sentence on stderr");
@@ -371,7 +372,7 @@ fn days_default_and_explicit() {
     // notBefore is not in the future
     let nb = openssl_ok(&["x509", "-in", s(&c), "-noout", "-startdate"]);
     let nb = openssl_time(nb.trim().trim_start_matches("notBefore="));
-    assert!(nb <= now() + 5, "notBefore in the future");
+    assert!(nb <= unix_now() + 5, "notBefore in the future");
 
     issue(&d, &out, "server", "max.example.test", &["--days", "398"]);
     assert!(valid_after(&out.join("max.example.test.crt"), 397 * 86400));
@@ -381,12 +382,12 @@ fn days_default_and_explicit() {
 fn days_over_max_days_refused() {
     let d = init_ca(&[]);
     let out = mkdir(d.join("out"));
-    let (code, _o, err) =
+    let Out { code, stderr: err, .. } =
         gh(&d, &["ca", "issue", "--profile", "server", "--cn", "long.example.test", "--days", "399", "--out", s(&out)]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("max_days"), "stderr should name max_days: {err}");
     assert!(!exists(out.join("long.example.test.crt")));
-    let (code, _o, err) =
+    let Out { code, stderr: err, .. } =
         gh(&d, &["ca", "issue", "--profile", "client", "--cn", "longclient", "--days", "3651", "--out", s(&out)]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("max_days"), "{err}");
@@ -398,10 +399,10 @@ fn usage_errors_exit_2() {
     let d = init_ca(&[]);
     let out = mkdir(d.join("out"));
     // unknown profile
-    let (code, _o, err) = gh(&d, &["ca", "issue", "--profile", "admin", "--cn", "x", "--out", s(&out)]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "issue", "--profile", "admin", "--cn", "x", "--out", s(&out)]);
     assert_eq!(code, 2, "unknown profile: {err}");
     // missing --cn
-    let (code, _o, err) = gh(&d, &["ca", "issue", "--profile", "server", "--out", s(&out)]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "issue", "--profile", "server", "--out", s(&out)]);
     assert_eq!(code, 2, "missing --cn: {err}");
     assert!(ls(&out).is_empty(), "usage errors wrote files: {:?}", ls(&out));
 }

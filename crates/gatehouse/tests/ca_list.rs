@@ -3,8 +3,9 @@
 //! Status "expired" is not constructible through the CLI (`--days` is at least 1 and the
 //! tests do not touch the clock or the database schema), so only `--status expired`
 //! returning nothing for fresh certificates is checked.
-mod common;
-use common::*;
+mod support;
+use support::*;
+
 use std::path::PathBuf;
 
 /// init; server cert `web` with SANs, client cert `alice`; `web` revoked (keyCompromise).
@@ -93,7 +94,7 @@ fn list_json_fields() {
     assert_eq!(w["revocation_reason"], "keyCompromise");
     let revoked_at = rfc3339(w["revoked_at"].as_str().unwrap_or_else(|| panic!("revoked_at not a string: {w}")))
         .unwrap_or_else(|| panic!("revoked_at not RFC 3339: {}", w["revoked_at"]));
-    assert!((revoked_at - now()).abs() < 600, "revoked_at is not about now");
+    assert!((revoked_at - unix_now()).abs() < 600, "revoked_at is not about now");
 
     assert_eq!(a["status"], "valid");
     assert_eq!(a["profile"], "client");
@@ -110,7 +111,11 @@ fn list_json_fields() {
         let get = |k: &str| openssl_time(dates.lines().find_map(|l| l.strip_prefix(k)).unwrap());
         assert!((nb - get("notBefore=")).abs() <= 1, "not_before {} vs cert {dates}", e["not_before"]);
         assert!((na - get("notAfter=")).abs() <= 1, "not_after {} vs cert {dates}", e["not_after"]);
-        assert!((na - now() - days * 86400).abs() <= 86400, "not_after {} is not ~{days} days ahead", e["not_after"]);
+        assert!(
+            (na - unix_now() - days * 86400).abs() <= 86400,
+            "not_after {} is not ~{days} days ahead",
+            e["not_after"]
+        );
     }
     // serial as openssl prints it (case-insensitively, colons allowed)
     assert_eq!(norm_serial(w["serial"].as_str().unwrap()), norm_serial(&serial_of(&web)));
@@ -127,7 +132,7 @@ fn list_status_filter() {
     assert!(find_serial(&revoked, &serial_of(&web)).is_some());
     let expired = list_json(&d, &["--status", "expired"]);
     assert!(expired.is_empty(), "fresh certificates listed as expired: {expired:?}");
-    let (code, _o, err) = gh(&d, &["ca", "list", "--status", "bogus"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "list", "--status", "bogus"]);
     assert_eq!(code, 2, "bad --status value is a usage error: {err}");
 }
 
@@ -157,14 +162,14 @@ fn show_by_serial_forms() {
     let sa = serial_of(&alice);
     for form in [sa.clone(), sa.to_lowercase(), colon_lower(&sa), colon_lower(&sa).to_uppercase()] {
         // $ gatehouse ca show SERIAL
-        let (code, out, err) = gh(&d, &["ca", "show", &form]);
+        let Out { code, stdout: out, stderr: err } = gh(&d, &["ca", "show", &form]);
         assert_eq!(code, 0, "ca show {form}: {err}");
         assert!(out.contains("alice"), "ca show {form} output lacks the CN:\n{out}");
         assert!(!out.contains("web.example.test"), "ca show {form} printed another cert:\n{out}");
     }
     let out = gh_ok(&d, &["ca", "show", &serial_of(&web).to_lowercase()]);
     assert!(out.contains("web.example.test"), "{out}");
-    let (code, _o, err) = gh(&d, &["ca", "show", "00FFEEDDCCBBAA998877"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "show", "00FFEEDDCCBBAA998877"]);
     assert_eq!(code, 1, "unknown serial: {err}");
 }
 

@@ -1,6 +1,7 @@
 //! `gatehouse ca issue --p12`: PKCS#12 bundles read back with `openssl pkcs12`.
-mod common;
-use common::*;
+mod support;
+use support::*;
+
 use std::path::Path;
 
 /// `openssl pkcs12 [-legacy] -in P12 -passin pass:PW ARGS...` -> (code, stdout+stderr)
@@ -12,7 +13,7 @@ fn pkcs12(p12: &Path, pw: &str, legacy: bool, args: &[&str]) -> (i32, String) {
     }
     a.extend_from_slice(&["-in", s(p12), "-passin", &pass]);
     a.extend_from_slice(args);
-    let (code, out, err) = openssl(&a);
+    let Out { code, stdout: out, stderr: err } = openssl(&a);
     (code, format!("{out}{err}"))
 }
 
@@ -139,7 +140,7 @@ fn generated_password_is_printed_once_and_opens_the_bundle() {
     let d = init_ca(&[]);
     let out = mkdir(d.join("out"));
     // $ gatehouse ca issue --profile server --cn p12.example.test --p12
-    let (code, stdout, stderr) =
+    let Out { code, stdout, stderr } =
         gh(&d, &["ca", "issue", "--profile", "server", "--cn", "p12.example.test", "--p12", "--out", s(&out)]);
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("p12 password:")).collect();
@@ -185,7 +186,7 @@ fn p12_is_not_overwritten_without_force() {
     issue(&d, &out, "client", "dave", &["--p12", "--p12-password-file", s(&pwfile)]);
     let before = read_bytes(out.join("dave.p12"));
     write(&pwfile, "pw-two\n");
-    let (code, _o, err) = gh(
+    let Out { code, stderr: err, .. } = gh(
         &d,
         &[
             "ca",

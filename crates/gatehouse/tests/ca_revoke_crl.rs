@@ -1,6 +1,7 @@
 //! `gatehouse ca revoke` and `ca crl`, checked with `openssl crl` / `openssl verify -crl_check`.
-mod common;
-use common::*;
+mod support;
+use support::*;
+
 use std::path::{Path, PathBuf};
 
 /// init + two server certs a and b; returns (dir, a.crt, b.crt)
@@ -46,7 +47,7 @@ fn crl_times(crl: &Path) -> (i64, i64) {
 
 /// `openssl verify -crl_check -CAfile root -untrusted inter -CRLfile CRL CRT` -> (code, output)
 fn verify_crl(d: &Path, crl: &Path, crt: &Path) -> (i32, String) {
-    let (code, out, err) = openssl(&[
+    let Out { code, stdout: out, stderr: err } = openssl(&[
         "verify",
         "-crl_check",
         "-CAfile",
@@ -167,7 +168,7 @@ fn next_update_hours() {
     // $ gatehouse ca crl --next-update-hours 5
     gh_ok(&d, &["ca", "crl", "--next-update-hours", "5", "--out", s(&crl)]);
     let (last, next) = crl_times(&crl);
-    assert!((last - now()).abs() < 300, "lastUpdate is not now");
+    assert!((last - unix_now()).abs() < 300, "lastUpdate is not now");
     assert!((next - last - 5 * 3600).abs() <= 120, "nextUpdate - lastUpdate = {}s, want 5h", next - last);
 
     // default from ca.toml: 168 hours
@@ -258,12 +259,12 @@ fn unknown_serial_and_double_revoke_are_refused() {
     let (d, a, b) = setup();
     let sa = serial_of(&a);
     // unknown serial
-    let (code, _o, err) = gh(&d, &["ca", "revoke", "0123456789ABCDEF0123"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "revoke", "0123456789ABCDEF0123"]);
     assert_eq!(code, 1, "unknown serial must exit 1: {err}");
     assert!(!err.trim().is_empty());
     // first revoke ok, second refused
     gh_ok(&d, &["ca", "revoke", &sa, "--reason", "superseded"]);
-    let (code, _o, err) = gh(&d, &["ca", "revoke", &sa, "--reason", "keyCompromise"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "revoke", &sa, "--reason", "keyCompromise"]);
     assert_eq!(code, 1, "double revoke must exit 1: {err}");
     assert!(err.contains("already revoked"), "{err}");
     // the original reason stays
@@ -271,7 +272,7 @@ fn unknown_serial_and_double_revoke_are_refused() {
     assert_eq!(find_serial(&list, &sa).unwrap()["revocation_reason"], "superseded");
     assert_eq!(find_serial(&list, &serial_of(&b)).unwrap()["status"], "valid");
     // also refused in another spelling
-    let (code, _o, err) = gh(&d, &["ca", "revoke", &colon_lower(&sa)]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "revoke", &colon_lower(&sa)]);
     assert_eq!(code, 1);
     assert!(err.contains("already revoked"), "{err}");
 }
@@ -279,7 +280,7 @@ fn unknown_serial_and_double_revoke_are_refused() {
 #[test]
 fn unknown_reason_is_a_usage_error() {
     let (d, a, _b) = setup();
-    let (code, _o, err) = gh(&d, &["ca", "revoke", &serial_of(&a), "--reason", "boredom"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "revoke", &serial_of(&a), "--reason", "boredom"]);
     assert_eq!(code, 2, "unknown reason: {err}");
     assert_eq!(find_serial(&list_json(&d, &[]), &serial_of(&a)).unwrap()["status"], "valid");
 }

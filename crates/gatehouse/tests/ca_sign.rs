@@ -1,12 +1,13 @@
 //! `gatehouse ca sign CSR`: CSRs made by `openssl req`, refusals, ca.toml policy.
-mod common;
-use common::*;
+mod support;
+use support::*;
+
 use std::path::{Path, PathBuf};
 
 /// Refusal check: exit 1, stderr contains `word`, nothing recorded, no output file.
 #[track_caller]
 fn refused(d: &Path, args: &[&str], word: &str, out_file: Option<&Path>) -> String {
-    let (code, stdout, err) = gh(d, args);
+    let Out { code, stdout, stderr: err } = gh(d, args);
     assert_eq!(code, 1, "{args:?} should be refused with exit 1\nstdout: {stdout}\nstderr: {err}");
     assert!(err.contains(word), "{args:?}: stderr should contain {word:?}: {err}");
     assert!(!stdout.contains("BEGIN CERTIFICATE"), "refused sign printed a certificate");
@@ -162,7 +163,7 @@ fn refuses_tampered_csr_signature() {
         // openssl agrees the signature is bad but the CSR still parses
         openssl_ok(&["req", "-in", s(&bad_pem), "-noout", "-subject"]);
         // (OpenSSL 3.0 `req -verify` exits 0 either way; read its verdict)
-        let (_, o, e) = openssl(&["req", "-in", s(&bad_pem), "-noout", "-verify"]);
+        let Out { stdout: o, stderr: e, .. } = openssl(&["req", "-in", s(&bad_pem), "-noout", "-verify"]);
         assert!(format!("{o}{e}").contains("verify failure"), "openssl still verifies the tampered CSR: {o}{e}");
 
         let out = d.join("tampered.crt");
@@ -355,12 +356,12 @@ fn issue_applies_the_same_policy() {
     let d = strict_ca();
     let out = mkdir(d.join("out"));
     for san in ["DNS:evil.test", "IP:192.168.1.1", "email:x@example.com", "URI:https://example.org/x"] {
-        let (code, _o, err) =
+        let Out { code, stderr: err, .. } =
             gh(&d, &["ca", "issue", "--profile", "server", "--cn", "a.example.com", "--san", san, "--out", s(&out)]);
         assert_eq!(code, 1, "issue with {san} outside policy: {err}");
         assert!(err.contains("policy"), "{san}: {err}");
     }
-    let (code, _o, err) = gh(
+    let Out { code, stderr: err, .. } = gh(
         &d,
         &["ca", "issue", "--profile", "client", "--cn", "bob", "--san", "email:bob@evil.test", "--out", s(&out)],
     );
@@ -390,7 +391,7 @@ fn unknown_key_in_ca_toml_is_a_config_error() {
         vec!["ca", "sign", s(&csr), "--profile", "server"],
         vec!["ca", "issue", "--profile", "server", "--cn", "k.example.test", "--out", s(&d)],
     ] {
-        let (code, _o, err) = gh(&d, &args);
+        let Out { code, stderr: err, .. } = gh(&d, &args);
         assert_eq!(code, 2, "{args:?} with unknown key must exit 2: {err}");
         assert!(err.contains("allowed_colours"), "stderr should name the key: {err}");
         assert!(
@@ -404,7 +405,7 @@ fn unknown_key_in_ca_toml_is_a_config_error() {
         ca_toml(&d),
         format!("crl_next_update_hours = 24\nfrobnicate = true\n{}", good.replace("crl_next_update_hours = 168\n", "")),
     );
-    let (code, _o, err) = gh(&d, &["ca", "sign", s(&csr), "--profile", "server"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "sign", s(&csr), "--profile", "server"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("frobnicate"), "{err}");
     assert!(err.contains("line 2") || err.contains(":2"), "stderr should name line 2: {err}");
@@ -415,8 +416,8 @@ fn unknown_key_in_ca_toml_is_a_config_error() {
 fn sign_usage_errors() {
     let d = init_ca(&[]);
     let (csr, _) = csr_ec(&d, "u", "/CN=u.example.test", Some("DNS:u.example.test"), &[]);
-    let (code, _o, err) = gh(&d, &["ca", "sign", s(&csr), "--profile", "nope"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "sign", s(&csr), "--profile", "nope"]);
     assert_eq!(code, 2, "{err}");
-    let (code, _o, err) = gh(&d, &["ca", "sign", "--profile", "server"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "sign", "--profile", "server"]);
     assert_eq!(code, 2, "missing CSR_FILE: {err}");
 }

@@ -1,6 +1,6 @@
 //! The access line: one JSON object per request on stdout with the documented fields.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 const FIELDS: [&str; 18] = [
     "event",

@@ -1,12 +1,11 @@
 //! `gatehouse config check FILE`: exit 0 and `FILE: ok (N sites, M upstreams)`, or
 //! exit 2 with `gatehouse: FILE: line L, column C: ...` naming the key / file, one
 //! line per error (then `FILE: N errors` when there are several).
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// T/conf/tls/{localhost.fullchain.pem,localhost.key}; configs live in T/conf and use relative paths.
@@ -127,8 +126,8 @@ fn serve_refuses_a_config_with_an_unknown_key() {
     let text = VALID.replace("mtls = \"optional\"\n", "mtls = \"optional\"\ncolour = \"blue\"\n");
     let file = conf.join("bad.toml");
     fs::write(&file, &text).unwrap();
-    let mut c = Command::new(bin());
-    c.arg("--data-dir").arg(env.data()).args(["serve", "--config", s(&file)]).current_dir("/");
+    let mut c = gh_cmd(&env.data(), &["serve", "--config", s(&file)]);
+    c.current_dir("/");
     let o = run_limited(c, Duration::from_secs(10));
     assert_eq!(o.code, 2, "serve with an invalid config should exit 2:\n{}", o.all());
     assert!(

@@ -1,8 +1,8 @@
 //! The identity the upstream sees: Client-Cert (RFC 9440 sf-binary of the leaf DER),
 //! Client-Cert-Chain, spoofed identity/forwarding headers removed, X-Forwarded-*,
 //! X-Request-Id (= the access line's request_id), Host kept, and the xfcc and none formats.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 const OPTIONAL: &str = "mtls = \"optional\"\ntrust = { internal_ca = true }\n";
 

@@ -1,7 +1,7 @@
 //! Limits: slowloris (handshake and request head within header_read_timeout_ms) and
 //! non-TLS bytes on the TLS port.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 use std::io::Write;
 use std::net::TcpStream;

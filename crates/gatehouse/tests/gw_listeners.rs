@@ -1,7 +1,7 @@
 //! Listeners and TLS settings: http -> 308 redirect, admin /healthz and /metrics,
 //! HSTS, tls.min_version = "1.3", HTTP/2 by ALPN.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ fn http_listener_redirects_with_308_to_the_https_port() {
     let up = Upstream::start(&env);
     let (https, http) = (free_port(), free_port());
     let toml = localhost_config(&env, &listen_toml(https, Some(http), None), &up, "", "");
-    let gw = Gateway::start(&env, https, &toml);
+    let gw = Gateway::start(&env, "gw.toml", https, &toml);
     assert!(poll_until(Duration::from_secs(5), || port_open(http)).is_some(), "http listener not up");
 
     let resolve = format!("localhost:{http}:127.0.0.1");
@@ -39,10 +39,6 @@ fn http_listener_redirects_with_308_to_the_https_port() {
     assert_eq!(r.upstream().path, "/follow");
 }
 
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-}
-
 #[test]
 fn admin_healthz_and_metrics() {
     let env = Env::new();
@@ -55,7 +51,7 @@ fn admin_healthz_and_metrics() {
         "",
         "mtls = \"require\"\ntrust = { internal_ca = true }\n",
     );
-    let gw = Gateway::start(&env, https, &toml);
+    let gw = Gateway::start(&env, "gw.toml", https, &toml);
     assert!(poll_until(Duration::from_secs(5), || port_open(admin)).is_some(), "admin listener not up");
 
     let r = curl(&[format!("http://127.0.0.1:{admin}/healthz")]);

@@ -3,10 +3,9 @@
 //! The CRL is made by `gatehouse ca crl` and served by a python3 `http.server`; the
 //! trust store is the CA files only (no `internal_ca`), so revocation can only come
 //! from the fetched CRL.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// root + intermediate in one PEM file (T/ca-bundle.pem).
@@ -94,9 +93,8 @@ fn crl_url_on_a_dead_port_fails_serve_at_start_naming_the_url() {
     let toml = localhost_config(&env, &listen_toml(https, None, None), &up, "", &crl_site(&env, &url));
     let config = env.write("gw.toml", &toml);
 
-    let mut c = Command::new(bin());
-    c.arg("--data-dir").arg(env.data()).arg("serve").arg("--config").arg(&config).current_dir("/");
-    c.env_remove("GATEHOUSE_CA_PASSPHRASE").env_remove("GATEHOUSE_DATA_DIR");
+    let mut c = gh_cmd(&env.data(), &["serve", "--config", s(&config)]);
+    c.current_dir("/");
     let started = Instant::now();
     let o = run_limited(c, Duration::from_secs(25));
     assert_ne!(o.code, -9, "gatehouse serve kept running although its CRL URL is unreachable:\n{}", o.all());

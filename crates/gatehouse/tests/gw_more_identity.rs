@@ -1,8 +1,8 @@
 //! Identity details: the xfcc format's Subject="CN=..." element, and the internal CA's
 //! revocations in optional mode (a revoked certificate counts as refused: not forwarded,
 //! logged as client_cert_refused/revoked, and `mtls = "require"` routes answer 403).
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 use std::time::{Duration, Instant};
 

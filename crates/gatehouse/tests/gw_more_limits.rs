@@ -1,8 +1,8 @@
 //! `[limits]`: max_header_bytes (431 or a closed connection, never a 2xx),
 //! idle_timeout_ms (idle keep-alive connections are closed) and max_connections
 //! (a connection over the limit waits until a slot frees up).
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 use std::io::Write;
 use std::time::{Duration, Instant};

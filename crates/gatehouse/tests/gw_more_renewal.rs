@@ -1,12 +1,11 @@
 //! Site certificates from the internal CA (`certificate = { internal_ca = true }`):
 //! kept in DATA/gateway/certs/HOST.fullchain.pem + HOST.key, reused while more than a
 //! third of their lifetime is left, renewed (at start) otherwise.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 const HOST: &str = "renew.test";
@@ -38,61 +37,12 @@ fn served_leaf(env: &Env, gw: &Gateway, name: &str) -> PathBuf {
     env.write(&format!("{name}.pem"), &pem)
 }
 
-/// `openssl x509 -checkend SECS`: true when the certificate is still valid in SECS seconds.
-fn valid_in(crt: &Path, secs: i64) -> bool {
-    Command::new(OPENSSL)
-        .args(["x509", "-noout", "-in", s(crt), "-checkend", &secs.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-}
-
 /// A server certificate for renew.test + 127.0.0.1 signed with the internal intermediate
 /// key by `openssl ca`, valid from `start` to `end` (Unix times); returns (crt, key).
 fn openssl_ca_server(env: &Env, start: i64, end: i64) -> (PathBuf, PathBuf) {
-    let d = env.path().join("openssl-ca-server");
-    fs::create_dir_all(d.join("newcerts")).unwrap();
-    fs::write(d.join("index.txt"), "").unwrap();
-    fs::write(
-        d.join("ca.cnf"),
-        format!(
-            "[ca]\ndefault_ca = CA_default\n[CA_default]\ndir = .\ndatabase = index.txt\nnew_certs_dir = newcerts\n\
-             serial = serial\nrand_serial = yes\ndefault_md = sha256\npolicy = policy_any\ncopy_extensions = none\n\
-             unique_subject = no\n[policy_any]\ncommonName = supplied\n[ext]\n\
-             basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n\
-             extendedKeyUsage = serverAuth\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n\
-             subjectAltName = DNS:{HOST},IP:127.0.0.1\n"
-        ),
-    )
-    .unwrap();
-    let (csr, key) = env.csr("renew-old", HOST);
-    let crt = d.join("renew-old.crt");
-    openssl_in(
-        &d,
-        &[
-            "ca",
-            "-config",
-            "ca.cnf",
-            "-batch",
-            "-notext",
-            "-cert",
-            s(&env.intermediate()),
-            "-keyfile",
-            s(&env.intermediate_key()),
-            "-in",
-            s(&csr),
-            "-out",
-            s(&crt),
-            "-startdate",
-            &openssl_time(start),
-            "-enddate",
-            &openssl_time(end),
-            "-extensions",
-            "ext",
-        ],
-    );
-    (crt, key)
+    let ext = format!("extendedKeyUsage = serverAuth\nsubjectAltName = DNS:{HOST},IP:127.0.0.1\n");
+    let c = env.openssl_ca("renew-old", HOST, &ext, &generalized_time(start), &generalized_time(end));
+    (c.crt, c.key)
 }
 
 #[test]
@@ -105,7 +55,7 @@ fn internal_ca_site_certificate_is_reused_then_renewed_at_start_when_nearly_expi
 
     // First start: a certificate is issued and stored.
     let https = free_port();
-    let gw = Gateway::start(&env, https, &renew_config(https, &up));
+    let gw = Gateway::start(&env, "gw.toml", https, &renew_config(https, &up));
     let first = served_leaf(&env, &gw, "first");
     let first_serial = serial_of(&first);
     stop(gw);
@@ -118,7 +68,7 @@ fn internal_ca_site_certificate_is_reused_then_renewed_at_start_when_nearly_expi
 
     // Second start: plenty of lifetime left, so the same certificate is reused.
     let https = free_port();
-    let gw = Gateway::start(&env, https, &renew_config(https, &up));
+    let gw = Gateway::start(&env, "gw.toml", https, &renew_config(https, &up));
     let again = served_leaf(&env, &gw, "again");
     assert_eq!(norm_serial(&serial_of(&again)), norm_serial(&first_serial), "a fresh site certificate must be reused");
     stop(gw);
@@ -127,7 +77,10 @@ fn internal_ca_site_certificate_is_reused_then_renewed_at_start_when_nearly_expi
     let now = unix_now();
     let (old_crt, old_key) = openssl_ca_server(&env, now - 9 * 86_400 - 43_200, now + 43_200);
     let old_serial = serial_of(&old_crt);
-    assert!(valid_in(&old_crt, 0) && !valid_in(&old_crt, 86_400), "the replacement must be valid now but not tomorrow");
+    assert!(
+        valid_after(&old_crt, 0) && !valid_after(&old_crt, 86_400),
+        "the replacement must be valid now but not tomorrow"
+    );
     openssl_ok(&["verify", "-CAfile", s(&env.root()), "-untrusted", s(&env.intermediate()), s(&old_crt)]);
     let inter = fs::read_to_string(env.intermediate()).unwrap();
     fs::write(&fullchain, format!("{}{inter}", fs::read_to_string(&old_crt).unwrap())).unwrap();
@@ -135,7 +88,7 @@ fn internal_ca_site_certificate_is_reused_then_renewed_at_start_when_nearly_expi
 
     // Third start: renewed at start.
     let https = free_port();
-    let gw = Gateway::start(&env, https, &renew_config(https, &up));
+    let gw = Gateway::start(&env, "gw.toml", https, &renew_config(https, &up));
     let renewed = served_leaf(&env, &gw, "renewed");
     let new_serial = serial_of(&renewed);
     assert_ne!(
@@ -145,7 +98,7 @@ fn internal_ca_site_certificate_is_reused_then_renewed_at_start_when_nearly_expi
         gw.proc.dump()
     );
     assert_ne!(norm_serial(&new_serial), norm_serial(&first_serial), "the renewed certificate must be a new one");
-    assert!(valid_in(&renewed, 30 * 86_400), "the renewed certificate must have a fresh notAfter (> 30 days)");
+    assert!(valid_after(&renewed, 30 * 86_400), "the renewed certificate must have a fresh notAfter (> 30 days)");
     let text = openssl_ok(&["x509", "-in", s(&renewed), "-noout", "-ext", "subjectAltName"]);
     assert!(text.contains(&format!("DNS:{HOST}")) && text.contains("IP Address:127.0.0.1"), "{text}");
     // Stored for the next start.

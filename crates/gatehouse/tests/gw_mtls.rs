@@ -1,6 +1,6 @@
 //! Site mTLS modes: off, require, optional (+ a route with mtls = "require"), passthrough.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 use std::time::Duration;
 

@@ -1,9 +1,8 @@
 //! `gatehouse quickstart`: CA, client bundle, gateway with mTLS required in front of
 //! the built-in echo upstream; the printed curl commands work as advertised.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
-use std::process::Command;
 use std::time::Duration;
 
 /// Runs a printed shell command with curl output options appended.
@@ -50,13 +49,8 @@ fn arg_after(words: &[String], flag: &str) -> Option<String> {
 fn quickstart_prints_a_command_that_gets_through_and_one_that_is_refused() {
     let env = Env::empty();
     let port = free_port();
-    let mut c = Command::new(bin());
-    c.arg("--data-dir")
-        .arg(env.data())
-        .args(["quickstart", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(env.path())
-        .env_remove("GATEHOUSE_CA_PASSPHRASE")
-        .env_remove("GATEHOUSE_DATA_DIR");
+    let mut c = gh_cmd(&env.data(), &["quickstart", "--listen", &format!("127.0.0.1:{port}")]);
+    c.current_dir(env.path());
     let mut qs = Proc::spawn(c, "gatehouse quickstart");
 
     // Wait until it printed (at least) two curl commands and listens.

@@ -1,8 +1,8 @@
 //! mtls = "require": each refused client certificate fails the handshake and is logged
 //! as one JSON line `{"event":"handshake_refused",...,"reason":R,"detail":...}` on stdout;
 //! `gatehouse ca revoke` is enforced by a running gateway within 2 s.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 use std::time::{Duration, Instant};
 
@@ -102,9 +102,7 @@ fn crl_file_is_re_read_when_it_changes() {
     // A partner CA trusted through ca_files, with its CRL in crl_files.
     let partner = env.path().join("partner");
     let pgh = |args: &[&str]| {
-        let mut c = std::process::Command::new(bin());
-        c.arg("--data-dir").arg(&partner).args(args).current_dir(env.path());
-        let o = run_limited(c, Duration::from_secs(30));
+        let o = gh_in(&partner, env.path(), args);
         assert_eq!(o.code, 0, "partner CA {args:?}:\n{}", o.all());
         o.stdout
     };
@@ -143,9 +141,7 @@ fn client_of_another_default_named_gatehouse_ca_is_unknown_issuer() {
         |e| {
             let other = e.path().join("twin-ca");
             let run = |args: &[&str]| {
-                let mut c = std::process::Command::new(bin());
-                c.arg("--data-dir").arg(&other).args(args).current_dir(e.path());
-                let o = run_limited(c, Duration::from_secs(30));
+                let o = gh_in(&other, e.path(), args);
                 assert_eq!(o.code, 0, "{args:?}: {}", o.all());
             };
             run(&["ca", "init"]);

@@ -1,8 +1,8 @@
 //! Reload: a change of the config file takes effect without a restart; an invalid one
 //! is refused (stderr) and the old config keeps serving; SIGHUP reloads; requests in
 //! flight survive a reload.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 use std::fs;
 use std::thread;
@@ -24,7 +24,7 @@ fn start() -> Fx {
     let up = Upstream::start(&env);
     let https = free_port();
     let listen = listen_toml(https, None, None);
-    let gw = Gateway::start(&env, https, &localhost_config(&env, &listen, &up, "", SITE));
+    let gw = Gateway::start(&env, "gw.toml", https, &localhost_config(&env, &listen, &up, "", SITE));
     Fx { env, up, gw, listen }
 }
 

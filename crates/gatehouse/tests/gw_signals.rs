@@ -1,6 +1,6 @@
 //! SIGTERM/SIGINT: stop accepting, finish open requests, exit 0.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 use std::thread;
 use std::time::{Duration, Instant};

@@ -1,8 +1,8 @@
 //! `gatehouse serve --config`: site certificates from files and from the internal CA,
 //! SNI selection (exact, then `*.` wildcard, no SNI -> first site), unknown SNI
 //! refused at the handshake, Host not served on the connection -> 421.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ upstream = \"app\"
         listen = listen_toml(https, None, None),
         up = upstream_toml("app", &up.url())
     );
-    let gw = Gateway::start(&env, https, &toml);
+    let gw = Gateway::start(&env, "gw.toml", https, &toml);
     Fixture { env, _up: up, gw, file_cert }
 }
 

@@ -1,7 +1,7 @@
 //! Upstream side: 502 when the upstream cannot be reached, 504 after request_timeout_ms,
 //! WebSocket (Upgrade) passes through on HTTP/1.1 and survives a reload.
-mod gw_common;
-use gw_common::*;
+mod support;
+use support::*;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ fn unreachable_upstream_is_502() {
         Env::cert_toml(&cert),
         upstream_toml("gone", &format!("http://127.0.0.1:{dead}"))
     );
-    let gw = Gateway::start(&env, https, &toml);
+    let gw = Gateway::start(&env, "gw.toml", https, &toml);
     let r = gw.curl("localhost", "/", &[]);
     assert_eq!(r.status, 502, "{r:?}");
     let line = gw.proc.wait_json(Duration::from_secs(3), |v| v["event"] == "request").expect("access line");

@@ -4,8 +4,8 @@
 //! `gatehouse ca issue --p12 --p12-password-file`, imported with pk12util.
 //! The managed policy AutoSelectCertificateForUrls lets headless Chromium pick
 //! the certificate without a dialog. Without the bundle, the page does not load.
-mod peers_common;
-use peers_common::*;
+mod support;
+use support::*;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,20 +14,6 @@ use std::time::Duration;
 
 const POLICY_DIR: &str = "/etc/chromium/policies/managed";
 const MARKER: &str = "gatehouse-chromium-marker-7d41c2";
-
-/// Static files from a directory; prints its port.
-const STATIC_PY: &str = r#"
-import functools, sys
-from http.server import ThreadingHTTPServer, SimpleHTTPRequestHandler
-
-class H(SimpleHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(H, directory=sys.argv[1]))
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"#;
 
 /// A managed Chromium policy file, removed on drop.
 struct Policy(PathBuf);
@@ -106,7 +92,8 @@ fn chromium_with_the_p12_in_its_nss_db_gets_through_and_without_it_does_not() {
     let www = env.path().join("www");
     fs::create_dir_all(&www).unwrap();
     fs::write(www.join("index.html"), format!("<html><body><p id=\"m\">{MARKER}</p></body></html>\n")).unwrap();
-    let (_upstream, port) = python_server(&env, "static.py", STATIC_PY, &[s(&www)], "python static server");
+    let files = FileServer::start(&env, &www);
+    let port = files.port;
 
     // The gateway, quickstart-like: internal CA certificate, client certificates required.
     let https = free_port();

@@ -3,8 +3,8 @@
 //! repository does not ship (origin CA, origin-pull certificate, ...) is copied to
 //! a temp dir where exactly those files are made with `gatehouse ca issue` /
 //! `ca crl` / the CA root, so that the check passes there.
-mod peers_common;
-use peers_common::*;
+mod support;
+use support::*;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -155,7 +155,7 @@ fn check_with_created_files(env: &Env, example: &Path, named: &Named) {
             let sans: Vec<String> = if profile == "server" { vec![format!("DNS:{cn}")] } else { vec![] };
             let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
             let issued = env.issue_in(&scratch.join(&cn), profile, &cn, &sans, &[]);
-            fs::copy(&issued.fullchain, &crt_p).unwrap();
+            fs::copy(issued.chain(), &crt_p).unwrap();
             fs::copy(&issued.key, &key_p).unwrap();
         }
     }

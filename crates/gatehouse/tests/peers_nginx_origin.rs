@@ -3,8 +3,8 @@
 //! (`ssl_verify_client on`, `ssl_client_certificate` = gatehouse root + intermediate).
 //! The gateway's `[[upstream]] tls = { ca, client_cert, client_key, server_name }`
 //! must verify the origin and present the pull certificate (docs/gateway.md).
-mod peers_common;
-use peers_common::*;
+mod support;
+use support::*;
 
 use std::fs;
 
@@ -12,7 +12,7 @@ use std::fs;
 struct Origin {
     env: Env,
     nginx: Nginx,
-    pull: Issued,
+    pull: Cert,
 }
 
 fn origin() -> Origin {
@@ -40,7 +40,7 @@ fn origin() -> Origin {
            default_type text/plain;\n\
            location / {{ return 200 \"origin saw $ssl_client_s_dn verify=$ssl_client_verify\\n\"; }}\n\
          }}",
-        cert = s(&server.fullchain),
+        cert = s(server.chain()),
         key = s(&server.key),
         bundle = s(&bundle_path),
     );
@@ -78,7 +78,7 @@ fn origin_pull_presents_the_pull_certificate_and_nginx_verifies_it() {
     let o = origin();
     let https = free_port();
     let gw = Gateway::start(&o.env, "gw.toml", https, &gateway_toml(https, o.nginx.port, PULL_TLS));
-    assert!(o.pull.fullchain.exists());
+    assert!(o.pull.fullchain.as_ref().is_some_and(|p| p.exists()));
 
     for i in 0..3 {
         let r = gw.curl("localhost", &format!("/item/{i}"), &[]);

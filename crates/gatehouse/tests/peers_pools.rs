@@ -5,8 +5,8 @@
 //! (`gatehouse_upstream_healthy_servers{upstream="app"} 1` on the admin /metrics)
 //! and brings it back when it is restarted; least_conn loads, serves, and sends
 //! requests away from a server that is busy.
-mod peers_common;
-use peers_common::*;
+mod support;
+use support::*;
 
 use std::process::Command;
 use std::thread;

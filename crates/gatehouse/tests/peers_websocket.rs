@@ -3,8 +3,8 @@
 //! `websockets` client speaking wss:// with a client certificate (mtls = "require").
 //! docs/gateway.md: "WebSocket (Upgrade) passes through on HTTP/1.1" and a reload
 //! drops no open WebSocket.
-mod peers_common;
-use peers_common::*;
+mod support;
+use support::*;
 
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ fn config(https: u16, ws_port: u16, hsts: u64) -> String {
     )
 }
 
-fn client(env: &Env, gw: &Gateway, cert: &Issued) -> Proc {
+fn client(env: &Env, gw: &Gateway, cert: &Cert) -> Proc {
     let script = env.write("ws_client.py", WS_CLIENT_PY);
     let mut c = std::process::Command::new(PYTHON);
     c.arg("-u")
@@ -130,7 +130,7 @@ fn websocket_stays_open_across_a_config_reload() {
 
     let https = free_port();
     let gw = Gateway::start(&env, "gw.toml", https, &config(https, ws_port, 100));
-    let before = gw.curl_cert("localhost", "/", &bob);
+    let before = gw.curl_cert("localhost", "/", &bob, &[]);
     assert_eq!(before.header("strict-transport-security"), Some("max-age=100"), "{before:?}");
 
     let mut c = client(&env, &gw, &bob);
@@ -141,7 +141,7 @@ fn websocket_stays_open_across_a_config_reload() {
     gw.rewrite_config(&config(https, ws_port, 200));
     let mut last = None;
     let reloaded = poll_until(Duration::from_secs(5), || {
-        let r = gw.curl_cert("localhost", "/", &bob);
+        let r = gw.curl_cert("localhost", "/", &bob, &[]);
         let ok = r.header("strict-transport-security") == Some("max-age=200");
         last = Some(r);
         ok
