@@ -112,12 +112,17 @@ fn optional_route_requires_a_certificate_403_html_or_json() {
 /// optional mode: a bad certificate is logged as client_cert_refused, the connection goes on,
 /// and the /test1 route answers 403 naming the reason.
 fn optional_bad_certificate(make: fn(&Env) -> Cert, reason: &str) {
+    optional_bad_certificate_over(make, reason, &[]);
+}
+
+/// As [`optional_bad_certificate`], with curl options (a TLS version, say).
+fn optional_bad_certificate_over(make: fn(&Env) -> Cert, reason: &str, tls: &[&str]) -> Value {
     let env = Env::new();
     let up = Upstream::start(&env);
     let gw = optional_gateway(&env, &up);
     let cert = make(&env);
 
-    let r = gw.curl_cert("localhost", "/", &cert, &[]);
+    let r = gw.curl_cert("localhost", "/", &cert, tls);
     assert!(r.ok(), "{reason}: in optional mode the connection goes on: {r:?}\n{}", gw.proc.dump());
     assert!(r.upstream().all("client-cert").is_empty(), "{reason}: a refused certificate is not forwarded: {r:?}");
     let line = gw
@@ -125,14 +130,16 @@ fn optional_bad_certificate(make: fn(&Env) -> Cert, reason: &str) {
         .unwrap_or_else(|| panic!("no client_cert_refused/{reason} line\n{}", gw.proc.dump()));
     assert_eq!(line["client_ip"], "127.0.0.1", "{line}");
 
-    let r = gw.curl_cert("localhost", "/test1", &cert, &["-H", "Accept: application/json"]);
+    let r = gw.curl_cert("localhost", "/test1", &cert, &[tls, &["-H", "Accept: application/json"]].concat());
     assert_eq!(r.status, 403, "{reason}: {r:?}");
     let v = r.json();
     assert_eq!(v["error"], "route_requires_certificate", "{v}");
     assert!(v["reason"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
 
-    let id = gw.access_lines().iter().find(|l| l["path"] == "/").map(|l| l["client_verify"].clone());
+    let access = gw.access_lines().into_iter().find(|l| l["path"] == "/");
+    let id = access.as_ref().map(|l| l["client_verify"].clone());
     assert_eq!(id, Some(Value::from(format!("refused:{reason}"))), "access line client_verify\n{}", gw.proc.dump());
+    access.unwrap_or_default()
 }
 
 #[test]
@@ -153,6 +160,15 @@ fn optional_unknown_issuer_certificate_is_logged_and_connection_goes_on() {
 #[test]
 fn optional_x509_v1_certificate_is_logged_and_connection_goes_on() {
     optional_bad_certificate(|e| e.v1_client("oldstyle"), "x509_v1");
+}
+
+#[test]
+fn optional_x509_v1_certificate_over_tls12_is_logged_and_connection_goes_on() {
+    // TLS 1.2 proves possession of the key by a signature checked against the
+    // certificate; for a v1 certificate, against its raw key, as with TLS 1.3.
+    let access =
+        optional_bad_certificate_over(|e| e.v1_client("oldstyle"), "x509_v1", &["--tlsv1.2", "--tls-max", "1.2"]);
+    assert_eq!(access["tls_version"], "TLSv1.2", "{access}");
 }
 
 #[test]
