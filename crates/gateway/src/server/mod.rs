@@ -219,8 +219,10 @@ async fn serve_http(established: Established) {
         service_fn(move |req: Request<Incoming>| {
             let conn = conn.clone();
             let guard = activity.begin();
+            // Boxed once: the request's future is large, and HTTP/2 moves it into a task of its own.
+            let handled = Box::pin(proxy::handle(conn, req));
             async move {
-                let response = proxy::handle(conn, req).await;
+                let response = handled.await;
                 drop(guard);
                 response
             }
