@@ -27,7 +27,7 @@ use super::tls::OriginTls;
 /// idle connections after seconds (nginx 75, Node.js 5, gunicorn 2), so a
 /// request on it is not kept for a second attempt. One idle for longer may
 /// be closed by the origin as the request goes out, so a copy is kept.
-const REUSE_RACE: Duration = Duration::from_secs(1);
+pub(super) const REUSE_RACE: Duration = Duration::from_secs(1);
 
 /// One upstream: its servers, their state and their connections.
 ///

@@ -1,15 +1,22 @@
-//! Connect failures: passive ejection, the retry on another server, and the
+//! Connect failures: passive ejection, the retry on another server, the
+//! second attempt after an origin closes a long-idle connection, and the
 //! statuses a request gets when nothing can answer.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use super::support::{Origin, dead_addr, front, get, pool_from, send};
+use super::support::{Origin, dead_addr, front, get, pool_from, send, wait_until};
+use crate::upstream::pool::REUSE_RACE;
 
 #[tokio::test]
 async fn a_killed_server_is_ejected_and_its_requests_retried_on_another() {
@@ -136,4 +143,69 @@ async fn a_server_that_does_not_complete_the_handshake_is_a_504() {
     assert_eq!(reply.status, 504, "{}", reply.body);
     assert_eq!(reply.body, format!("connecting to upstream server {addr} timed out"));
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+/// An origin that answers the first request on each connection and closes the
+/// connection when a second request arrives on it, without answering: what an
+/// origin does when its keep-alive timeout fires as the request comes in.
+/// Returns its address and how many connections it accepted.
+async fn closing_origin() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            count.fetch_add(1, SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                for answered in [false, true] {
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tcp.read(&mut buf).await {
+                            Ok(n @ 1..) => head.extend_from_slice(&buf[..n]),
+                            _ => return,
+                        }
+                    }
+                    head.clear();
+                    if answered {
+                        return; // the second request: close without a response
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if tcp.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_get_on_a_long_idle_connection_the_origin_closes_is_sent_again_on_a_new_one() {
+    let (origin, accepted) = closing_origin().await;
+    let pool = pool_from(&format!("name = \"app\"\nservers = [\"http://{origin}\"]"), Path::new("."));
+    let front = front(pool.clone()).await;
+    assert_eq!(get(front, "/").await.status, 200);
+    wait_until("the connection is idle", || pool.servers[0].idle_count() == 1).await;
+    // Idle for longer than the window in which a connection is taken to be open.
+    tokio::time::sleep(REUSE_RACE + Duration::from_millis(200)).await;
+    let reply = get(front, "/").await;
+    assert_eq!(reply.status, 200, "sent again on a new connection: {}", reply.body);
+    assert_eq!(accepted.load(SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_get_on_a_connection_used_just_before_is_not_sent_again() {
+    // The trade-off of not copying every request: an origin that closes a
+    // connection used less than REUSE_RACE ago makes that request a 502.
+    let (origin, accepted) = closing_origin().await;
+    let pool = pool_from(&format!("name = \"app\"\nservers = [\"http://{origin}\"]"), Path::new("."));
+    let front = front(pool.clone()).await;
+    assert_eq!(get(front, "/").await.status, 200);
+    wait_until("the connection is idle", || pool.servers[0].idle_count() == 1).await;
+    let reply = get(front, "/").await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(accepted.load(SeqCst), 1);
 }
