@@ -181,3 +181,45 @@ pub(super) async fn drive<C, T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn idle_time_runs_between_requests_and_restarts_after_one() {
+        let activity = Arc::new(Activity::default());
+        let t0 = Instant::now();
+        let mut watch = Watch { started: 0, idle_since: Some(t0), head_since: None };
+        assert_eq!(watch.sample(&activity, t0 + secs(2)), (Some(secs(2)), None));
+        // A request came and went between two samples: idle again from the sample that saw it.
+        drop(activity.begin());
+        assert_eq!(watch.sample(&activity, t0 + secs(3)), (Some(secs(0)), None));
+        assert_eq!(watch.sample(&activity, t0 + secs(5)), (Some(secs(2)), None));
+        // A request in flight: neither clock runs.
+        let guard = activity.begin();
+        assert_eq!(watch.sample(&activity, t0 + secs(9)), (None, None));
+        drop(guard);
+        assert_eq!(watch.sample(&activity, t0 + secs(10)), (Some(secs(0)), None));
+    }
+
+    #[test]
+    fn a_head_that_never_completes_keeps_its_clock_running() {
+        let activity = Arc::new(Activity::default());
+        let t0 = Instant::now();
+        let mut watch = Watch { started: 0, idle_since: Some(t0), head_since: None };
+        activity.bytes_read();
+        assert_eq!(watch.sample(&activity, t0 + secs(1)).1, Some(secs(0)));
+        activity.bytes_read();
+        assert_eq!(watch.sample(&activity, t0 + secs(4)).1, Some(secs(3)));
+        // The head completed: its request starts and the clock stops.
+        let guard = activity.begin();
+        assert_eq!(watch.sample(&activity, t0 + secs(5)).1, None);
+        drop(guard);
+        assert_eq!(watch.sample(&activity, t0 + secs(6)).1, None);
+    }
+}
