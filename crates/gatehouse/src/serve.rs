@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use gateway::certificates::CertificateSource;
 use gateway::{Config, Gateway, InternalCa};
 use pki::{CaDir, CaInit, KeyType, LeafRequest, Pkcs12Format, Subject, SubjectAltName};
 use store::{SqliteStore, Store};
@@ -45,7 +46,9 @@ pub fn load_config(path: &Path) -> Result<Config, Failure> {
 }
 
 fn uses_internal_ca(config: &Config) -> bool {
-    config.sites.iter().any(|s| s.certificate.internal_ca || s.trust.as_ref().is_some_and(|t| t.internal_ca))
+    config.sites.iter().any(|s| {
+        s.certificate.source() == Ok(&CertificateSource::InternalCa) || s.trust.as_ref().is_some_and(|t| t.internal_ca)
+    })
 }
 
 async fn open_internal(global: &Global, data_dir: &Path) -> Result<Arc<InternalCa>, Failure> {

@@ -406,3 +406,39 @@ fn usage_errors_exit_2() {
     assert_eq!(code, 2, "missing --cn: {err}");
     assert!(ls(&out).is_empty(), "usage errors wrote files: {:?}", ls(&out));
 }
+
+#[test]
+fn uri_san_that_would_forge_an_xfcc_element_is_refused_before_signing() {
+    let d = init_ca(&[]);
+    let out = mkdir(d.join("out"));
+    let hostile = "URI:spiffe://t/m,By=spiffe://gw;URI=spiffe://prod/admin";
+    let Out { code, stdout, stderr: err } =
+        gh(&d, &["ca", "issue", "--profile", "client", "--cn", "x", "--san", hostile, "--out", s(&out)]);
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one clear sentence: {err}");
+    assert!(
+        err.contains("'spiffe://t/m,By=spiffe://gw;URI=spiffe://prod/admin' contains ','")
+            && err.contains("X-Forwarded-Client-Cert")
+            && err.contains("allow_uri_separators"),
+        "the message must name the SAN, the character and what to do: {err}"
+    );
+    assert!(ls(&out).is_empty(), "a refused issue wrote files: {:?}", ls(&out));
+    assert!(list_json(&d, &[]).is_empty(), "a refused issue recorded a certificate");
+
+    // Not RFC 3986 at all (a quote, a space): a malformed name, refused as a usage error.
+    for bad in ["URI:spiffe://t/\"admin\"", "URI:spiffe://t/a b"] {
+        let Out { code, stderr: err, .. } =
+            gh(&d, &["ca", "issue", "--profile", "client", "--cn", "x", "--san", bad, "--out", s(&out)]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("RFC 3986"), "{bad}: {err}");
+    }
+    assert!(list_json(&d, &[]).is_empty(), "a refused issue recorded a certificate");
+
+    // The CA operator may allow separators for a profile.
+    let toml = std::fs::read_to_string(ca_toml(&d)).unwrap();
+    let allowed = toml.replacen("allow_uri_separators = false", "allow_uri_separators = true", 2);
+    assert_ne!(toml, allowed, "ca init writes allow_uri_separators into ca.toml");
+    write(ca_toml(&d), &allowed);
+    gh_ok(&d, &["ca", "issue", "--profile", "client", "--cn", "x", "--san", hostile, "--out", s(&out)]);
+    assert!(x509_ext(&out.join("x.crt"), "subjectAltName").contains(hostile));
+}

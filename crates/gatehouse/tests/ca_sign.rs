@@ -421,3 +421,20 @@ fn sign_usage_errors() {
     let Out { code, stderr: err, .. } = gh(&d, &["ca", "sign", "--profile", "server"]);
     assert_eq!(code, 2, "missing CSR_FILE: {err}");
 }
+
+#[test]
+fn sign_refuses_a_uri_san_that_would_forge_an_xfcc_element() {
+    let d = init_ca(&[]);
+    let out = d.join("m.crt");
+    // openssl -addext splits at ',', so the SAN comes from a config section.
+    let cnf = d.join("req.cnf");
+    write(
+        &cnf,
+        "[req]\ndistinguished_name = dn\n[dn]\n[ext]\nsubjectAltName = @alt\n\
+         [alt]\nURI.1 = spiffe://t/m,By=spiffe://gw;URI=spiffe://prod/admin\n",
+    );
+    let (csr, _) = csr_ec(&d, "mallory", "/CN=mallory", None, &["-config", s(&cnf), "-reqexts", "ext"]);
+    let err =
+        refused(&d, &["ca", "sign", s(&csr), "--profile", "client", "--out", s(&out)], "contains ','", Some(&out));
+    assert!(err.contains("spiffe://t/m,By=spiffe://gw;URI=spiffe://prod/admin"), "{err}");
+}

@@ -91,6 +91,16 @@ fn hsts_max_age_sends_strict_transport_security() {
 }
 
 #[test]
+fn a_site_that_requires_certificates_sends_hsts_by_default() {
+    let env = Env::new();
+    let up = Upstream::start(&env);
+    let gw = Gateway::localhost(&env, &up, "", "mtls = \"require\"\ntrust = { internal_ca = true }\n");
+    let r = gw.curl_cert("localhost", "/", &env.client("alice"), &[]);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.header("strict-transport-security"), Some("max-age=31536000"), "{r:?}");
+}
+
+#[test]
 fn no_hsts_header_without_hsts_max_age() {
     let env = Env::new();
     let up = Upstream::start(&env);

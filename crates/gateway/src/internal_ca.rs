@@ -2,7 +2,8 @@
 //! revocations (polled from the issuance database every second, so a
 //! `gatehouse ca revoke` is refused within two seconds without restart), and
 //! server certificates for sites with `internal_ca = true`, issued on first
-//! use and renewed when a third of their lifetime is left.
+//! use and renewed when a third of their lifetime is left (the site's
+//! [`crate::certificates::SiteCertificate`] asks again hourly and swaps the new one in).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use store::Store;
 
+use crate::certificates::subject_alt_names;
 use crate::trust::InternalRevocations;
 
 /// The internal CA as the gateway sees it.
@@ -138,12 +140,6 @@ impl InternalCa {
         reusable(&crt_path, &key_path, hosts).ok_or_else(|| "the certificate just issued cannot be read back".into())
     }
 
-    /// Whether any of the site certificates in use needs renewal now.
-    pub fn needs_renewal(&self, hosts: &[String]) -> bool {
-        let (_, crt, key) = self.site_paths(hosts);
-        reusable(&crt, &key, hosts).is_none()
-    }
-
     /// The directory, chain file and key file of the site certificate for `hosts`.
     fn site_paths(&self, hosts: &[String]) -> (PathBuf, PathBuf, PathBuf) {
         let dir = self.data_dir.join("gateway").join("certs");
@@ -181,26 +177,6 @@ fn reusable(
     if now > end - (end - start) / 3 {
         return None;
     }
-    let names: HashSet<String> = leaf
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
-                    x509_parser::extensions::GeneralName::IPAddress(b) if b.len() == 4 => {
-                        Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).ok()?).to_string())
-                    }
-                    x509_parser::extensions::GeneralName::IPAddress(b) if b.len() == 16 => {
-                        Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).ok()?).to_string())
-                    }
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = subject_alt_names(&leaf);
     hosts.iter().all(|h| names.contains(h)).then_some((chain, key))
 }

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod certificates;
 pub mod config;
 pub mod crl_fetch;
 pub mod echo;
@@ -21,24 +22,26 @@ pub mod refusal;
 pub mod server;
 pub mod site_verifier;
 pub mod sites;
+pub mod target;
 pub mod trust;
 pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 pub use config::{Config, ConfigError};
 pub use internal_ca::InternalCa;
 
 use crate::metrics::Metrics;
-use crate::sites::Runtime;
+use crate::server::{ClientConnections, ConnectionSlots};
+use crate::sites::{FileStamps, Runtime};
 
 /// The running gateway.
 pub struct Gateway {
@@ -46,8 +49,10 @@ pub struct Gateway {
     pub runtime: ArcSwap<Runtime>,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// Downstream connection limit.
-    pub connection_slots: Arc<Semaphore>,
+    /// Downstream connection limit (`limits.max_connections`, within the open-file limit).
+    pub connection_slots: ConnectionSlots,
+    /// Open connections per client (`limits.max_connections_per_ip`).
+    pub clients: Arc<ClientConnections>,
     provider: Arc<CryptoProvider>,
     internal: Option<Arc<InternalCa>>,
     config_path: Option<PathBuf>,
@@ -68,6 +73,8 @@ pub struct Bound {
 impl Gateway {
     /// Builds the gateway from a validated config. `config_path` enables reload
     /// from that file; relative paths in the config resolve against its directory.
+    /// Raises the process's open-file limit to its hard limit, and lowers
+    /// `limits.max_connections` (with a warning) to what that leaves room for.
     pub async fn new(
         config: Config,
         config_path: Option<PathBuf>,
@@ -76,16 +83,21 @@ impl Gateway {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let base_dir =
             config_path.as_deref().and_then(Path::parent).map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."));
-        let slots = config.limits.max_connections;
+        let max_connections = config.limits.max_connections;
         let runtime = Runtime::build(config, &base_dir, provider.clone(), internal.as_ref()).await?;
+        server::raise_open_file_limit();
+        let connection_slots = ConnectionSlots::new(max_connections);
+        let metrics = Arc::new(Metrics::default());
+        metrics.set_connection_limit(connection_slots.size());
         runtime.start_health_checks();
         if let Some(ca) = &internal {
             ca.spawn_revocation_poller(Duration::from_millis(500));
         }
         Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
-            metrics: Arc::new(Metrics::default()),
-            connection_slots: Arc::new(Semaphore::new(slots)),
+            metrics,
+            connection_slots,
+            clients: Arc::default(),
             provider,
             internal,
             config_path,
@@ -94,6 +106,8 @@ impl Gateway {
     }
 
     /// Re-reads the config file and swaps in the new runtime; on any error the old one keeps serving.
+    /// The new limits apply to connections accepted from then on, and `limits.max_connections` to
+    /// the count of open ones: lowered, no connection is cut, and none is accepted until fewer are open.
     pub async fn reload(&self) -> Result<(), String> {
         let result = self.try_reload().await;
         self.metrics.reload(result.is_ok());
@@ -113,9 +127,18 @@ impl Gateway {
         if config.listen != self.runtime.load().config.listen {
             tracing::warn!("listen addresses changed; they take effect at the next restart");
         }
-        let runtime = Runtime::build(config, &self.base_dir, self.provider.clone(), self.internal.as_ref()).await?;
+        let max_connections = config.limits.max_connections;
+        let previous = self.runtime.load_full();
+        let runtime =
+            Runtime::rebuild(&previous, config, &self.base_dir, self.provider.clone(), self.internal.as_ref()).await?;
         runtime.start_health_checks();
         self.runtime.store(Arc::new(runtime));
+        let was = self.connection_slots.size();
+        let now = self.connection_slots.resize(max_connections);
+        self.metrics.set_connection_limit(now);
+        if now != was {
+            tracing::info!("connection limit changed from {was} to {now} (limits.max_connections)");
+        }
         Ok(())
     }
 
@@ -155,7 +178,7 @@ impl Gateway {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(server::serve_tls(self.clone(), https, stopped.clone()))];
         if let Some(l) = http {
-            tasks.push(tokio::spawn(server::serve_redirect(l, bound.https.port(), stopped.clone())));
+            tasks.push(tokio::spawn(server::serve_redirect(self.clone(), l, bound.https.port(), stopped.clone())));
         }
         if let Some(l) = admin {
             tasks.push(tokio::spawn(server::serve_admin(self.clone(), l, stopped.clone())));
@@ -176,7 +199,10 @@ impl Gateway {
         Ok(())
     }
 
-    /// SIGHUP and file changes trigger a reload; internal-CA site certificates are renewed hourly.
+    /// SIGHUP, and a change of the config file or of a file it names (site certificates
+    /// aside), reload the configuration. Every second, each site's certificate source is
+    /// looked at too: changed files are swapped in without a reload, and internal-CA
+    /// certificates are renewed the same way (checked hourly).
     fn spawn_watchers(self: Arc<Self>) {
         let gateway = self.clone();
         tokio::spawn(async move {
@@ -187,50 +213,34 @@ impl Gateway {
                 let _ = gateway.reload().await;
             }
         });
-        let Some(config_path) = self.config_path.clone() else {
-            return;
-        };
         tokio::spawn(async move {
-            let mut seen = self.fingerprint(&config_path);
+            let mut seen = self.fingerprint();
             let mut last_renewal_check = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                let now = self.fingerprint(&config_path);
-                let renewal_due =
-                    last_renewal_check.elapsed() >= Duration::from_secs(3600) && self.internal_certs_due();
+                let now = self.fingerprint();
+                if now.changed_since(&seen) {
+                    let _ = self.reload().await;
+                }
+                seen = now;
+                let renewal_due = last_renewal_check.elapsed() >= Duration::from_secs(3600);
                 if renewal_due {
                     last_renewal_check = tokio::time::Instant::now();
                 }
-                if now != seen || renewal_due {
-                    seen = now;
-                    let _ = self.reload().await;
-                }
+                self.runtime.load_full().refresh_certificates(renewal_due).await;
             }
         });
     }
 
-    fn internal_certs_due(&self) -> bool {
-        let Some(ca) = &self.internal else {
-            return false;
+    /// Modification times of the config file and every file it names but site certificates
+    /// (none without a config file).
+    fn fingerprint(&self) -> FileStamps {
+        let Some(config_path) = &self.config_path else {
+            return FileStamps::default();
         };
-        self.runtime.load().config.sites.iter().filter(|s| s.certificate.internal_ca).any(|s| {
-            let hosts: Vec<String> = s.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
-            ca.needs_renewal(&hosts)
-        })
-    }
-
-    /// Modification times of the config file and every file it reads.
-    fn fingerprint(&self, config_path: &Path) -> Vec<Option<SystemTime>> {
-        let mut files = vec![config_path.to_owned()];
-        files.extend(
-            self.runtime
-                .load()
-                .config
-                .watched_files()
-                .into_iter()
-                .map(|p| if p.is_absolute() { p } else { self.base_dir.join(p) }),
-        );
-        files.iter().map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()).collect()
+        let watched = self.runtime.load().config.watched_files();
+        let resolved = watched.into_iter().map(|p| if p.is_absolute() { p } else { self.base_dir.join(p) });
+        FileStamps::of(std::iter::once(config_path.clone()).chain(resolved))
     }
 }
 

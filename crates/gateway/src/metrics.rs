@@ -1,6 +1,6 @@
 //! Counters for Prometheus (`/metrics` on the admin listener): requests by
-//! status class, handshakes and refusals by reason, open connections,
-//! upstream failures, healthy servers per pool.
+//! status class, handshakes and refusals by reason, open connections and
+//! the connection limits, upstream failures, healthy servers per pool.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -18,6 +18,8 @@ pub struct Metrics {
     tls_errors: AtomicU64,
     connections_open: AtomicI64,
     connections_total: AtomicU64,
+    connections_limit: AtomicU64,
+    connections_refused_per_ip: AtomicU64,
     upstream_errors: AtomicU64,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
@@ -60,6 +62,16 @@ impl Metrics {
         self.connections_open.fetch_add(delta, Ordering::Relaxed);
     }
 
+    /// The connection limit in force (`limits.max_connections`, fitted to the open-file limit).
+    pub fn set_connection_limit(&self, limit: usize) {
+        self.connections_limit.store(u64::try_from(limit).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Counts a connection closed at accept: its client has `limits.max_connections_per_ip` open.
+    pub fn connection_refused_per_ip(&self) {
+        self.connections_refused_per_ip.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Open connections now.
     pub fn open_connections(&self) -> i64 {
         self.connections_open.load(Ordering::Relaxed)
@@ -97,6 +109,14 @@ impl Metrics {
         let _ = writeln!(out, "gatehouse_connections_open {}", self.connections_open.load(Ordering::Relaxed));
         out.push_str("# TYPE gatehouse_connections_total counter\n");
         let _ = writeln!(out, "gatehouse_connections_total {}", get(&self.connections_total));
+        out.push_str("# TYPE gatehouse_connections_limit gauge\n");
+        let _ = writeln!(out, "gatehouse_connections_limit {}", get(&self.connections_limit));
+        out.push_str("# TYPE gatehouse_connections_refused_total counter\n");
+        let _ = writeln!(
+            out,
+            "gatehouse_connections_refused_total{{reason=\"max_connections_per_ip\"}} {}",
+            get(&self.connections_refused_per_ip)
+        );
         out.push_str("# TYPE gatehouse_upstream_errors_total counter\n");
         let _ = writeln!(out, "gatehouse_upstream_errors_total {}", get(&self.upstream_errors));
         out.push_str("# TYPE gatehouse_config_reloads_total counter\n");

@@ -1,14 +1,20 @@
 //! The request path, one phase per function, in the order they run:
 //!
+//! 0. [`target`]: one authority (Host and `:authority` or an absolute-form
+//!    target must agree) and the canonical path (see [`crate::target`]);
+//!    what cannot be made unambiguous is a 400, CONNECT a 405. The request
+//!    is routed on these and forwarded with them.
 //! 1. [`route`]: the Host must belong to the connection's site (else 421);
-//!    the longest path prefix picks the route.
+//!    the longest prefix the path is under picks the route.
 //! 2. [`policy`]: a route that requires a client certificate refuses the
 //!    request (403, HTML or JSON by Accept, with the reason) unless the
 //!    connection's certificate verified.
-//! 3. [`upstream_request`]: hop-by-hop and spoofable headers removed, the
-//!    client identity, `X-Forwarded-*` and `X-Request-Id` set.
-//! 4. forward: [`Pool::forward`](crate::upstream::Pool::forward) sends it (WebSocket and other upgrades
-//!    are spliced through).
+//! 3. [`upstream_request`]: hop-by-hop and spoofable headers removed, Host
+//!    set to the checked authority, the client identity, `X-Forwarded-*` and
+//!    `X-Request-Id` set; `Upgrade` kept only for WebSocket on routes that
+//!    allow it (never h2c).
+//! 4. forward: [`Pool::forward`](crate::upstream::Pool::forward) sends it; a
+//!    WebSocket 101 is spliced through, any other 101 is a 502.
 //! 5. [`response_filter`]: hop-by-hop headers removed, HSTS added.
 //! 6. logging: the access line is written when the response body ends
 //!    ([`LoggedBody`]).
@@ -17,12 +23,13 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -31,7 +38,8 @@ use crate::identity::{IdentityHeaders, is_spoofable, strip_spoofable};
 use crate::log::{AccessEntry, now_rfc3339, write_line};
 use crate::metrics::Metrics;
 use crate::sites::{Route, Site};
-use crate::trust::{CertSummary, Refusal};
+use crate::target::{TargetError, bare_host, canonical_path};
+use crate::trust::{CertSummary, Refusal, RevocationWatch};
 use crate::upstream::OriginBody;
 
 /// What the connection knows of the client certificate.
@@ -87,6 +95,30 @@ pub struct Connection {
     pub access_log: bool,
     /// Process-wide counters.
     pub metrics: Arc<Metrics>,
+    /// Requests answered and given up by the client on this connection.
+    pub requests: RequestCounts,
+    /// The verified client certificate, checked again on each request.
+    pub revocation: Option<RevocationWatch>,
+}
+
+/// How a connection's requests ended: a client that cancels most of what it
+/// sends (HTTP/2 HEADERS then RST_STREAM, over and over) makes the origin do
+/// work nobody reads, so past a budget its requests are no longer forwarded.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    answered: AtomicU32,
+    cancelled: AtomicU32,
+}
+
+impl RequestCounts {
+    /// Cancellations tolerated before the ratio is looked at.
+    const FREE_CANCELS: u32 = 100;
+
+    /// Whether this connection has cancelled more requests than it let finish, past the free budget.
+    fn over_budget(&self) -> bool {
+        let cancelled = self.cancelled.load(Ordering::Relaxed);
+        cancelled > Self::FREE_CANCELS && cancelled > self.answered.load(Ordering::Relaxed)
+    }
 }
 
 /// Response body: the upstream's, or one the gateway made; logged when it ends.
@@ -120,33 +152,31 @@ fn request_id() -> HeaderValue {
 pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let id = request_id();
-    let id_text = id.to_str().unwrap_or_default();
-    let host = request_host(&req).unwrap_or_default();
-    // The access line is only assembled when it will be written.
-    let mut entry = conn.access_log.then(|| {
-        Box::new(AccessEntry {
-            time: now_rfc3339(),
-            event: "request",
-            request_id: id_text.to_owned(),
-            client_ip: conn.peer.ip().to_string(),
-            host: host.clone(),
-            method: req.method().to_string(),
-            path: req.uri().path().to_owned(),
-            protocol: version_name(req.version()),
-            status: 0,
-            bytes: 0,
-            duration_ms: 0.0,
-            tls_version: conn.tls_version,
-            cipher: conn.cipher,
-            client_serial: conn.client.summary().map(|s| s.serial.clone()),
-            client_subject: conn.client.summary().map(|s| s.subject.clone()),
-            client_verify: conn.client.verify_label(),
-            upstream: None,
-            refused: None,
-        })
-    });
     let accept_json = wants_json(req.headers());
-
+    let checked = target(&mut req);
+    let (host, path) = match &checked {
+        Ok(authority) => (bare_host(authority).to_owned(), req.uri().path()),
+        Err(_) => (String::new(), req.uri().path()),
+    };
+    // The access line is only assembled when it will be written.
+    let entry = conn.access_log.then(|| access_entry(&conn, &id, &req, &host, path));
+    let authority = match checked {
+        Ok(authority) => authority,
+        Err(refusal) => {
+            let status = refusal.status();
+            return Ok(local(&conn, entry, started, status, refusal.label(), Some(refusal.to_string()), accept_json));
+        }
+    };
+    if let Some(Err(refusal)) = conn.revocation.as_ref().map(RevocationWatch::check) {
+        // Revoked (or no longer verifying under new CRLs) since the handshake: nothing on
+        // this connection is served any more, and an HTTP/1.1 one is closed.
+        let mut response =
+            local(&conn, entry, started, StatusCode::FORBIDDEN, refusal.label(), Some(refusal.to_string()), accept_json);
+        if req.version() != http::Version::HTTP_2 {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return Ok(response);
+    }
     let route = match route(&conn.site, &host, req.uri().path()) {
         Ok(route) => route,
         Err((status, why)) => {
@@ -164,30 +194,87 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
             accept_json,
         ));
     }
+    if conn.requests.over_budget() {
+        return Ok(local(
+            &conn,
+            entry,
+            started,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_cancelled_requests",
+            Some("this connection cancelled most of its requests; open a new one".to_owned()),
+            accept_json,
+        ));
+    }
+    let mut pending = Unanswered { entry, started, conn: &conn, answered: false };
+    forward(&conn, req, route, &authority, id, &mut pending, accept_json).await
+}
+
+/// A request on its way to the origin, whose client may give up before the
+/// answer: then the access line is written with status 499 (nginx's "client
+/// closed request"), and the cancellation counts against the connection.
+struct Unanswered<'a> {
+    entry: Option<Box<AccessEntry>>,
+    started: Instant,
+    conn: &'a Connection,
+    answered: bool,
+}
+
+impl Unanswered<'_> {
+    /// The origin answered (or failed): the access line goes with the response.
+    fn answered(&mut self) -> Option<Box<AccessEntry>> {
+        self.answered = true;
+        self.conn.requests.answered.fetch_add(1, Ordering::Relaxed);
+        self.entry.take()
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        self.conn.requests.cancelled.fetch_add(1, Ordering::Relaxed);
+        self.conn.metrics.request(499);
+        if let Some(mut entry) = self.entry.take() {
+            entry.status = 499;
+            entry.refused = Some("client_closed_request".to_owned());
+            entry.duration_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+            write_line(&entry);
+        }
+    }
+}
+
+/// Phases 3 to 6 for a request that may go through.
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    conn: &Connection,
+    mut req: Request<Incoming>,
+    route: &Route,
+    authority: &Authority,
+    id: HeaderValue,
+    pending: &mut Unanswered<'_>,
+    accept_json: bool,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let started = pending.started;
     let downstream_h2 = req.version() == http::Version::HTTP_2;
-    upstream_request(&conn, &mut req, &host, id.clone());
-    let upgrade = req.headers().contains_key(header::UPGRADE).then(|| hyper::upgrade::on(&mut req));
+    let websocket = route.websocket && is_websocket_upgrade(&req);
+    upstream_request(conn, &mut req, authority, id.clone(), websocket);
+    let upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
 
     let forwarded = tokio::time::timeout(conn.request_timeout, route.upstream.forward(req)).await;
+    let mut entry = pending.answered();
     let (mut response, server) = match forwarded {
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {
             conn.metrics.upstream_error();
-            tracing::warn!(request_id = %id_text, error = %e, "upstream failed");
-            return Ok(local(
-                &conn,
-                entry,
-                started,
-                e.status(),
-                "upstream_unavailable",
-                Some(e.to_string()),
-                accept_json,
-            ));
+            // The address and the OS error are for the operator's log, not the client.
+            tracing::warn!(request_id = %id.to_str().unwrap_or_default(), error = %e, "upstream failed");
+            return Ok(local(conn, entry, started, e.status(), "upstream_unavailable", None, accept_json));
         }
         Err(_) => {
             conn.metrics.upstream_error();
             return Ok(local(
-                &conn,
+                conn,
                 entry,
                 started,
                 StatusCode::GATEWAY_TIMEOUT,
@@ -201,15 +288,126 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
         e.upstream = Some(server);
     }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(downstream) = upgrade {
-            splice_upgrade(downstream, hyper::upgrade::on(&mut response));
+        match upgrade {
+            Some(downstream) if is_websocket_switch(&response) => {
+                splice_upgrade(downstream, hyper::upgrade::on(&mut response));
+            }
+            _ => {
+                // An origin that switches protocols unasked would get a tunnel past every later check.
+                conn.metrics.upstream_error();
+                tracing::warn!(request_id = %id.to_str().unwrap_or_default(), "the upstream switched protocols unasked");
+                return Ok(local(
+                    conn,
+                    entry,
+                    started,
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_switched_protocols",
+                    None,
+                    accept_json,
+                ));
+            }
         }
     } else {
         response_filter(&conn.site, response.headers_mut(), downstream_h2);
     }
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
-    Ok(Response::from_parts(parts, LoggedBody::new(Either::Left(body), entry, status, started, &conn)))
+    Ok(Response::from_parts(parts, LoggedBody::new(Either::Left(body), entry, status, started, conn)))
+}
+
+/// The access line's fields known before the request is answered.
+fn access_entry(conn: &Connection, id: &HeaderValue, req: &Request<Incoming>, host: &str, path: &str) -> Box<AccessEntry> {
+    Box::new(AccessEntry {
+        time: now_rfc3339(),
+        event: "request",
+        request_id: id.to_str().unwrap_or_default().to_owned(),
+        client_ip: conn.peer.ip().to_string(),
+        host: host.to_owned(),
+        method: req.method().to_string(),
+        path: path.to_owned(),
+        protocol: version_name(req.version()),
+        status: 0,
+        bytes: 0,
+        duration_ms: 0.0,
+        tls_version: conn.tls_version,
+        cipher: conn.cipher,
+        client_serial: conn.client.summary().map(|s| s.serial.clone()),
+        client_subject: conn.client.summary().map(|s| s.subject.clone()),
+        client_verify: conn.client.verify_label(),
+        upstream: None,
+        refused: None,
+    })
+}
+
+/// A request target the gateway does not forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unforwardable {
+    /// The path or the authority cannot be made unambiguous.
+    Target(TargetError),
+    /// CONNECT: a tunnel to anywhere.
+    Connect,
+}
+
+impl Unforwardable {
+    fn status(self) -> StatusCode {
+        match self {
+            Unforwardable::Target(_) => StatusCode::BAD_REQUEST,
+            Unforwardable::Connect => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Unforwardable::Target(e) => e.label(),
+            Unforwardable::Connect => "method_connect",
+        }
+    }
+}
+
+impl std::fmt::Display for Unforwardable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unforwardable::Target(e) => e.fmt(f),
+            Unforwardable::Connect => f.write_str("CONNECT is not forwarded"),
+        }
+    }
+}
+
+/// Phase 0: the one authority and the canonical path the request is
+/// decided on; the request's URI is rewritten to that path (query kept), so
+/// the origin receives what was routed.
+pub fn target<B>(req: &mut Request<B>) -> Result<Authority, Unforwardable> {
+    if req.method() == http::Method::CONNECT {
+        return Err(Unforwardable::Connect);
+    }
+    let authority = crate::target::authority(req.uri(), req.headers()).map_err(Unforwardable::Target)?;
+    if let Some(path) = canonical_path(req.uri().path()).map_err(Unforwardable::Target)? {
+        let path_and_query = match req.uri().query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let uri = http::Uri::try_from(path_and_query).map_err(|_| Unforwardable::Target(TargetError::NotOriginForm))?;
+        *req.uri_mut() = uri;
+    }
+    Ok(authority)
+}
+
+/// `Upgrade: websocket` on an HTTP/1.1 GET, the only upgrade forwarded.
+fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == http::Version::HTTP_11 && req.method() == http::Method::GET && upgrade_is_websocket(req.headers())
+}
+
+/// A 101 that switches to WebSocket.
+fn is_websocket_switch<B>(response: &Response<B>) -> bool {
+    upgrade_is_websocket(response.headers())
+}
+
+fn upgrade_is_websocket(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::UPGRADE).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value.as_bytes().eq_ignore_ascii_case(b"websocket"),
+        _ => false,
+    }
 }
 
 /// Phase 1: the Host must be one of the site's names; the longest prefix route wins.
@@ -238,16 +436,17 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Phase 3: headers for the upstream.
-pub fn upstream_request(conn: &Connection, req: &mut Request<Incoming>, host: &str, id: HeaderValue) {
-    let upgrade = req.headers().get(header::UPGRADE).cloned();
-    // Host as the client sent it, when it is the bare lowercase name (the usual case).
-    let forwarded_host = match req.headers().get(header::HOST) {
-        Some(value) if value.as_bytes() == host.as_bytes() => Some(value.clone()),
-        _ => HeaderValue::from_str(host).ok(),
-    };
-    let authority = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+/// Phase 3: headers for the upstream. Host is the authority that was
+/// checked, whatever the client sent; an upgrade is kept only for WebSocket.
+pub fn upstream_request(
+    conn: &Connection,
+    req: &mut Request<Incoming>,
+    authority: &Authority,
+    id: HeaderValue,
+    websocket: bool,
+) {
     let headers = req.headers_mut();
+    let upgrade = if websocket { headers.get(header::UPGRADE).cloned() } else { None };
     remove_hop_by_hop(headers, true);
     if let Some(protocol) = upgrade {
         headers.insert(header::UPGRADE, protocol);
@@ -256,16 +455,14 @@ pub fn upstream_request(conn: &Connection, req: &mut Request<Incoming>, host: &s
     conn.identity.apply(headers);
     headers.insert(X_FORWARDED_FOR.clone(), conn.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-    if let Some(value) = forwarded_host.clone() {
-        headers.insert(X_FORWARDED_HOST.clone(), value);
-    }
+    let authority_value = HeaderValue::from_str(authority.as_str()).expect("a parsed authority is a valid header value");
+    let host_value = match authority.port() {
+        None => authority_value.clone(),
+        Some(_) => HeaderValue::from_str(authority.host()).expect("a parsed host is a valid header value"),
+    };
+    headers.insert(X_FORWARDED_HOST.clone(), host_value);
     headers.insert(X_REQUEST_ID.clone(), id);
-    if !headers.contains_key(header::HOST) {
-        // HTTP/2 carries the host (and port) in :authority; HTTP/1.1 origins need it as Host.
-        if let Some(value) = authority.or(forwarded_host) {
-            headers.insert(header::HOST, value);
-        }
-    }
+    headers.insert(header::HOST, authority_value);
     *req.version_mut() = http::Version::HTTP_11;
 }
 
@@ -291,7 +488,7 @@ pub fn response_filter(site: &Site, headers: &mut HeaderMap, h2: bool) {
     }
 }
 
-static HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -300,6 +497,8 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,
+    // The h2c upgrade's settings: never forwarded, as h2c is not.
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Removes the hop-by-hop headers, those `Connection` names, and, for a
@@ -343,23 +542,6 @@ fn splice_upgrade(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrad
             tracing::debug!(error = %e, "upgraded connection ended");
         }
     });
-}
-
-fn request_host(req: &Request<Incoming>) -> Option<String> {
-    let raw = match req.uri().authority() {
-        Some(authority) => authority.host(),
-        None => {
-            let value = req.headers().get(header::HOST)?.to_str().ok()?;
-            if value.starts_with('[') {
-                value.split_inclusive(']').next().unwrap_or(value)
-            } else {
-                value.rsplit_once(':').map_or(value, |(h, _)| h)
-            }
-        }
-    };
-    let mut host = raw.trim_start_matches('[').trim_end_matches(']').to_owned();
-    host.make_ascii_lowercase();
-    Some(host)
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {

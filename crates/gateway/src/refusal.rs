@@ -24,6 +24,18 @@ pub enum Refusal {
     Version1,
     /// Its extended key usage does not include clientAuth.
     WrongPurpose,
+    /// Its keyUsage extension is present and lacks digitalSignature, so its key may not sign a handshake.
+    KeyUsage,
+    /// Its key is too weak to identify a client (RSA below [`MIN_RSA_BITS`]).
+    WeakKey {
+        /// The RSA modulus size, bits.
+        bits: usize,
+    },
+    /// A CA on its chain allows fewer CAs below it (basicConstraints pathLen), or the chain
+    /// is deeper than path building follows.
+    PathLength,
+    /// It, or a CA on its chain, names something a CA above it may not certify (name constraints).
+    NameConstraints,
     /// A signature in the chain, or the handshake signature, does not verify.
     BadSignature,
     /// Not parseable as a certificate.
@@ -43,14 +55,18 @@ impl Refusal {
             Refusal::Revoked => "revoked",
             Refusal::Version1 => "x509_v1",
             Refusal::WrongPurpose => "wrong_eku",
+            Refusal::KeyUsage => "bad_key_usage",
+            Refusal::WeakKey { .. } => "weak_key",
+            Refusal::PathLength => "path_length",
+            Refusal::NameConstraints => "name_constraints",
             Refusal::BadSignature => "bad_signature",
             Refusal::Malformed => "malformed",
             Refusal::Other(_) => "other",
         }
     }
 
-    /// Every label, for metrics.
-    pub const LABELS: [&'static str; 10] = [
+    /// Every label, for metrics: the same as [`Refusal::label`] gives, in the order of the variants.
+    pub const LABELS: [&'static str; 14] = [
         "no_certificate",
         "unknown_issuer",
         "expired",
@@ -58,6 +74,10 @@ impl Refusal {
         "revoked",
         "x509_v1",
         "wrong_eku",
+        "bad_key_usage",
+        "weak_key",
+        "path_length",
+        "name_constraints",
         "bad_signature",
         "malformed",
         "other",
@@ -77,11 +97,19 @@ impl Refusal {
                 }
                 CertificateError::BadSignature => Refusal::BadSignature,
                 CertificateError::BadEncoding => Refusal::Malformed,
-                CertificateError::Other(OtherError(inner)) => match inner.downcast_ref::<Refusal>() {
-                    Some(refusal) => refusal.clone(),
-                    None if inner.to_string().contains("UnsupportedCertVersion") => Refusal::Version1,
-                    None => Refusal::Other(inner.to_string()),
-                },
+                CertificateError::Other(OtherError(inner)) => {
+                    if let Some(refusal) = inner.downcast_ref::<Refusal>() {
+                        return refusal.clone();
+                    }
+                    match inner.downcast_ref::<webpki::Error>() {
+                        Some(webpki::Error::UnsupportedCertVersion) => Refusal::Version1,
+                        Some(webpki::Error::PathLenConstraintViolated | webpki::Error::MaximumPathDepthExceeded) => {
+                            Refusal::PathLength
+                        }
+                        Some(webpki::Error::NameConstraintViolation) => Refusal::NameConstraints,
+                        _ => Refusal::Other(inner.to_string()),
+                    }
+                }
                 other => Refusal::Other(format!("{other:?}")),
             },
             other => Refusal::Other(other.to_string()),
@@ -105,6 +133,19 @@ impl fmt::Display for Refusal {
                 "the client certificate is X.509 v1 (no extensions); it must be re-issued as v3, e.g. with gatehouse ca issue",
             ),
             Refusal::WrongPurpose => f.write_str("the client certificate is not for client authentication (EKU clientAuth missing)"),
+            Refusal::KeyUsage => f.write_str(
+                "the client certificate's keyUsage lacks digitalSignature, so its key may not authenticate a TLS client; re-issue it with digitalSignature",
+            ),
+            Refusal::WeakKey { bits } => write!(
+                f,
+                "the client certificate has a {bits}-bit RSA key; at least {MIN_RSA_BITS} bits are required (or use an EC key)"
+            ),
+            Refusal::PathLength => f.write_str(
+                "the client certificate's chain has more CAs than an issuing CA allows (basicConstraints pathLen) or than the gateway follows",
+            ),
+            Refusal::NameConstraints => {
+                f.write_str("the client certificate names something its issuing CAs may not certify (name constraints)")
+            }
             Refusal::BadSignature => f.write_str("a signature on the client certificate does not verify"),
             Refusal::Malformed => f.write_str("the client certificate cannot be parsed"),
             Refusal::Other(why) => write!(f, "the client certificate was refused: {why}"),
@@ -169,4 +210,84 @@ pub fn summarize(der: &[u8]) -> Result<(CertSummary, Option<Vec<u8>>), Refusal> 
         not_after: cert.validity().not_after.timestamp(),
     };
     Ok((summary, authority_key_id))
+}
+
+/// The smallest RSA key, in bits, a client may identify itself with (NIST SP 800-131A).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// The end-entity checks that path validation leaves to the relying party: webpki reads
+/// neither keyUsage nor key sizes. A keyUsage extension, when present, must allow
+/// digitalSignature (RFC 5280 4.2.1.3: the key signs the handshake); an RSA key must have
+/// at least [`MIN_RSA_BITS`] bits.
+pub fn check_end_entity(der: &[u8]) -> Result<(), Refusal> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| Refusal::Malformed)?;
+    // An error here is a repeated keyUsage extension, which RFC 5280 forbids.
+    let key_usage = cert.key_usage().map_err(|_| Refusal::Malformed)?;
+    if key_usage.is_some_and(|ku| !ku.value.digital_signature()) {
+        return Err(Refusal::KeyUsage);
+    }
+    match weak_rsa_bits(cert.public_key()) {
+        Some(bits) => Err(Refusal::WeakKey { bits }),
+        None => Ok(()),
+    }
+}
+
+/// The modulus size of an RSA key below [`MIN_RSA_BITS`]; `None` for a strong or non-RSA key.
+pub(crate) fn weak_rsa_bits(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Option<usize> {
+    let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = spki.parsed() else {
+        return None;
+    };
+    // The modulus is a DER INTEGER: big-endian, with a leading zero byte when its top bit is set.
+    let modulus = rsa.modulus.iter().position(|b| *b != 0).map_or(&[][..], |i| &rsa.modulus[i..]);
+    let bits = modulus.first().map_or(0, |top| 8 * modulus.len() - top.leading_zeros() as usize);
+    (bits < MIN_RSA_BITS).then_some(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_refusal() -> Vec<Refusal> {
+        vec![
+            Refusal::NoCertificate,
+            Refusal::UnknownIssuer,
+            Refusal::Expired,
+            Refusal::NotYetValid,
+            Refusal::Revoked,
+            Refusal::Version1,
+            Refusal::WrongPurpose,
+            Refusal::KeyUsage,
+            Refusal::WeakKey { bits: 1024 },
+            Refusal::PathLength,
+            Refusal::NameConstraints,
+            Refusal::BadSignature,
+            Refusal::Malformed,
+            Refusal::Other("x".into()),
+        ]
+    }
+
+    #[test]
+    fn labels_list_every_label_once_in_variant_order() {
+        let labels: Vec<_> = every_refusal().iter().map(Refusal::label).collect();
+        assert_eq!(labels, Refusal::LABELS);
+    }
+
+    #[test]
+    fn a_refusal_survives_the_trip_through_a_rustls_error() {
+        for refusal in every_refusal() {
+            assert_eq!(Refusal::from_rustls(&refusal.clone().into_rustls()), refusal);
+        }
+    }
+
+    #[test]
+    fn webpki_chain_constraint_errors_have_their_own_labels() {
+        let from = |e: webpki::Error| {
+            let error = rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))));
+            Refusal::from_rustls(&error)
+        };
+        assert_eq!(from(webpki::Error::PathLenConstraintViolated), Refusal::PathLength);
+        assert_eq!(from(webpki::Error::MaximumPathDepthExceeded), Refusal::PathLength);
+        assert_eq!(from(webpki::Error::NameConstraintViolation), Refusal::NameConstraints);
+        assert_eq!(from(webpki::Error::UnsupportedCertVersion), Refusal::Version1);
+    }
 }

@@ -2,28 +2,42 @@
 //! their rustls `ServerConfig`, trust stores and routes resolved to upstream
 //! pools, and the lookup from SNI / Host to a site. A reload builds a new
 //! [`Runtime`] and swaps it in; connections keep the one they started with.
+//!
+//! A reload carries over from the previous runtime what the change leaves as it
+//! was, rather than building it again: an upstream pool (its servers' health and
+//! its one health-check task), a site's certificate (see [`crate::certificates`]:
+//! replaced in place when its files change, without a reload), and a trust store
+//! (its fetched CRLs).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::HeaderValue;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
-use crate::config::{Config, MtlsMode, RouteMtls, TlsVersion};
+use crate::certificates::SiteCertificate;
+use crate::config::{Config, MtlsMode, RouteMtls, TlsVersion, TrustConfig};
 use crate::internal_ca::InternalCa;
 use crate::trust::{HandshakePolicy, SiteVerifier, TrustStore, read_certificates, read_crl};
-use crate::upstream::Pool;
+use crate::upstream::{Pool, UpstreamConfig};
+
+/// `Strict-Transport-Security: max-age` of `mtls = "require"` sites that set none: one year.
+pub const DEFAULT_HSTS_MAX_AGE: u64 = 31_536_000;
 
 /// A route: the longest matching prefix wins.
 #[derive(Debug)]
 pub struct Route {
-    /// Path prefix.
+    /// Path prefix, canonical, without a trailing slash (`""`: the site default).
     pub prefix: String,
+    /// The prefix is compared ignoring ASCII case.
+    pub case_insensitive: bool,
+    /// WebSocket upgrades are forwarded.
+    pub websocket: bool,
     /// A valid client certificate is required here.
     pub require_cert: bool,
     /// Where requests go.
@@ -38,8 +52,10 @@ pub struct Site {
     pub hosts: Vec<String>,
     /// Client-certificate mode.
     pub mtls: MtlsMode,
-    /// TLS configuration for connections to this site.
+    /// TLS configuration for connections to this site; its certificate is `certificate`'s.
     pub tls: Arc<ServerConfig>,
+    /// The site's certificate, swapped in place when its source gives a new one.
+    pub certificate: Arc<SiteCertificate>,
     /// Trust store, when the site verifies client certificates.
     pub trust: Option<Arc<TrustStore>>,
     /// Routes, longest prefix first; the site default last (prefix "").
@@ -49,9 +65,9 @@ pub struct Site {
 }
 
 impl Site {
-    /// The route for a path.
+    /// The route for a canonical path: the longest prefix it is under.
     pub fn route(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| path.starts_with(&r.prefix))
+        self.routes.iter().find(|r| crate::target::under_prefix(path, &r.prefix, r.case_insensitive))
     }
 
     /// Whether `host` (no port, lowercase) is one of this site's names.
@@ -60,11 +76,44 @@ impl Site {
     }
 }
 
-fn host_matches(pattern: &str, host: &str) -> bool {
+/// Whether `pattern`, a name or a `*.` wildcard of one label, covers `host`.
+pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(suffix) => host.split_once('.').is_some_and(|(first, rest)| !first.is_empty() && rest == suffix),
         None => pattern == host,
     }
+}
+
+/// What files looked like (modification time, size, inode), taken before reading them:
+/// when the files look otherwise later, they changed since (or while) they were read. The
+/// inode tells a file renamed into place from the one it replaced even within the
+/// resolution of modification times.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct FileStamps(Vec<(PathBuf, Option<(SystemTime, u64, u64)>)>);
+
+impl FileStamps {
+    /// How `paths` look now (`None`: the file cannot be read).
+    pub(crate) fn of<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> FileStamps {
+        let stamp = |path: &Path| {
+            let metadata = std::fs::metadata(path).ok()?;
+            Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+        };
+        FileStamps(paths.into_iter().map(|p| (p.as_ref().to_owned(), stamp(p.as_ref()))).collect())
+    }
+
+    /// Whether a file that `earlier` has too shows another modification time here. A file
+    /// only here is new to the watch: whatever began watching it has just read it.
+    pub(crate) fn changed_since(&self, earlier: &FileStamps) -> bool {
+        self.0.iter().any(|(path, time)| earlier.0.iter().any(|(p, t)| p == path && t != time))
+    }
+}
+
+/// What a trust store was built from: its table, the chain cache setting, its files as they were.
+#[derive(PartialEq)]
+struct TrustOrigin {
+    config: TrustConfig,
+    cache_secs: u64,
+    files: FileStamps,
 }
 
 /// Everything a connection needs, swapped as a whole on reload.
@@ -76,6 +125,9 @@ pub struct Runtime {
     wildcard: HashMap<String, usize>,
     /// Upstream pools by name.
     pub pools: HashMap<String, Arc<Pool>>,
+    /// The origin TLS files of each pool, as they were when it was built.
+    pool_files: HashMap<String, FileStamps>,
+    trust_stores: Vec<(TrustOrigin, Arc<TrustStore>)>,
 }
 
 impl Runtime {
@@ -86,68 +138,77 @@ impl Runtime {
         provider: Arc<CryptoProvider>,
         internal: Option<&Arc<InternalCa>>,
     ) -> Result<Runtime, String> {
+        Runtime::assemble(config, base_dir, provider, internal, None).await
+    }
+
+    /// Builds the runtime of a changed configuration, taking over from `previous` what
+    /// is unchanged: a pool whose `[[upstream]]` table and TLS files are the same (its
+    /// servers' health stays, its health checks go on), a site certificate with the same
+    /// source and hosts (and the certificate it serves now), a trust store with the same
+    /// table and files (its CRLs are not fetched again).
+    pub async fn rebuild(
+        previous: &Runtime,
+        config: Config,
+        base_dir: &Path,
+        provider: Arc<CryptoProvider>,
+        internal: Option<&Arc<InternalCa>>,
+    ) -> Result<Runtime, String> {
+        Runtime::assemble(config, base_dir, provider, internal, Some(previous)).await
+    }
+
+    async fn assemble(
+        config: Config,
+        base_dir: &Path,
+        provider: Arc<CryptoProvider>,
+        internal: Option<&Arc<InternalCa>>,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, String> {
         let resolve = |p: &Path| {
             if p.is_absolute() { p.to_owned() } else { base_dir.join(p) }
         };
         let mut pools = HashMap::new();
+        let mut pool_files = HashMap::new();
         for upstream in &config.upstreams {
-            let pool = Arc::new(Pool::new(upstream, base_dir).map_err(|e| e.to_string())?);
+            let files = FileStamps::of(origin_files(upstream).map(resolve));
+            let pool = match previous.and_then(|p| p.unchanged_pool(upstream, &files)) {
+                Some(pool) => pool,
+                None => Arc::new(Pool::new(upstream, base_dir).map_err(|e| e.to_string())?),
+            };
             pools.insert(upstream.name.clone(), pool);
+            pool_files.insert(upstream.name.clone(), files);
         }
         let versions: &[&rustls::SupportedProtocolVersion] = match config.tls.min_version {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
         };
         let mut sites = Vec::new();
+        let mut trust_stores = Vec::new();
         let (mut exact, mut wildcard) = (HashMap::new(), HashMap::new());
         for (index, sc) in config.sites.iter().enumerate() {
             let hosts: Vec<String> = sc.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
-            let (chain, key) = if sc.certificate.internal_ca {
-                let ca =
-                    internal.ok_or("a site has certificate.internal_ca = true but there is no CA in the data dir")?;
-                ca.site_certificate(&hosts).await?
-            } else {
-                let cert = resolve(sc.certificate.cert.as_deref().unwrap_or(Path::new("")));
-                let key = resolve(sc.certificate.key.as_deref().unwrap_or(Path::new("")));
-                load_pair(&cert, &key)?
+            let source = sc.certificate.source().map_err(|problem| format!("site[{index}].certificate {problem}"))?;
+            let kept = previous.and_then(|p| p.sites.iter().find(|s| s.certificate.is_for(source, &hosts)));
+            let certificate = match kept {
+                Some(site) => site.certificate.clone(),
+                None => Arc::new(
+                    SiteCertificate::load(source, &hosts, base_dir, &provider, internal)
+                        .await
+                        .map_err(|e| format!("site[{index}] certificate: {e}"))?,
+                ),
             };
             let trust = match &sc.trust {
                 None => None,
                 Some(t) => {
-                    let mut roots = Vec::new();
-                    if t.internal_ca {
-                        let ca = internal
-                            .ok_or("a trust store has internal_ca = true but there is no CA in the data dir")?;
-                        // The intermediate is an anchor too: clients (curl, browsers) send only their leaf.
-                        roots.push(ca.root().clone());
-                        roots.push(ca.intermediate().clone());
-                    }
-                    for f in &t.ca_files {
-                        roots.extend(read_certificates(&resolve(f)).map_err(|e| e.to_string())?);
-                    }
-                    let crls = t
-                        .crl_files
-                        .iter()
-                        .map(|f| read_crl(&resolve(f)).map_err(|e| e.to_string()))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let revocations = if t.internal_ca { internal.map(|ca| ca.revocations()) } else { None };
-                    let mut url_crls = Vec::new();
-                    let mut next_updates = Vec::new();
-                    for url in &t.crl_urls {
-                        let fetched = crate::crl_fetch::fetch(url).await?;
-                        url_crls.push(fetched.crl);
-                        next_updates.push(fetched.next_update);
-                    }
-                    let store = Arc::new(TrustStore::new(
-                        provider.clone(),
-                        roots,
-                        crls,
-                        url_crls,
-                        t.crl_urls.clone(),
-                        revocations,
-                        config.tls.client_chain_cache_secs,
-                    )?);
-                    crate::crl_fetch::spawn_refresh(&store, t.crl_refresh_secs.max(1), next_updates);
+                    let origin = TrustOrigin {
+                        config: t.clone(),
+                        cache_secs: config.tls.client_chain_cache_secs,
+                        files: FileStamps::of(t.ca_files.iter().chain(&t.crl_files).map(|f| resolve(f))),
+                    };
+                    let store = match previous.and_then(|p| p.unchanged_trust_store(&origin)) {
+                        Some(store) => store,
+                        None => trust_store(t, &config, &resolve, &provider, internal).await?,
+                    };
+                    trust_stores.push((origin, store.clone()));
                     Some(store)
                 }
             };
@@ -156,16 +217,18 @@ impl Runtime {
                 MtlsMode::Require => {
                     Arc::new(SiteVerifier::new(HandshakePolicy::Require, trust.clone(), provider.clone()))
                 }
-                MtlsMode::Optional | MtlsMode::Passthrough => {
+                MtlsMode::Optional => {
                     Arc::new(SiteVerifier::new(HandshakePolicy::Ask, trust.clone(), provider.clone()))
+                }
+                MtlsMode::Passthrough => {
+                    Arc::new(SiteVerifier::new(HandshakePolicy::Forward, trust.clone(), provider.clone()))
                 }
             };
             let mut tls = ServerConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(versions)
                 .map_err(|e| format!("TLS versions: {e}"))?
                 .with_client_cert_verifier(verifier)
-                .with_single_cert(chain, key)
-                .map_err(|e| format!("site[{index}] certificate and key do not fit together: {e}"))?;
+                .with_cert_resolver(certificate.clone());
             tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
             let default_pool = sc.upstream.as_ref().and_then(|u| pools.get(u.get_ref()).cloned());
@@ -179,7 +242,10 @@ impl Runtime {
                         .and_then(|u| pools.get(u.get_ref()).cloned())
                         .or_else(|| default_pool.clone())?;
                     Some(Route {
-                        prefix: r.path_prefix.clone(),
+                        // `/admin/` guards `/admin` too: an origin may serve its index there.
+                        prefix: r.path_prefix.trim_end_matches('/').to_owned(),
+                        case_insensitive: r.case_insensitive,
+                        websocket: r.websocket,
                         require_cert: r.mtls == Some(RouteMtls::Require),
                         upstream,
                     })
@@ -187,18 +253,35 @@ impl Runtime {
                 .collect();
             routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
             if let Some(pool) = default_pool {
-                routes.push(Route { prefix: String::new(), require_cert: false, upstream: pool });
+                routes.push(Route {
+                    prefix: String::new(),
+                    case_insensitive: false,
+                    websocket: true,
+                    require_cert: false,
+                    upstream: pool,
+                });
             }
-            let hsts = sc.hsts_max_age.and_then(|age| HeaderValue::from_str(&format!("max-age={age}")).ok());
+            // A site that requires client certificates is HTTPS-only by nature: HSTS by default.
+            let hsts_age = sc.hsts_max_age.or((sc.mtls == MtlsMode::Require).then_some(DEFAULT_HSTS_MAX_AGE));
+            let hsts = hsts_age.and_then(|age| HeaderValue::from_str(&format!("max-age={age}")).ok());
             for host in &hosts {
                 match host.strip_prefix("*.") {
                     Some(suffix) => wildcard.insert(suffix.to_owned(), index),
                     None => exact.insert(host.clone(), index),
                 };
             }
-            sites.push(Arc::new(Site { index, hosts, mtls: sc.mtls, tls: Arc::new(tls), trust, routes, hsts }));
+            sites.push(Arc::new(Site {
+                index,
+                hosts,
+                mtls: sc.mtls,
+                tls: Arc::new(tls),
+                certificate,
+                trust,
+                routes,
+                hsts,
+            }));
         }
-        Ok(Runtime { config, sites, exact, wildcard, pools })
+        Ok(Runtime { config, sites, exact, wildcard, pools, pool_files, trust_stores })
     }
 
     /// The site for an SNI name: exact, then wildcard; no SNI gets the first site.
@@ -214,18 +297,87 @@ impl Runtime {
         self.wildcard.get(parent).and_then(|i| self.sites.get(*i))
     }
 
-    /// Starts the health checks of every pool.
+    /// Starts the health checks of every pool (a pool carried over keeps the ones it has).
     pub fn start_health_checks(&self) {
         for pool in self.pools.values() {
             pool.spawn_health_checks();
         }
     }
+
+    /// Looks at every site's certificate source again and swaps in what changed: files
+    /// modified since they were read, internal-CA certificates due for renewal when
+    /// `renewal_due` (see [`SiteCertificate::refresh`]).
+    pub async fn refresh_certificates(&self, renewal_due: bool) {
+        for site in &self.sites {
+            site.certificate.refresh(renewal_due).await;
+        }
+    }
+
+    /// This runtime's pool for `upstream` if it was built from the same table and files.
+    fn unchanged_pool(&self, upstream: &UpstreamConfig, files: &FileStamps) -> Option<Arc<Pool>> {
+        let before = self.config.upstreams.iter().find(|u| u.name == upstream.name)?;
+        if before != upstream || self.pool_files.get(&upstream.name) != Some(files) {
+            return None;
+        }
+        self.pools.get(&upstream.name).cloned()
+    }
+
+    /// This runtime's trust store built from `origin`, if any.
+    fn unchanged_trust_store(&self, origin: &TrustOrigin) -> Option<Arc<TrustStore>> {
+        self.trust_stores.iter().find(|(o, _)| o == origin).map(|(_, store)| store.clone())
+    }
 }
 
-/// Loads a certificate chain and its private key from PEM files.
-pub fn load_pair(cert: &Path, key: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
-    let chain = read_certificates(cert).map_err(|e| e.to_string())?;
-    let key =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?;
-    Ok((chain, key))
+/// The files a pool reads: the origin CA bundle and client certificate.
+fn origin_files(upstream: &UpstreamConfig) -> impl Iterator<Item = &Path> {
+    upstream
+        .tls
+        .iter()
+        .flat_map(|t| [Some(&t.ca), t.client_cert.as_ref(), t.client_key.as_ref()])
+        .flatten()
+        .map(|p| p.as_path())
+}
+
+/// Builds a site's trust store: its CA files and CRL files read, its CRL URLs fetched
+/// (the refresh of those runs until the store is dropped).
+async fn trust_store(
+    t: &TrustConfig,
+    config: &Config,
+    resolve: &impl Fn(&Path) -> PathBuf,
+    provider: &Arc<CryptoProvider>,
+    internal: Option<&Arc<InternalCa>>,
+) -> Result<Arc<TrustStore>, String> {
+    let mut roots = Vec::new();
+    if t.internal_ca {
+        let ca = internal.ok_or("a trust store has internal_ca = true but there is no CA in the data dir")?;
+        // The root is the anchor; the intermediate (issued by it) is a known
+        // intermediate, added to the leaf-only chains clients (curl, browsers) send,
+        // with its pathLen and name constraints checked (see `TrustStore::new`).
+        roots.push(ca.root().clone());
+        roots.push(ca.intermediate().clone());
+    }
+    for f in &t.ca_files {
+        roots.extend(read_certificates(&resolve(f)).map_err(|e| e.to_string())?);
+    }
+    let crls =
+        t.crl_files.iter().map(|f| read_crl(&resolve(f)).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+    let revocations = if t.internal_ca { internal.map(|ca| ca.revocations()) } else { None };
+    let mut url_crls = Vec::new();
+    let mut next_updates = Vec::new();
+    for url in &t.crl_urls {
+        let fetched = crate::crl_fetch::fetch(url).await?;
+        url_crls.push(fetched.crl);
+        next_updates.push(fetched.next_update);
+    }
+    let store = Arc::new(TrustStore::new(
+        provider.clone(),
+        roots,
+        crls,
+        url_crls,
+        t.crl_urls.clone(),
+        revocations,
+        config.tls.client_chain_cache_secs,
+    )?);
+    crate::crl_fetch::spawn_refresh(&store, t.crl_refresh_secs.max(1), next_updates);
+    Ok(store)
 }

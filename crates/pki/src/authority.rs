@@ -14,7 +14,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
 use crate::key::KeyType;
-use crate::name::{SubjectAltName, is_dns_name};
+use crate::name::{SubjectAltName, is_dns_name, refuse_control};
 use crate::profile::{CaSettings, DnField, Profile};
 use crate::serial::Serial;
 
@@ -101,6 +101,12 @@ impl Subject {
     /// The first common name, if any.
     pub fn cn(&self) -> Option<&str> {
         self.0.iter().find(|(f, _)| *f == DnField::CommonName).map(|(_, v)| v.as_str())
+    }
+
+    /// Refuses an attribute with a control character: the subject is printed into logs,
+    /// `ca list` and the X-Forwarded-Client-Cert header.
+    fn check(&self) -> Result<()> {
+        self.0.iter().try_for_each(|(field, value)| refuse_control(value, field.description()))
     }
 
     fn to_rcgen(&self) -> DistinguishedName {
@@ -204,7 +210,8 @@ impl Issuer {
         &self.signer
     }
 
-    /// Checks a request against its profile's policy and signs a certificate for `public_key`.
+    /// Checks a request (names well-formed, within its profile's policy) and signs a
+    /// certificate for `public_key`.
     ///
     /// Server certificates also get their CN as a DNS SAN when it is a host
     /// name, since browsers ignore the CN.
@@ -223,7 +230,9 @@ impl Issuer {
         if cn.is_empty() && sans.is_empty() {
             return Err(Error::NoName);
         }
+        request.subject.check()?;
         for name in &sans {
+            name.check()?;
             policy.check_name(profile, name)?;
         }
 

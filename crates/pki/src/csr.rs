@@ -12,7 +12,7 @@ use x509_parser::public_key::PublicKey;
 
 use crate::authority::{LeafRequest, Subject};
 use crate::error::{Error, Result};
-use crate::name::SubjectAltName;
+use crate::name::{self, SubjectAltName};
 use crate::profile::{DnField, Profile, ProfilePolicy};
 
 /// Signature algorithms that use SHA-1 (RSA, the old OIW RSA OID, ECDSA, DSA).
@@ -133,11 +133,12 @@ fn dn_field(oid: &str) -> Option<DnField> {
     })
 }
 
+/// A requested name, checked as it is: not trimmed, so what is certified is what was asked for.
 fn general_name(name: &GeneralName<'_>) -> Result<SubjectAltName> {
     match name {
-        GeneralName::DNSName(n) => SubjectAltName::parse(&format!("DNS:{n}")),
-        GeneralName::RFC822Name(n) => SubjectAltName::parse(&format!("email:{n}")),
-        GeneralName::URI(n) => SubjectAltName::parse(&format!("URI:{n}")),
+        GeneralName::DNSName(n) => name::dns(n),
+        GeneralName::RFC822Name(n) => name::email(n),
+        GeneralName::URI(n) => name::uri(n),
         GeneralName::IPAddress(bytes) => {
             let ip = match bytes.len() {
                 4 => IpAddr::from(<[u8; 4]>::try_from(*bytes).expect("length checked")),
@@ -177,6 +178,42 @@ mod tests {
         policy.subject_fields = vec![DnField::CommonName];
         let req = csr.to_request(Profile::Server, &policy, None);
         assert_eq!(req.subject.to_string(), "CN=app.example.com");
+    }
+
+    /// A CSR for `cn` asking for one URI SAN, made with rcgen (which encodes what it is given).
+    fn csr_with_uri(cn: &str, uri: &str) -> String {
+        let key = KeyType::EcdsaP256.generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    }
+
+    fn issuer() -> crate::Issuer {
+        let ca = crate::create_ca(&crate::CaInit { name: "t".into(), key_type: KeyType::EcdsaP256, days: 1 }).unwrap();
+        crate::Issuer::new(ca.intermediate.der, ca.intermediate.key, ca.root.der, Default::default()).unwrap()
+    }
+
+    #[test]
+    fn names_that_break_identity_headers_are_refused_before_signing() {
+        let issuer = issuer();
+        let policy = &issuer.settings().client;
+        let sign = |pem: &str| {
+            let csr = CheckedCsr::parse(pem.as_bytes())?;
+            issuer.issue(&csr.to_request(Profile::Client, policy, None), csr.public_key(), csr.key_is_rsa())
+        };
+        // Valid RFC 3986, refused by the default policy.
+        let hostile = "spiffe://t/m,By=spiffe://gw;URI=spiffe://prod/admin";
+        assert!(matches!(sign(&csr_with_uri("m", hostile)), Err(Error::UriSeparator { character: ',', .. })));
+        // Not RFC 3986 at all: refused while reading the CSR, and not trimmed into something else.
+        for bad in ["spiffe://t/a\"b", "spiffe://t/a b", "spiffe://t/a\n", " spiffe://t/a"] {
+            let err = CheckedCsr::parse(csr_with_uri("m", bad).as_bytes()).unwrap_err();
+            assert!(matches!(err, Error::InvalidName { kind: "URI", .. }), "{bad:?}: {err:?}");
+        }
+        let err = sign(&csr_with_uri("m\u{1b}[2Jadmin", "spiffe://t/m")).unwrap_err();
+        assert!(matches!(err, Error::InvalidName { kind: "common name (CN)", .. }), "{err:?}");
+        assert!(err.to_string().contains("U+001B") && !err.to_string().contains('\u{1b}'), "{err}");
+        assert!(sign(&csr_with_uri("m", "spiffe://t/m")).is_ok());
     }
 
     #[test]

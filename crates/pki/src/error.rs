@@ -18,15 +18,16 @@ pub enum Error {
     /// A serial number that is not hex.
     #[error("'{0}' is not a certificate serial; give it in hex as `openssl x509 -serial` prints it")]
     MalformedSerial(String),
-    /// A subject alternative name that cannot be encoded.
-    #[error("'{value}' is not a valid {kind} name: {why}")]
+    /// A subject alternative name or subject attribute that is malformed or cannot be encoded.
+    // Control characters in the value are shown escaped, so the message cannot rewrite a terminal or a log line.
+    #[error("'{}' is not a valid {kind}: {why}", .value.escape_debug())]
     InvalidName {
         /// The name as given.
         value: String,
-        /// DNS, IP, email or URI.
+        /// What it should have been: `DNS name`, `IP address`, `email address`, `URI`, `common name (CN)`, ...
         kind: &'static str,
-        /// What is wrong with it.
-        why: &'static str,
+        /// What is wrong with it and what to do.
+        why: String,
     },
     /// Neither a common name nor a SAN was given.
     #[error("the certificate would name no one: give a common name (--cn) or at least one subject alternative name")]
@@ -42,6 +43,24 @@ pub enum Error {
         name: String,
         /// The policy key that governs it.
         key: &'static str,
+    },
+    /// A URI SAN with `,` or `;`, which the profile's policy refuses: X-Forwarded-Client-Cert and
+    /// similar identity headers use them as separators, and a parser that trusts the header
+    /// would read the rest of the URI as another identity.
+    #[error(
+        "the URI SAN '{}' contains '{character}', which the {profile} profile's policy refuses because identity \
+         headers such as X-Forwarded-Client-Cert use it as a separator; request a URI without ',' and ';' \
+         (no SPIFFE ID has them), or let the CA operator set allow_uri_separators = true under \
+         [profiles.{profile}] in ca.toml",
+        .uri.escape_debug()
+    )]
+    UriSeparator {
+        /// The profile that refused.
+        profile: &'static str,
+        /// The URI.
+        uri: String,
+        /// The first separator in it.
+        character: char,
     },
     /// Requested lifetime above the profile's maximum.
     #[error(

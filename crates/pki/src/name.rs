@@ -1,5 +1,6 @@
 //! Subject alternative names: parsing what users type (`DNS:x`, `IP:x`,
-//! `email:x`, `URI:x`, or a bare value), and matching them against the
+//! `email:x`, `URI:x`, or a bare value) and what CSRs carry, refusing
+//! characters that have no place in a name, and matching names against the
 //! patterns of a profile's policy.
 
 use std::fmt;
@@ -37,6 +38,7 @@ impl SubjectAltName {
     pub fn parse(input: &str) -> Result<Self> {
         let input = input.trim();
         if let Some((prefix, value)) = input.split_once(':') {
+            let value = value.trim();
             match prefix.to_ascii_lowercase().as_str() {
                 "dns" => return dns(value),
                 "ip" | "ip address" => return ip(value),
@@ -56,20 +58,27 @@ impl SubjectAltName {
         }
     }
 
+    /// Checks a name built without [`parse`](Self::parse) as `parse` would, so that
+    /// nothing malformed is signed whichever way a request was put together.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self {
+            SubjectAltName::Dns(v) => dns(v).map(drop),
+            SubjectAltName::Ip(_) => Ok(()),
+            SubjectAltName::Email(v) => email(v).map(drop),
+            SubjectAltName::Uri(v) => uri(v).map(drop),
+        }
+    }
+
     /// The rcgen form, for encoding.
     pub(crate) fn to_rcgen(&self) -> Result<rcgen::SanType> {
         let ia5 = |v: &str, kind| {
-            rcgen::string::Ia5String::try_from(v).map_err(|_| Error::InvalidName {
-                value: v.to_owned(),
-                kind,
-                why: "only ASCII characters can be encoded",
-            })
+            rcgen::string::Ia5String::try_from(v).map_err(|_| invalid(v, kind, "only ASCII characters can be encoded"))
         };
         Ok(match self {
-            SubjectAltName::Dns(v) => rcgen::SanType::DnsName(ia5(v, "DNS")?),
+            SubjectAltName::Dns(v) => rcgen::SanType::DnsName(ia5(v, DNS)?),
             SubjectAltName::Ip(v) => rcgen::SanType::IpAddress(*v),
-            SubjectAltName::Email(v) => rcgen::SanType::Rfc822Name(ia5(v, "email")?),
-            SubjectAltName::Uri(v) => rcgen::SanType::URI(ia5(v, "URI")?),
+            SubjectAltName::Email(v) => rcgen::SanType::Rfc822Name(ia5(v, EMAIL)?),
+            SubjectAltName::Uri(v) => rcgen::SanType::URI(ia5(v, URI)?),
         })
     }
 }
@@ -92,8 +101,72 @@ impl FromStr for SubjectAltName {
     }
 }
 
-fn invalid(value: &str, kind: &'static str, why: &'static str) -> Error {
-    Error::InvalidName { value: value.to_owned(), kind, why }
+const DNS: &str = "DNS name";
+const IP: &str = "IP address";
+const EMAIL: &str = "email address";
+const URI: &str = "URI";
+
+fn invalid(value: &str, kind: &'static str, why: impl Into<String>) -> Error {
+    Error::InvalidName { value: value.to_owned(), kind, why: why.into() }
+}
+
+/// A character as an error message names it; invisible ones by code point.
+fn describe(c: char) -> String {
+    match c {
+        ' ' => "a space".to_owned(),
+        c if c.is_control() => format!("the control character U+{:04X}", u32::from(c)),
+        c if c.is_whitespace() => format!("the white space character U+{:04X}", u32::from(c)),
+        c => format!("'{c}'"),
+    }
+}
+
+/// Refuses a control character anywhere in a name or subject attribute (`kind`): none has
+/// one, and copied into a header, a log line or a terminal it changes what the reader sees.
+pub(crate) fn refuse_control(value: &str, kind: &'static str) -> Result<()> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => {
+            Err(invalid(value, kind, format!("it contains {}, which no name may hold; leave it out", describe(c))))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Where `uri` breaks RFC 3986 (section 2 and 3), as a reason for an error message: a
+/// character that is neither unreserved, a delimiter nor part of a `%XX` escape, a second
+/// `#`, or `[` `]` outside the authority (where they enclose an IP literal). A URI may hold
+/// `,` `;` `=` in its path legally; whether a profile certifies them is policy
+/// ([`ProfilePolicy::check_name`](crate::ProfilePolicy::check_name)).
+fn rfc3986_violation(uri: &str) -> Option<String> {
+    let authority_end = uri.split_once(':').and_then(|(scheme, rest)| {
+        let authority = rest.strip_prefix("//")?;
+        Some(scheme.len() + 3 + authority.find(['/', '?', '#']).unwrap_or(authority.len()))
+    });
+    let bytes = uri.as_bytes();
+    let mut fragment = false;
+    for (i, c) in uri.char_indices() {
+        let why = match c {
+            c if c.is_ascii_alphanumeric() || "-._~:/?@!$&'()*+,;=".contains(c) => continue,
+            '%' if bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) => continue,
+            '#' if !fragment => {
+                fragment = true;
+                continue;
+            }
+            '[' | ']' if authority_end.is_some_and(|end| i < end) => continue,
+            '%' => "which RFC 3986 allows only to start a %XX escape; write a literal '%' as %25".to_owned(),
+            '#' => "a second one, which RFC 3986 does not allow (the fragment starts at the first); write it as %23"
+                .to_owned(),
+            '[' | ']' => {
+                "which RFC 3986 allows only around an IP literal host; percent-encode it (%5B, %5D)".to_owned()
+            }
+            c if c.is_ascii() => format!(
+                "which RFC 3986 does not allow in a URI; percent-encode it as %{:02X} or leave it out",
+                u32::from(c)
+            ),
+            _ => "which RFC 3986 does not allow in a URI; percent-encode its UTF-8 bytes or leave it out".to_owned(),
+        };
+        return Some(format!("it contains {}, {why}", describe(c)));
+    }
+    None
 }
 
 /// Whether `name` is a syntactically valid DNS name, a leftmost `*` label allowed.
@@ -112,12 +185,17 @@ pub fn is_dns_name(name: &str) -> bool {
     })
 }
 
-fn dns(value: &str) -> Result<SubjectAltName> {
-    let value = value.trim().to_ascii_lowercase();
+// The checks of one kind of name take the value as it is, untrimmed: [`SubjectAltName::parse`]
+// trims what a person typed, a CSR's names are certified exactly as requested or not at all.
+
+/// A DNS name (lowercased).
+pub(crate) fn dns(value: &str) -> Result<SubjectAltName> {
+    refuse_control(value, DNS)?;
+    let value = value.to_ascii_lowercase();
     if !is_dns_name(&value) {
         return Err(invalid(
             &value,
-            "DNS",
+            DNS,
             "use letters, digits and hyphens in dot-separated labels; '*' only as the whole first label",
         ));
     }
@@ -125,11 +203,12 @@ fn dns(value: &str) -> Result<SubjectAltName> {
 }
 
 fn ip(value: &str) -> Result<SubjectAltName> {
-    value.trim().parse().map(SubjectAltName::Ip).map_err(|_| invalid(value, "IP", "not an IPv4 or IPv6 address"))
+    value.parse().map(SubjectAltName::Ip).map_err(|_| invalid(value, IP, "not an IPv4 or IPv6 address"))
 }
 
-fn email(value: &str) -> Result<SubjectAltName> {
-    let value = value.trim();
+/// An RFC 822 email address.
+pub(crate) fn email(value: &str) -> Result<SubjectAltName> {
+    refuse_control(value, EMAIL)?;
     match value.split_once('@') {
         Some((local, domain))
             if !local.is_empty()
@@ -140,24 +219,25 @@ fn email(value: &str) -> Result<SubjectAltName> {
         {
             Ok(SubjectAltName::Email(value.to_owned()))
         }
-        _ => Err(invalid(value, "email", "expected local@domain")),
+        _ => Err(invalid(value, EMAIL, "expected local@domain")),
     }
 }
 
-fn uri(value: &str) -> Result<SubjectAltName> {
-    let value = value.trim();
-    match value.split_once(':') {
-        Some((scheme, rest))
-            if !rest.is_empty()
-                && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-                && value.is_ascii()
-                && !value.contains(char::is_whitespace) =>
-        {
-            Ok(SubjectAltName::Uri(value.to_owned()))
-        }
-        _ => Err(invalid(value, "URI", "expected scheme:rest, e.g. spiffe://example.org/service")),
+/// A URI, RFC 3986 syntax.
+pub(crate) fn uri(value: &str) -> Result<SubjectAltName> {
+    refuse_control(value, URI)?;
+    let has_scheme = value.split_once(':').is_some_and(|(scheme, rest)| {
+        !rest.is_empty()
+            && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    if !has_scheme {
+        return Err(invalid(value, URI, "expected scheme:rest, e.g. spiffe://example.org/service"));
     }
+    if let Some(why) = rfc3986_violation(value) {
+        return Err(invalid(value, URI, why));
+    }
+    Ok(SubjectAltName::Uri(value.to_owned()))
 }
 
 /// Matches a DNS name against a policy pattern: `*` (anything), an exact name,
@@ -258,6 +338,52 @@ mod tests {
         assert!(SubjectAltName::parse("DNS:a.*.b").is_err());
         assert!(SubjectAltName::parse("email:nobody").is_err());
         assert!(SubjectAltName::parse("IP:1.2.3").is_err());
+    }
+
+    #[test]
+    fn uris_follow_rfc3986() {
+        for ok in [
+            "spiffe://example.org/ns/prod/sa/web",
+            "https://[::1]:8443/a?b=c&d=e#f",
+            "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66",
+            "https://example.org/a%20b;v=1,2",
+            "mailto:alice@example.org",
+        ] {
+            assert_eq!(SubjectAltName::parse(&format!("URI:{ok}")).unwrap(), SubjectAltName::Uri(ok.into()), "{ok}");
+        }
+        for (bad, named) in [
+            ("spiffe://t/a b", "a space"),
+            ("spiffe://t/\"admin\"", "'\"'"),
+            ("spiffe://t/a\u{7}", "U+0007"),
+            ("spiffe://t/a\r\nX-Evil: 1", "U+000D"),
+            ("spiffe://t/caf\u{e9}", "'\u{e9}'"),
+            ("spiffe://t/a%2", "'%'"),
+            ("spiffe://t/a%zz", "'%'"),
+            ("spiffe://t/a#b#c", "'#'"),
+            ("spiffe://t/[x]", "'['"),
+            ("spiffe://t/a|b", "'|'"),
+            ("spiffe://t/a\\b", "'\\'"),
+            ("spiffe://t/{a}", "'{'"),
+        ] {
+            let err = SubjectAltName::parse(&format!("URI:{bad}")).unwrap_err();
+            assert!(matches!(err, Error::InvalidName { kind: "URI", .. }), "{bad}: {err:?}");
+            let msg = err.to_string();
+            assert!(msg.contains(named), "{bad}: the message must name the character {named}: {msg}");
+            assert!(!msg.chars().any(char::is_control), "{bad}: control characters must be escaped: {msg:?}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused_untrimmed_names_are_not_guessed() {
+        assert!(SubjectAltName::parse("email:a\u{7}b@example.org").is_err());
+        assert!(SubjectAltName::parse("DNS:a\u{0}.example.org").is_err());
+        // Typed input is trimmed; the value a CSR carries is taken as it is.
+        assert!(SubjectAltName::parse(" URI: spiffe://t/x ").is_ok());
+        assert!(uri("spiffe://t/x\n").is_err());
+        assert!(dns(" a.example").is_err());
+        assert!(email("a@example.org ").is_err());
+        assert!(SubjectAltName::Uri("spiffe://t/a b".into()).check().is_err());
+        assert!(SubjectAltName::Uri("spiffe://t/a".into()).check().is_ok());
     }
 
     #[test]

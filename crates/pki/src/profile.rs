@@ -75,6 +75,18 @@ impl DnField {
         }
     }
 
+    /// The attribute as an error message names it: `common name (CN)`.
+    pub fn description(self) -> &'static str {
+        match self {
+            DnField::CommonName => "common name (CN)",
+            DnField::Organization => "organization (O)",
+            DnField::OrganizationalUnit => "organizational unit (OU)",
+            DnField::Country => "country (C)",
+            DnField::State => "state or province (ST)",
+            DnField::Locality => "locality (L)",
+        }
+    }
+
     pub(crate) fn to_rcgen(self) -> rcgen::DnType {
         match self {
             DnField::CommonName => rcgen::DnType::CommonName,
@@ -104,6 +116,10 @@ pub struct ProfilePolicy {
     pub allowed_emails: Vec<String>,
     /// URI globs (`*`, `spiffe://example.org/*`).
     pub allowed_uris: Vec<String>,
+    /// Whether a URI SAN may hold `,` or `;` (legal in RFC 3986 paths). Off by default:
+    /// identity headers such as X-Forwarded-Client-Cert separate identities and their
+    /// fields with them, and no SPIFFE ID contains them.
+    pub allow_uri_separators: bool,
 }
 
 impl ProfilePolicy {
@@ -130,6 +146,7 @@ impl ProfilePolicy {
             allowed_ips: vec!["0.0.0.0/0".parse().expect("valid"), "::/0".parse().expect("valid")],
             allowed_emails: any(),
             allowed_uris: any(),
+            allow_uri_separators: false,
         }
     }
 
@@ -145,7 +162,8 @@ impl ProfilePolicy {
         Ok(days)
     }
 
-    /// Refuses a name that no pattern of the policy allows.
+    /// Refuses a name that no pattern of the policy allows, and a URI with a separator
+    /// (`,` `;`) unless [`allow_uri_separators`](Self::allow_uri_separators) is set.
     pub fn check_name(&self, profile: Profile, name: &SubjectAltName) -> Result<()> {
         let (allowed, key) = match name {
             SubjectAltName::Dns(n) => (self.allowed_dns.iter().any(|p| dns_matches(p, n)), "allowed_dns"),
@@ -153,13 +171,23 @@ impl ProfilePolicy {
             SubjectAltName::Email(e) => (self.allowed_emails.iter().any(|p| glob_matches(p, e)), "allowed_emails"),
             SubjectAltName::Uri(u) => (self.allowed_uris.iter().any(|p| glob_matches(p, u)), "allowed_uris"),
         };
-        if allowed {
-            Ok(())
-        } else {
-            Err(Error::PolicyViolation { profile: profile.name(), name: name.to_string(), key })
+        if !allowed {
+            return Err(Error::PolicyViolation { profile: profile.name(), name: name.to_string(), key });
         }
+        if let SubjectAltName::Uri(uri) = name
+            && !self.allow_uri_separators
+            && let Some(character) = uri.chars().find(|c| URI_SEPARATORS.contains(c))
+        {
+            return Err(Error::UriSeparator { profile: profile.name(), uri: uri.clone(), character });
+        }
+        Ok(())
     }
 }
+
+/// Characters that separate identities (`,`) and their fields (`;`) in X-Forwarded-Client-Cert
+/// and in the CGI-style headers origins read; refused in URI SANs unless the policy allows them.
+/// (`"`, white space and control characters are not RFC 3986 and refused for every URI.)
+const URI_SEPARATORS: [char; 2] = [',', ';'];
 
 /// The CA settings (`ca.toml` in the data dir).
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +239,7 @@ struct PolicyFile {
     allowed_ips: Option<Vec<IpNetText>>,
     allowed_emails: Option<Vec<String>>,
     allowed_uris: Option<Vec<String>>,
+    allow_uri_separators: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -235,6 +264,7 @@ impl PolicyFile {
             allowed_ips: self.allowed_ips.map(|v| v.into_iter().map(|n| n.0).collect()).unwrap_or(d.allowed_ips),
             allowed_emails: self.allowed_emails.unwrap_or(d.allowed_emails),
             allowed_uris: self.allowed_uris.unwrap_or(d.allowed_uris),
+            allow_uri_separators: self.allow_uri_separators.unwrap_or(d.allow_uri_separators),
         }
     }
 }
@@ -325,6 +355,9 @@ crl_next_update_hours = 168
 #   allowed_dns:    "*" any, "example.com" exact, "*.example.com" one label below (and that wildcard)
 #   allowed_ips:    CIDR networks
 #   allowed_emails, allowed_uris: globs, "*" any, "*@example.com", "spiffe://example.org/*"
+#   allow_uri_separators: whether a URI SAN may contain ',' or ';'. Identity headers such as
+#                   X-Forwarded-Client-Cert use them as separators, so a URI with them can read
+#                   as two identities to a careless parser; no SPIFFE ID has them.
 # An empty list refuses that kind of name.
 [profiles.server]
 default_days = 90
@@ -334,6 +367,7 @@ allowed_dns = ["*"]
 allowed_ips = ["0.0.0.0/0", "::/0"]
 allowed_emails = ["*"]
 allowed_uris = ["*"]
+allow_uri_separators = false
 
 [profiles.client]
 default_days = 365
@@ -343,6 +377,7 @@ allowed_dns = ["*"]
 allowed_ips = ["0.0.0.0/0", "::/0"]
 allowed_emails = ["*"]
 allowed_uris = ["*"]
+allow_uri_separators = false
 "#;
 
 #[cfg(test)]
@@ -376,6 +411,37 @@ mod tests {
         assert!(p.check_name(Profile::Server, &SubjectAltName::parse("10.0.0.1").unwrap()).is_err());
         assert!(matches!(p.lifetime_days(Profile::Server, Some(399)), Err(Error::LifetimeTooLong { .. })));
         assert_eq!(p.lifetime_days(Profile::Server, None).unwrap(), 90);
+    }
+
+    #[test]
+    fn uri_separators_are_refused_unless_allowed() {
+        let hostile = SubjectAltName::parse("URI:spiffe://t/m,By=spiffe://gw;URI=spiffe://prod/admin").unwrap();
+        let mut policy = CaSettings::default().client;
+        let err = policy.check_name(Profile::Client, &hostile).unwrap_err();
+        assert!(matches!(err, Error::UriSeparator { character: ',', .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("'spiffe://t/m,By=spiffe://gw;URI=spiffe://prod/admin' contains ','")
+                && msg.contains("allow_uri_separators = true under [profiles.client]"),
+            "{msg}"
+        );
+        let semicolon = SubjectAltName::parse("URI:spiffe://t/a;b").unwrap();
+        assert!(matches!(
+            policy.check_name(Profile::Client, &semicolon),
+            Err(Error::UriSeparator { character: ';', .. })
+        ));
+        // '=' is harmless once values are quoted, and common in query strings.
+        assert!(
+            policy.check_name(Profile::Client, &SubjectAltName::parse("URI:https://x.example/?a=b").unwrap()).is_ok()
+        );
+
+        let text = "[profiles.client]\nallow_uri_separators = true\n";
+        policy = CaSettings::parse(Path::new("ca.toml"), text).unwrap().client;
+        assert!(policy.allow_uri_separators);
+        assert!(policy.check_name(Profile::Client, &hostile).is_ok());
+        // The pattern still decides first.
+        policy.allowed_uris = vec!["spiffe://example.org/*".into()];
+        assert!(matches!(policy.check_name(Profile::Client, &hostile), Err(Error::PolicyViolation { .. })));
     }
 
     #[test]

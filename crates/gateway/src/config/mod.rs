@@ -14,6 +14,7 @@ use toml::Spanned;
 
 use pki::line_col;
 
+use crate::certificates::CertificateSource;
 use crate::upstream::UpstreamConfig;
 
 mod read;
@@ -137,8 +138,12 @@ pub struct Limits {
     pub idle_timeout_ms: u64,
     /// Time allowed for the upstream to answer a request (response head), ms.
     pub request_timeout_ms: u64,
-    /// Concurrent downstream connections; further ones wait in the accept queue.
+    /// Concurrent downstream connections; further ones wait in the accept queue. Lowered
+    /// at start (with a warning) to what the open-file limit leaves room for.
     pub max_connections: usize,
+    /// Concurrent connections from one client (an IPv4 address, or an IPv6 /64); further
+    /// ones are closed at accept. 0: no limit.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -149,6 +154,7 @@ impl Default for Limits {
             idle_timeout_ms: 75_000,
             request_timeout_ms: 60_000,
             max_connections: 20_000,
+            max_connections_per_ip: 256,
         }
     }
 }
@@ -225,17 +231,64 @@ pub enum RouteMtls {
     Off,
 }
 
-/// Where a site's certificate comes from.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+/// A site's `certificate` table: `{ cert = "chain.pem", key = "key.pem" }` or
+/// `{ internal_ca = true }`, read into its [`CertificateSource`] as the file is parsed.
+/// A table that names no source keeps the reason, which validation reports, so every
+/// site of a configuration that loads has a source.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(from = "CertificateKeys")]
+pub struct CertificateConfig(Result<CertificateSource, CertificateProblem>);
+
+impl CertificateConfig {
+    /// Where the certificate comes from; an error only in a configuration that failed validation.
+    pub fn source(&self) -> Result<&CertificateSource, CertificateProblem> {
+        self.0.as_ref().map_err(|problem| *problem)
+    }
+}
+
+impl Default for CertificateConfig {
+    fn default() -> Self {
+        CertificateConfig(Err(CertificateProblem::Missing))
+    }
+}
+
+/// Why a `certificate` table names no source; completes `site[N].certificate ...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateProblem {
+    /// No `certificate` key, or an empty table.
+    #[error("is missing; give cert and key files or internal_ca = true")]
+    Missing,
+    /// `cert` without `key`, or the other way round.
+    #[error("needs both cert and key")]
+    HalfPair,
+    /// Files and `internal_ca = true` together.
+    #[error("has files and internal_ca = true; choose one")]
+    Both,
+}
+
+/// The keys a `certificate` table may have.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CertificateConfig {
+struct CertificateKeys {
     /// Certificate chain PEM (leaf first).
-    pub cert: Option<PathBuf>,
+    cert: Option<PathBuf>,
     /// Private key PEM.
-    pub key: Option<PathBuf>,
+    key: Option<PathBuf>,
     /// Issue (and renew) the certificate from the internal CA for the site's host names.
     #[serde(default)]
-    pub internal_ca: bool,
+    internal_ca: bool,
+}
+
+impl From<CertificateKeys> for CertificateConfig {
+    fn from(keys: CertificateKeys) -> Self {
+        CertificateConfig(match (keys.cert, keys.key, keys.internal_ca) {
+            (Some(cert), Some(key), false) => Ok(CertificateSource::Files { cert, key }),
+            (None, None, true) => Ok(CertificateSource::InternalCa),
+            (None, None, false) => Err(CertificateProblem::Missing),
+            (Some(_), Some(_), true) => Err(CertificateProblem::Both),
+            (Some(_), None, _) | (None, Some(_), _) => Err(CertificateProblem::HalfPair),
+        })
+    }
 }
 
 /// Trust store for client certificates.
@@ -257,6 +310,10 @@ pub struct TrustConfig {
     /// Longest time between CRL URL refreshes, seconds.
     #[serde(default = "default_crl_refresh")]
     pub crl_refresh_secs: u64,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_crl_refresh() -> u64 {
@@ -290,8 +347,18 @@ pub struct SiteConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
-    /// Matches request paths starting with this.
+    /// Matches this path and the paths below it (`/admin` covers `/admin`,
+    /// `/admin/x` and `/admin;p`, not `/administrator`), compared with the
+    /// request's canonical path.
     pub path_prefix: String,
+    /// Compare the prefix ignoring ASCII case, for origins that ignore it
+    /// (IIS, some object stores), so `/ADMIN` is under `/admin`.
+    #[serde(default)]
+    pub case_insensitive: bool,
+    /// Let WebSocket upgrades through on this route (default true); no other
+    /// upgrade is ever forwarded.
+    #[serde(default = "default_true")]
+    pub websocket: bool,
     /// Per-route requirement.
     pub mtls: Option<RouteMtls>,
     /// Upstream (default: the site's).
@@ -352,17 +419,8 @@ impl Config {
                         .push(format!("{}: host \"{name}\" is served by two sites; keep it in one", at(host.span())));
                 }
             }
-            let c = &site.certificate;
-            match (c.cert.is_some(), c.key.is_some(), c.internal_ca) {
-                (true, true, false) | (false, false, true) => {}
-                (false, false, false) => problems
-                    .push(format!("site[{i}].certificate is missing; give cert and key files or internal_ca = true")),
-                (true, false, _) | (false, true, _) => {
-                    problems.push(format!("site[{i}].certificate needs both cert and key"));
-                }
-                (true, true, true) => {
-                    problems.push(format!("site[{i}].certificate has files and internal_ca = true; choose one"));
-                }
+            if let Err(problem) = site.certificate.source() {
+                problems.push(format!("site[{i}].certificate {problem}"));
             }
             if matches!(site.mtls, MtlsMode::Optional | MtlsMode::Require) {
                 match &site.trust {
@@ -382,6 +440,18 @@ impl Config {
                         "site[{i}].route[{j}].path_prefix \"{}\" must start with '/'",
                         route.path_prefix
                     ));
+                } else {
+                    match crate::target::canonical_path(&route.path_prefix) {
+                        Ok(None) => {}
+                        Ok(Some(canonical)) => problems.push(format!(
+                            "site[{i}].route[{j}].path_prefix \"{}\" is not in canonical form; write it as \"{canonical}\" (requests are matched on their canonical path)",
+                            route.path_prefix
+                        )),
+                        Err(e) => problems.push(format!(
+                            "site[{i}].route[{j}].path_prefix \"{}\" can never match: {e}",
+                            route.path_prefix
+                        )),
+                    }
                 }
                 if route.mtls == Some(RouteMtls::Require)
                     && !matches!(site.mtls, MtlsMode::Optional | MtlsMode::Require)
@@ -410,12 +480,11 @@ impl Config {
         problems
     }
 
-    /// Every file the running configuration reads, for reload-on-change.
+    /// Every file the running configuration reads but site certificates, for reload-on-change
+    /// (a site's certificate files are watched by the site, which swaps them in without a reload).
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
         for site in &self.sites {
-            files.extend(site.certificate.cert.iter().cloned());
-            files.extend(site.certificate.key.iter().cloned());
             if let Some(t) = &site.trust {
                 files.extend(t.ca_files.iter().cloned());
                 files.extend(t.crl_files.iter().cloned());

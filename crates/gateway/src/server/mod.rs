@@ -1,143 +1,229 @@
-//! Listeners and connections: accept, TLS handshake (the SNI picks the
-//! site's configuration before the handshake goes on), client-certificate
-//! outcome, HTTP/1.1 or HTTP/2 by ALPN. `limits`: idle and slow-header
-//! limits and drain on shutdown; `plain`: the redirect and admin listeners.
+//! Listeners and connections. A TLS connection goes through named phases
+//! ([`connection`]): accept → pick the site (SNI) → handshake → check the
+//! client certificate → log a refusal → build the [`Connection`] → serve
+//! HTTP/1.1 or HTTP/2 by ALPN. `admission`: the connection limits taken at
+//! accept; `limits`: idle and slow-header limits and drain on shutdown;
+//! `plain`: the redirect and admin listeners.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::pki_types::UnixTime;
-use rustls::server::Acceptor;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::{Acceptor, ServerConnection};
+use rustls::{InvalidMessage, ProtocolVersion};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, watch};
-use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
 use crate::Gateway;
-use crate::config::MtlsMode;
+use crate::config::{Limits, MtlsMode};
 use crate::identity::IdentityHeaders;
 use crate::log::{HandshakeEntry, write_line};
+use crate::metrics::Metrics;
 use crate::proxy::{self, ClientCert, Connection};
-use crate::trust::{Refusal, summarize};
+use crate::sites::{Runtime, Site};
+use crate::trust::{Refusal, RevocationWatch, summarize};
 
+mod admission;
 mod limits;
 mod plain;
 
+use admission::{Admission, ClientSlot};
+pub use admission::{ClientConnections, ConnectionSlots, raise_open_file_limit};
 use limits::{Activity, Watched, drive};
 pub use plain::{serve_admin, serve_redirect};
 
-/// Accepts TLS connections until `shutdown` turns true.
+/// Accepts TLS connections until `shutdown` turns true; each is served by a task of its own.
 pub async fn serve_tls(gateway: Arc<Gateway>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    while let Some(accepted) = accept(&gateway, &listener, &mut shutdown).await {
+        tokio::spawn(connection(gateway.clone(), accepted, shutdown.clone()));
+    }
+}
+
+/// A client past accept: its socket and address, and the slots it holds.
+struct Accepted {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    slots: Slots,
+}
+
+/// What an open connection holds against the limits, given back when it drops.
+struct Slots {
+    _connection: OwnedSemaphorePermit,
+    _client: ClientSlot,
+}
+
+/// Phase 1, accept: waits for a free connection slot (`limits.max_connections`),
+/// then for a client. A client over `limits.max_connections_per_ip` is closed
+/// at once, before any TLS. `None` on shutdown.
+async fn accept(gateway: &Gateway, listener: &TcpListener, shutdown: &mut watch::Receiver<bool>) -> Option<Accepted> {
+    let slots = &gateway.connection_slots;
     loop {
         let permit = tokio::select! {
-            permit = gateway.connection_slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
+            permit = slots.acquire() => permit,
+            _ = shutdown.changed() => return None,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return None,
         };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => return,
+        let per_ip = gateway.runtime.load().config.limits.max_connections_per_ip;
+        let client = match gateway.clients.admit(peer.ip(), per_ip, Instant::now()) {
+            Admission::Admitted(client) => client,
+            Admission::Refused { client, open, log } => {
+                gateway.metrics.connection_refused_per_ip();
+                if log {
+                    tracing::warn!(
+                        "client {client} has {open} connections open, limits.max_connections_per_ip; \
+                         its further connections are closed at accept (logged once per 10 s per client)"
+                    );
+                }
+                drop(tcp);
+                continue;
+            }
         };
-        match accepted {
-            Ok((tcp, peer)) => {
-                let gateway = gateway.clone();
-                let shutdown = shutdown.clone();
-                tokio::spawn(connection(gateway, tcp, peer, permit, shutdown));
-            }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        // A reload lowered the limit while this slot waited for a client: the client waits for the next one.
+        let permit = match slots.confirm(permit) {
+            Some(permit) => permit,
+            None => tokio::select! {
+                permit = slots.acquire() => permit,
+                _ = shutdown.changed() => return None,
+            },
+        };
+        return Some(Accepted { tcp, peer, slots: Slots { _connection: permit, _client: client } });
+    }
+}
+
+/// One client's connection, phase by phase after accept. Serving runs on a
+/// task of its own, so the handshake's state does not stay allocated for the
+/// life of a keep-alive connection.
+async fn connection(gateway: Arc<Gateway>, accepted: Accepted, shutdown: watch::Receiver<bool>) {
+    let Accepted { tcp, peer, slots } = accepted;
+    let runtime = gateway.runtime.load_full();
+    let limits = runtime.config.limits.clone();
+    let timeout = Duration::from_millis(limits.header_read_timeout_ms);
+    let mut report = Report { peer, sni: None, metrics: &gateway.metrics, log: runtime.config.log.handshakes };
+    let _ = tcp.set_nodelay(true);
+
+    let hello = match client_hello(tcp, timeout).await {
+        Ok(hello) => hello,
+        Err(failure) => return report.handshake_failed(failure),
+    };
+    report.sni = hello.client_hello().server_name().map(str::to_owned);
+    let Some(site) = pick_site(&runtime, &report) else {
+        return;
+    };
+    let tls = match handshake(hello, &site, timeout).await {
+        Ok(tls) => tls,
+        Err(failure) => return report.handshake_failed(failure),
+    };
+    gateway.metrics.handshake();
+    let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
+    // Read before the check: a CRL change after it makes the first request verify again.
+    let crl_generation = site.trust.as_ref().map_or(0, |trust| trust.generation());
+    let client = check_client_certificate(&site, &chain);
+    if let ClientCert::Refused(refusal) = &client {
+        report.client_cert_refused(refusal, &chain);
+        if site.mtls == MtlsMode::Require {
+            // Revoked between the handshake and now: a require site serves nobody unverified.
+            return;
+        }
+    }
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let conn = build_connection(&runtime, site, tls.get_ref().1, client, chain, crl_generation, &report);
+    drop(runtime);
+    let metrics = gateway.metrics.clone();
+    tokio::spawn(serve_http(Established { tls, conn, h2, limits, slots, shutdown, metrics }));
+}
+
+/// Why a connection ended before its TLS handshake completed.
+enum HandshakeFailure {
+    /// The client certificate was refused in the handshake (`mtls = "require"`).
+    Refused(Refusal),
+    /// A handshake message over the 64 KiB rustls reads: a huge ClientHello or client certificate chain.
+    TooLarge,
+    /// Not TLS, a protocol error, a reset.
+    Failed(io::Error),
+    /// Not done within `limits.header_read_timeout_ms`.
+    TimedOut,
+}
+
+impl HandshakeFailure {
+    fn from_io(error: io::Error) -> HandshakeFailure {
+        let rustls_error = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        match rustls_error {
+            Some(rustls::Error::InvalidMessage(
+                InvalidMessage::HandshakePayloadTooLarge | InvalidMessage::CertificatePayloadTooLarge,
+            )) => HandshakeFailure::TooLarge,
+            Some(e) => match Refusal::from_rustls(e) {
+                Refusal::Other(_) | Refusal::Malformed if !is_cert_error(e) => HandshakeFailure::Failed(error),
+                refusal => HandshakeFailure::Refused(refusal),
+            },
+            None => HandshakeFailure::Failed(error),
         }
     }
 }
 
-/// The TLS handshake and the client-certificate outcome; on success the
-/// connection is served by a task of its own, so the handshake's state does
-/// not stay allocated for the life of a keep-alive connection.
-async fn connection(
-    gateway: Arc<Gateway>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-    shutdown: watch::Receiver<bool>,
-) {
-    let runtime = gateway.runtime.load_full();
-    let limits = runtime.config.limits.clone();
-    let log_handshakes = runtime.config.log.handshakes;
-    let handshake_timeout = Duration::from_millis(limits.header_read_timeout_ms);
-    let _ = tcp.set_nodelay(true);
-    let metrics = gateway.metrics.clone();
+fn is_cert_error(error: &rustls::Error) -> bool {
+    matches!(error, rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+}
 
-    let start = match tokio::time::timeout(handshake_timeout, LazyConfigAcceptor::new(Acceptor::default(), tcp)).await {
-        Ok(Ok(start)) => start,
-        Ok(Err(e)) => {
-            metrics.tls_error();
-            tracing::debug!(%peer, error = %e, "not a TLS ClientHello");
-            return;
-        }
-        Err(_) => {
-            metrics.tls_error();
-            return;
-        }
-    };
-    let sni = start.client_hello().server_name().map(str::to_owned);
-    let Some(site) = runtime.site_for_sni(sni.as_deref()).cloned() else {
-        metrics.unknown_sni();
-        if log_handshakes {
-            let detail = format!("no site serves {}", sni.as_deref().unwrap_or("(no SNI)"));
-            write_line(&HandshakeEntry::new(
-                "handshake_refused",
-                peer,
-                sni.clone(),
-                "unknown_server_name",
-                detail,
-                None,
-            ));
-        }
-        return;
-    };
-    let tls = match tokio::time::timeout(handshake_timeout, start.into_stream(site.tls.clone())).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            let rustls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
-            match rustls_error.map(Refusal::from_rustls) {
-                Some(refusal @ Refusal::Other(_)) | Some(refusal @ Refusal::Malformed)
-                    if !is_cert_error(rustls_error) =>
-                {
-                    metrics.tls_error();
-                    tracing::debug!(%peer, reason = %refusal, "TLS handshake failed");
-                }
-                Some(refusal) => {
-                    metrics.refusal(&refusal);
-                    if log_handshakes {
-                        let detail = refusal.to_string();
-                        write_line(&HandshakeEntry::new("handshake_refused", peer, sni, refusal.label(), detail, None));
-                    }
-                }
-                None => {
-                    metrics.tls_error();
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                }
-            }
-            return;
-        }
-        Err(_) => {
-            metrics.tls_error();
-            return;
-        }
-    };
-    metrics.handshake();
-    let (_, session) = tls.get_ref();
-    let chain = session.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
-    let client = match (site.mtls, chain.split_first()) {
+/// Phase 2, pick the site, begins here: reads the ClientHello, whose SNI
+/// picks the site's configuration before the handshake goes on.
+async fn client_hello(tcp: TcpStream, timeout: Duration) -> Result<StartHandshake<TcpStream>, HandshakeFailure> {
+    match tokio::time::timeout(timeout, LazyConfigAcceptor::new(Acceptor::default(), tcp)).await {
+        Ok(Ok(hello)) => Ok(hello),
+        Ok(Err(e)) => Err(HandshakeFailure::from_io(e)),
+        Err(_) => Err(HandshakeFailure::TimedOut),
+    }
+}
+
+/// Phase 2, pick the site: the one whose names match the SNI (no SNI: the
+/// first site). An unknown name is refused and logged.
+fn pick_site(runtime: &Runtime, report: &Report<'_>) -> Option<Arc<Site>> {
+    let site = runtime.site_for_sni(report.sni.as_deref()).cloned();
+    if site.is_none() {
+        report.metrics.unknown_sni();
+        let detail = format!("no site serves {}", report.sni.as_deref().unwrap_or("(no SNI)"));
+        report.handshake_refused("unknown_server_name", detail);
+    }
+    site
+}
+
+/// Phase 3, handshake: completes TLS with the site's configuration, whose
+/// verifier refuses a client certificate a `require` site does not accept.
+async fn handshake(
+    hello: StartHandshake<TcpStream>,
+    site: &Site,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, HandshakeFailure> {
+    match tokio::time::timeout(timeout, hello.into_stream(site.tls.clone())).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(e)) => Err(HandshakeFailure::from_io(e)),
+        Err(_) => Err(HandshakeFailure::TimedOut),
+    }
+}
+
+/// Phase 4, check the client certificate: what the site's `mtls` mode makes
+/// of the chain the client presented (verified now, against the trust store
+/// and revocations as they are at this moment).
+fn check_client_certificate(site: &Site, chain: &[CertificateDer<'static>]) -> ClientCert {
+    match (site.mtls, chain.split_first()) {
         (MtlsMode::Off, _) | (_, None) => ClientCert::None,
         (MtlsMode::Require, Some((leaf, intermediates))) => match &site.trust {
             Some(trust) => match trust.verified_summary(leaf, intermediates, UnixTime::now()) {
@@ -154,63 +240,133 @@ async fn connection(
             None => ClientCert::Refused(Refusal::UnknownIssuer),
         },
         (MtlsMode::Passthrough, Some((leaf, _))) => ClientCert::Unverified(summarize(leaf).ok().map(|(s, _)| s)),
-    };
-    if let ClientCert::Refused(refusal) = &client {
-        metrics.refusal(refusal);
-        if log_handshakes {
+    }
+}
+
+/// Phase 5, log a refusal: where a connection's refusals go, the metrics and,
+/// when `log.handshakes` is on, one JSON line each.
+struct Report<'a> {
+    peer: SocketAddr,
+    sni: Option<String>,
+    metrics: &'a Arc<Metrics>,
+    log: bool,
+}
+
+impl Report<'_> {
+    /// A `handshake_refused` line.
+    fn handshake_refused(&self, reason: &str, detail: String) {
+        if self.log {
+            write_line(&HandshakeEntry::new("handshake_refused", self.peer, self.sni.clone(), reason, detail, None));
+        }
+    }
+
+    /// A handshake that did not complete: a refused certificate or an oversized
+    /// message is logged; anything else (not TLS, a reset, a timeout) is only counted.
+    fn handshake_failed(&self, failure: HandshakeFailure) {
+        match failure {
+            HandshakeFailure::Refused(refusal) => {
+                self.metrics.refusal(&refusal);
+                self.handshake_refused(refusal.label(), refusal.to_string());
+            }
+            HandshakeFailure::TooLarge => {
+                self.metrics.tls_error();
+                self.handshake_refused(
+                    "client_hello_or_certificate_too_large",
+                    "a TLS handshake message (the ClientHello or the client certificate chain) is over 64 KiB, \
+                     the most the gateway reads; the client must present a smaller certificate chain"
+                        .to_owned(),
+                );
+            }
+            HandshakeFailure::Failed(e) => {
+                self.metrics.tls_error();
+                tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+            }
+            HandshakeFailure::TimedOut => {
+                self.metrics.tls_error();
+                tracing::debug!(peer = %self.peer, "TLS handshake not done within limits.header_read_timeout_ms");
+            }
+        }
+    }
+
+    /// A `client_cert_refused` line: the certificate was refused after the handshake.
+    fn client_cert_refused(&self, refusal: &Refusal, chain: &[CertificateDer<'static>]) {
+        self.metrics.refusal(refusal);
+        if self.log {
             let serial = chain.first().and_then(|c| summarize(c).ok()).map(|(s, _)| s.serial);
             let detail = refusal.to_string();
-            write_line(&HandshakeEntry::new("client_cert_refused", peer, sni.clone(), refusal.label(), detail, serial));
+            let entry = HandshakeEntry::new(
+                "client_cert_refused",
+                self.peer,
+                self.sni.clone(),
+                refusal.label(),
+                detail,
+                serial,
+            );
+            write_line(&entry);
         }
     }
-    if site.mtls == MtlsMode::Require && matches!(client, ClientCert::Refused(_)) {
-        // Revoked between the handshake and now: a require site serves nobody unverified.
-        return;
-    }
+}
+
+/// Phase 6, build the [`Connection`] every request on it reads: the site,
+/// the TLS parameters, the client certificate's state and the identity
+/// headers, made once for all its requests.
+fn build_connection(
+    runtime: &Runtime,
+    site: Arc<Site>,
+    session: &ServerConnection,
+    client: ClientCert,
+    chain: Vec<CertificateDer<'static>>,
+    crl_generation: u64,
+    report: &Report<'_>,
+) -> Arc<Connection> {
+    let format = runtime.config.identity.format;
     let identity = match &client {
-        ClientCert::Verified(summary) => IdentityHeaders::new(runtime.config.identity.format, &chain, Some(summary)),
-        ClientCert::Unverified(summary) => {
-            IdentityHeaders::new(runtime.config.identity.format, &chain, summary.as_ref())
-        }
+        ClientCert::Verified(summary) => IdentityHeaders::new(format, &chain, Some(summary)),
+        ClientCert::Unverified(summary) => IdentityHeaders::new(format, &chain, summary.as_ref()),
         _ => IdentityHeaders::default(),
     };
-    let h2 = session.alpn_protocol() == Some(b"h2");
-    let conn = Arc::new(Connection {
-        peer,
+    let revocation = match (&client, &site.trust) {
+        (ClientCert::Verified(summary), Some(trust)) => {
+            Some(RevocationWatch::new(trust.clone(), chain, summary.serial.clone(), crl_generation))
+        }
+        _ => None,
+    };
+    Arc::new(Connection {
+        peer: report.peer,
         site,
         tls_version: match session.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "unknown",
         },
         cipher: session.negotiated_cipher_suite().and_then(|s| s.suite().as_str()).unwrap_or("unknown"),
         client,
         identity,
-        forwarded_for: header::HeaderValue::from_str(&peer.ip().to_string())
+        forwarded_for: header::HeaderValue::from_str(&report.peer.ip().to_string())
             .expect("an IP address is a valid header value"),
-        request_timeout: Duration::from_millis(limits.request_timeout_ms),
+        request_timeout: Duration::from_millis(runtime.config.limits.request_timeout_ms),
         access_log: runtime.config.log.access,
-        metrics: metrics.clone(),
-    });
-    drop(runtime);
-
-    tokio::spawn(serve_http(Established { tls, conn, h2, limits, permit, shutdown, metrics }));
+        metrics: report.metrics.clone(),
+        requests: Default::default(),
+        revocation,
+    })
 }
 
 /// A connection past its handshake, ready for HTTP.
 struct Established {
-    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    tls: TlsStream<TcpStream>,
     conn: Arc<Connection>,
     h2: bool,
-    limits: crate::config::Limits,
-    permit: OwnedSemaphorePermit,
+    limits: Limits,
+    slots: Slots,
     shutdown: watch::Receiver<bool>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<Metrics>,
 }
 
-/// Serves HTTP/1.1 or HTTP/2 on an established connection until it ends.
+/// Phase 7, serve: HTTP/1.1 or HTTP/2 on an established connection until it
+/// ends, within the idle and slow-header limits (see [`drive`]).
 async fn serve_http(established: Established) {
-    let Established { tls, conn, h2, limits, permit, mut shutdown, metrics } = established;
+    let Established { tls, conn, h2, limits, slots, mut shutdown, metrics } = established;
     metrics.connection(1);
     let idle = Duration::from_millis(limits.idle_timeout_ms);
     let activity = Arc::new(Activity::default());
@@ -228,21 +384,21 @@ async fn serve_http(established: Established) {
             }
         })
     };
+    // Neither hyper builder has a head timeout that spares idle keep-alive connections:
+    // it is kept in `drive`, from what `Watched` sees of the bytes read.
     let head_timeout = Duration::from_millis(limits.header_read_timeout_ms);
     // Boxed, so a connection holds the state of the protocol it speaks and not the other's.
     if h2 {
-        let io = TokioIo::new(tls);
+        let io = TokioIo::new(Watched::http2(tls, activity.clone()));
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(Duration::from_secs(30)));
         let conn = Box::pin(builder.serve_connection(io, service));
-        drive(conn, &activity, idle, None, &mut shutdown, |c| c.graceful_shutdown()).await;
+        drive(conn, &activity, idle, head_timeout, &mut shutdown, |c| c.graceful_shutdown()).await;
     } else {
-        // hyper's own header timer would also close idle keep-alive connections after it;
-        // the head timeout is kept here instead, counted from the first byte of a head.
-        let io = TokioIo::new(Watched { inner: tls, activity: activity.clone() });
+        let io = TokioIo::new(Watched::http1(tls, activity.clone()));
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -250,12 +406,8 @@ async fn serve_http(established: Established) {
             .max_header_size(limits.max_header_bytes)
             .max_buf_size(limits.max_header_bytes.max(8192));
         let conn = Box::pin(builder.serve_connection(io, service).with_upgrades());
-        drive(conn, &activity, idle, Some(head_timeout), &mut shutdown, |c| c.graceful_shutdown()).await;
+        drive(conn, &activity, idle, head_timeout, &mut shutdown, |c| c.graceful_shutdown()).await;
     }
     metrics.connection(-1);
-    drop(permit);
-}
-
-fn is_cert_error(error: Option<&rustls::Error>) -> bool {
-    matches!(error, Some(rustls::Error::InvalidCertificate(_)) | Some(rustls::Error::NoCertificatesPresented))
+    drop(slots);
 }

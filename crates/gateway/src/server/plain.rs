@@ -14,8 +14,15 @@ use tokio::sync::watch;
 
 use crate::Gateway;
 
-/// The plain-HTTP listener: every request is redirected to HTTPS (308).
-pub async fn serve_redirect(listener: TcpListener, https_port: u16, mut shutdown: watch::Receiver<bool>) {
+/// The plain-HTTP listener: a request for a host some site serves is
+/// redirected to HTTPS (308); the `Location` is built only from the checked
+/// authority and canonical path, so a hostile Host cannot shape it.
+pub async fn serve_redirect(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    https_port: u16,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (tcp, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -24,22 +31,11 @@ pub async fn serve_redirect(listener: TcpListener, https_port: u16, mut shutdown
             },
             _ = shutdown.changed() => return,
         };
+        let gateway = gateway.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| async move {
-                let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-                let host = host
-                    .rsplit_once(':')
-                    .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
-                    .map_or(host, |(h, _)| h);
-                let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
-                let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                let location = format!("https://{host}{port}{path}");
-                let mut response = Response::new(Full::new(Bytes::from(format!("redirecting to {location}\n"))));
-                *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
-                if let Ok(v) = http::HeaderValue::from_str(&location) {
-                    response.headers_mut().insert(header::LOCATION, v);
-                }
-                Ok::<_, std::convert::Infallible>(response)
+            let service = service_fn(move |mut req: Request<Incoming>| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, std::convert::Infallible>(redirect(&gateway, &mut req, https_port)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -47,6 +43,34 @@ pub async fn serve_redirect(listener: TcpListener, https_port: u16, mut shutdown
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });
+    }
+}
+
+/// The redirect for one request, or why there is none.
+fn redirect(gateway: &Gateway, req: &mut Request<Incoming>, https_port: u16) -> Response<Full<Bytes>> {
+    let answer = |status: StatusCode, text: String| {
+        let mut response = Response::new(Full::new(Bytes::from(text)));
+        *response.status_mut() = status;
+        response
+    };
+    let authority = match crate::proxy::target(req) {
+        Ok(authority) => authority,
+        Err(refusal) => return answer(StatusCode::BAD_REQUEST, format!("{refusal}\n")),
+    };
+    let host = crate::target::bare_host(&authority);
+    if gateway.runtime.load().site_for_sni(Some(host)).is_none() {
+        return answer(StatusCode::NOT_FOUND, "no site is served for this host\n".to_owned());
+    }
+    let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let location = format!("https://{}{port}{path}", authority.host());
+    match http::HeaderValue::from_str(&location) {
+        Ok(value) => {
+            let mut response = answer(StatusCode::PERMANENT_REDIRECT, format!("redirecting to {location}\n"));
+            response.headers_mut().insert(header::LOCATION, value);
+            response
+        }
+        Err(_) => answer(StatusCode::BAD_REQUEST, "the request cannot be redirected\n".to_owned()),
     }
 }
 

@@ -1,0 +1,637 @@
+//! Site certificates: where each comes from ([`CertificateSource`]), loading one into a
+//! rustls [`CertifiedKey`] with its checks, and each site's resolver ([`SiteCertificate`]),
+//! which hands the certificate to every handshake and takes a new one in place.
+//!
+//! A site's `ServerConfig` is built around its resolver, so a replaced or renewed
+//! certificate reaches the next handshake without rebuilding anything, and open
+//! connections keep the one they began with. The site is picked by SNI before the
+//! handshake and each site has a resolver of its own: a site never serves another's
+//! certificate.
+//!
+//! What is refused: a chain or key that cannot be read, a key that does not belong to
+//! the certificate and, as a replacement, a certificate that covers fewer of the site's
+//! names than the one serving, or that is not valid now while the one serving is. The
+//! certificate serving goes on serving, and the refusal is logged once per change.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{Error as TlsError, InconsistentKeys};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+
+use crate::internal_ca::InternalCa;
+use crate::sites::{FileStamps, host_matches};
+use crate::trust::read_certificates;
+
+/// Where a site's certificate comes from: the `certificate` table of a `[[site]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CertificateSource {
+    /// `{ cert = "chain.pem", key = "key.pem" }`: PEM files (chain leaf first), read
+    /// again when either changes. Relative paths start at the config file's directory.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// `{ internal_ca = true }`: issued by the internal CA for the site's host names,
+    /// renewed when a third of its lifetime is left.
+    InternalCa,
+}
+
+/// Why a certificate cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    /// The chain file cannot be read or holds no certificate (the message names the file).
+    #[error("{0}")]
+    UnreadableChain(String),
+    /// The key file cannot be read or is not a PEM private key.
+    #[error("{path}: not a PEM private key: {why}")]
+    UnreadableKey {
+        /// The key file.
+        path: PathBuf,
+        /// What the PEM reader said.
+        why: String,
+    },
+    /// A private key of a kind the TLS stack cannot sign with.
+    #[error("the private key is unusable: {0}")]
+    UnusableKey(String),
+    /// The private key is not the one the certificate was issued for.
+    #[error("the private key does not belong to the certificate; replace the two together")]
+    KeyMismatch,
+    /// The leaf certificate cannot be parsed.
+    #[error("the certificate cannot be parsed: {0}")]
+    Malformed(String),
+    /// `internal_ca = true` without a CA to issue from.
+    #[error("a site has certificate.internal_ca = true but there is no CA in the data dir")]
+    NoInternalCa,
+    /// The internal CA could not read or issue the site certificate.
+    #[error("the internal CA cannot provide the site certificate: {0}")]
+    InternalCa(String),
+    /// A replacement that covers fewer of the site's names than the certificate serving.
+    #[error("the new certificate does not cover {}, which the one serving does", .0.join(", "))]
+    NamesLost(Vec<String>),
+    /// A replacement outside its validity period while the certificate serving is within its own.
+    #[error("the new certificate is not valid now (from {not_before} to {not_after}) and the one serving is")]
+    NotValidNow {
+        /// notBefore, RFC 3339.
+        not_before: String,
+        /// notAfter, RFC 3339.
+        not_after: String,
+    },
+}
+
+/// A `CertifiedKey` from a chain (leaf first) and its private key, checked to belong
+/// together. A key that cannot tell its public key (a remote signer may not) is taken
+/// on trust, as rustls does.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, CertificateError> {
+    let signing_key =
+        provider.key_provider.load_private_key(key).map_err(|e| CertificateError::UnusableKey(e.to_string()))?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        Ok(()) | Err(TlsError::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(certified),
+        Err(TlsError::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(CertificateError::KeyMismatch),
+        Err(e) => Err(CertificateError::Malformed(e.to_string())),
+    }
+}
+
+/// What happened when a site's certificate was looked at again ([`SiteCertificate::refresh`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// Nothing to read, or the same certificate.
+    Unchanged,
+    /// A new certificate serves the next handshakes.
+    Replaced,
+    /// The new certificate was refused (and logged); the old one keeps serving.
+    Refused,
+}
+
+/// One site's certificate: the rustls resolver of its `ServerConfig`, holding the
+/// certificate served now, and where to get it again.
+pub struct SiteCertificate {
+    source: CertificateSource,
+    hosts: Vec<String>,
+    origin: Origin,
+    provider: Arc<CryptoProvider>,
+    current: ArcSwap<CertifiedKey>,
+    /// Modification times of the files when last read (loaded or refused), taken before
+    /// reading them, so they are read again once, and only once, they change.
+    read: Mutex<FileStamps>,
+}
+
+/// A [`CertificateSource`] resolved for reading: paths made absolute, the CA at hand.
+enum Origin {
+    Files { cert: PathBuf, key: PathBuf },
+    InternalCa(Arc<InternalCa>),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Files { cert, key } => write!(f, "{} with key {}", cert.display(), key.display()),
+            Origin::InternalCa(_) => f.write_str("the internal CA"),
+        }
+    }
+}
+
+impl Origin {
+    fn stamps(&self) -> FileStamps {
+        match self {
+            Origin::Files { cert, key } => FileStamps::of([cert, key]),
+            Origin::InternalCa(_) => FileStamps::default(),
+        }
+    }
+
+    /// Reads the certificate (files) or asks the CA for it (reused while fresh, else issued anew).
+    async fn obtain(&self, hosts: &[String], provider: &CryptoProvider) -> Result<CertifiedKey, CertificateError> {
+        let (chain, key) = match self {
+            Origin::Files { cert, key } => {
+                let chain = read_certificates(cert).map_err(|e| CertificateError::UnreadableChain(e.to_string()))?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| CertificateError::UnreadableKey { path: key.clone(), why: e.to_string() })?;
+                (chain, key)
+            }
+            Origin::InternalCa(ca) => ca.site_certificate(hosts).await.map_err(CertificateError::InternalCa)?,
+        };
+        certified_key(chain, key, provider)
+    }
+}
+
+impl SiteCertificate {
+    /// Loads the certificate of the site serving `hosts` (lowercase) from `source`;
+    /// relative paths start at `base_dir`. A certificate that does not cover every host,
+    /// or is not valid now, is served with a warning: clients decide what they accept.
+    pub async fn load(
+        source: &CertificateSource,
+        hosts: &[String],
+        base_dir: &Path,
+        provider: &Arc<CryptoProvider>,
+        internal: Option<&Arc<InternalCa>>,
+    ) -> Result<SiteCertificate, CertificateError> {
+        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base_dir.join(p) };
+        let origin = match source {
+            CertificateSource::Files { cert, key } => Origin::Files { cert: resolve(cert), key: resolve(key) },
+            CertificateSource::InternalCa => {
+                Origin::InternalCa(internal.cloned().ok_or(CertificateError::NoInternalCa)?)
+            }
+        };
+        let stamps = origin.stamps();
+        let key = origin.obtain(hosts, provider).await?;
+        let leaf = Leaf::of(&key)?;
+        let uncovered = leaf.uncovered(hosts);
+        if !uncovered.is_empty() {
+            tracing::warn!(
+                hosts = %hosts.join(","), from = %origin, uncovered = %uncovered.join(","),
+                "the site certificate does not name every host of the site; clients refuse it for those"
+            );
+        }
+        if !leaf.valid_at(now()) {
+            tracing::warn!(
+                hosts = %hosts.join(","), from = %origin, not_before = %pki::rfc3339(leaf.not_before),
+                not_after = %pki::rfc3339(leaf.not_after), "the site certificate is not valid now"
+            );
+        }
+        Ok(SiteCertificate {
+            source: source.clone(),
+            hosts: hosts.to_vec(),
+            origin,
+            provider: provider.clone(),
+            current: ArcSwap::from_pointee(key),
+            read: Mutex::new(stamps),
+        })
+    }
+
+    /// Whether this is the certificate of a site with `source` and `hosts`: a reloaded
+    /// configuration keeps it (and what it serves now) rather than loading it anew.
+    pub fn is_for(&self, source: &CertificateSource, hosts: &[String]) -> bool {
+        self.source == *source && self.hosts == hosts
+    }
+
+    /// The certificate served now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+
+    /// Gets the certificate from its source again if it may have changed, and swaps it in
+    /// when it did: files once either changed since last read, the internal CA's when
+    /// `renewal_due` (it renews a certificate with a third of its lifetime left). A new
+    /// certificate is logged, and so is a refused one.
+    pub async fn refresh(&self, renewal_due: bool) -> Refresh {
+        let due = match &self.origin {
+            Origin::Files { .. } => {
+                let stamps = self.origin.stamps();
+                let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+                let changed = *read != stamps;
+                *read = stamps;
+                changed
+            }
+            Origin::InternalCa(_) => renewal_due,
+        };
+        if !due {
+            return Refresh::Unchanged;
+        }
+        let replaced = match self.origin.obtain(&self.hosts, &self.provider).await {
+            Ok(key) => self.replace(key),
+            Err(e) => Err(e),
+        };
+        let (hosts, from) = (self.hosts.join(","), &self.origin);
+        match replaced {
+            Ok(false) => Refresh::Unchanged,
+            Ok(true) => {
+                let leaf = Leaf::of(&self.current.load());
+                let (serial, not_after) = leaf.map(|l| (l.serial, pki::rfc3339(l.not_after))).unwrap_or_default();
+                match self.origin {
+                    Origin::Files { .. } => {
+                        tracing::info!(%hosts, %from, %serial, %not_after, "certificate replaced");
+                    }
+                    Origin::InternalCa(_) => tracing::info!(%hosts, %from, %serial, %not_after, "certificate renewed"),
+                }
+                Refresh::Replaced
+            }
+            Err(error) => {
+                tracing::error!(
+                    %hosts, %from, %error,
+                    "new certificate refused; the current one keeps serving"
+                );
+                Refresh::Refused
+            }
+        }
+    }
+
+    /// Serves `new` from the next handshake on; `Ok(false)` when it is the certificate
+    /// serving. Refused when it covers fewer of the site's names than the one serving, or
+    /// is not valid now while that one is.
+    pub fn replace(&self, new: CertifiedKey) -> Result<bool, CertificateError> {
+        let current = self.current.load_full();
+        if current.cert == new.cert {
+            return Ok(false);
+        }
+        let fresh = Leaf::of(&new)?;
+        // The one serving was checked when it came; one that cannot be parsed covers nothing.
+        let serving = Leaf::of(&current).ok();
+        let lost: Vec<String> = match &serving {
+            Some(serving) => {
+                fresh.uncovered(&self.hosts).into_iter().filter(|h| serving.covers(h)).map(str::to_owned).collect()
+            }
+            None => Vec::new(),
+        };
+        if !lost.is_empty() {
+            return Err(CertificateError::NamesLost(lost));
+        }
+        let now = now();
+        if serving.is_some_and(|s| s.valid_at(now)) && !fresh.valid_at(now) {
+            return Err(CertificateError::NotValidNow {
+                not_before: pki::rfc3339(fresh.not_before),
+                not_after: pki::rfc3339(fresh.not_after),
+            });
+        }
+        self.current.store(Arc::new(new));
+        Ok(true)
+    }
+}
+
+impl fmt::Debug for SiteCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SiteCertificate").field("hosts", &self.hosts).field("source", &self.source).finish()
+    }
+}
+
+impl ResolvesServerCert for SiteCertificate {
+    /// The certificate serving now, whatever the ClientHello: the site was chosen by its SNI.
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// What the checks need of a leaf certificate.
+struct Leaf {
+    names: Vec<String>,
+    serial: String,
+    not_before: i64,
+    not_after: i64,
+}
+
+impl Leaf {
+    fn of(key: &CertifiedKey) -> Result<Leaf, CertificateError> {
+        let der = key.end_entity_cert().map_err(|e| CertificateError::Malformed(e.to_string()))?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| CertificateError::Malformed(e.to_string()))?;
+        let validity = cert.validity();
+        Ok(Leaf {
+            names: subject_alt_names(&cert),
+            serial: hex::encode_upper(cert.tbs_certificate.serial.to_bytes_be()),
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+        })
+    }
+
+    /// Whether a subjectAltName covers `host` (a site's host name, IP address or wildcard).
+    fn covers(&self, host: &str) -> bool {
+        self.names.iter().any(|name| match (name.parse::<IpAddr>(), host.parse::<IpAddr>()) {
+            (Ok(name), Ok(host)) => name == host,
+            (Err(_), Err(_)) => host_matches(name, host),
+            _ => false,
+        })
+    }
+
+    /// The hosts no subjectAltName covers.
+    fn uncovered<'h>(&self, hosts: &'h [String]) -> Vec<&'h str> {
+        hosts.iter().map(String::as_str).filter(|h| !self.covers(h)).collect()
+    }
+
+    fn valid_at(&self, unix: i64) -> bool {
+        (self.not_before..=self.not_after).contains(&unix)
+    }
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The DNS names (lowercase) and IP addresses of a certificate's subjectAltName.
+pub(crate) fn subject_alt_names(cert: &X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes).ok().map(|b| IpAddr::from(b).to_string()),
+                16 => <[u8; 16]>::try_from(*bytes).ok().map(|b| IpAddr::from(b).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+
+    use super::*;
+    use crate::config::Config;
+
+    struct Ca {
+        issuer: pki::Issuer,
+        dir: tempfile::TempDir,
+        provider: Arc<CryptoProvider>,
+    }
+
+    fn ca() -> Ca {
+        let material =
+            pki::create_ca(&pki::CaInit { name: "Seam".into(), key_type: pki::KeyType::EcdsaP256, days: 30 })
+                .expect("a test CA");
+        let issuer = pki::Issuer::new(
+            material.intermediate.der,
+            material.intermediate.key,
+            material.root.der,
+            pki::CaSettings::default(),
+        )
+        .expect("an issuer");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Ca { issuer, dir: tempfile::tempdir().expect("a temp dir"), provider }
+    }
+
+    impl Ca {
+        /// A server certificate for `names`: (chain PEM with the intermediate, key PEM).
+        fn issue(&self, names: &[&str]) -> (String, String) {
+            let request = pki::LeafRequest {
+                profile: pki::Profile::Server,
+                subject: pki::Subject::common_name(names[0]),
+                sans: names.iter().map(|n| pki::SubjectAltName::parse(n).expect("a name")).collect(),
+                days: Some(10),
+            };
+            let (issued, key) = self.issuer.issue_with_new_key(&request, pki::KeyType::EcdsaP256).expect("issued");
+            let chain = format!("{}{}", pki::pem_cert(&issued.der), pki::pem_cert(self.issuer.intermediate()));
+            (chain, pki::encode_private_key(&key, None).expect("key PEM").to_string())
+        }
+
+        /// Writes `site.pem` and `site.key` (write, then rename over, as deploy tools do),
+        /// each with a modification time of its own: the clock may not tick between two installs.
+        fn install(&self, chain: &str, key: &str) {
+            static INSTALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            for (name, text) in [("site.key", key), ("site.pem", chain)] {
+                let tmp = self.dir.path().join(format!("{name}.new"));
+                std::fs::write(&tmp, text).expect("write");
+                let n = INSTALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + n);
+                std::fs::File::options().write(true).open(&tmp).and_then(|f| f.set_modified(mtime)).expect("mtime");
+                std::fs::rename(&tmp, self.dir.path().join(name)).expect("rename");
+            }
+        }
+
+        fn source(&self) -> CertificateSource {
+            CertificateSource::Files { cert: "site.pem".into(), key: "site.key".into() }
+        }
+
+        async fn load(&self, hosts: &[&str]) -> Result<SiteCertificate, CertificateError> {
+            let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+            SiteCertificate::load(&self.source(), &hosts, self.dir.path(), &self.provider, None).await
+        }
+
+        fn server_config(&self, site: &Arc<SiteCertificate>) -> Arc<ServerConfig> {
+            let config = ServerConfig::builder_with_provider(self.provider.clone())
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_cert_resolver(site.clone());
+            Arc::new(config)
+        }
+
+        fn client(&self, name: &str) -> ClientConnection {
+            let mut roots = RootCertStore::empty();
+            roots.add(self.issuer.root().clone()).expect("root");
+            let config = ClientConfig::builder_with_provider(self.provider.clone())
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let name = ServerName::try_from(name.to_owned()).expect("a server name");
+            ClientConnection::new(Arc::new(config), name).expect("a client")
+        }
+    }
+
+    fn leaf_der(chain_pem: &str) -> CertificateDer<'static> {
+        CertificateDer::pem_slice_iter(chain_pem.as_bytes()).next().expect("a certificate").expect("PEM")
+    }
+
+    fn to_server(client: &mut ClientConnection, server: &mut ServerConnection) {
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).expect("client writes");
+        }
+        let mut rd = wire.as_slice();
+        while !rd.is_empty() {
+            server.read_tls(&mut rd).expect("server reads");
+            server.process_new_packets().expect("server accepts");
+        }
+    }
+
+    fn to_client(server: &mut ServerConnection, client: &mut ClientConnection) {
+        let mut wire = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut wire).expect("server writes");
+        }
+        let mut rd = wire.as_slice();
+        while !rd.is_empty() {
+            client.read_tls(&mut rd).expect("client reads");
+            client.process_new_packets().expect("client accepts the server");
+        }
+    }
+
+    /// A handshake begun: the server has read the ClientHello, picked its certificate and answered.
+    fn begin(ca: &Ca, config: &Arc<ServerConfig>) -> (ClientConnection, ServerConnection) {
+        let mut client = ca.client("a.test");
+        let mut server = ServerConnection::new(config.clone()).expect("a server");
+        to_server(&mut client, &mut server);
+        (client, server)
+    }
+
+    /// Completes the handshake; the leaf the client verified.
+    fn finish(mut client: ClientConnection, mut server: ServerConnection) -> CertificateDer<'static> {
+        to_client(&mut server, &mut client);
+        to_server(&mut client, &mut server);
+        assert!(!client.is_handshaking() && !server.is_handshaking(), "the handshake completes");
+        client.peer_certificates().expect("a server certificate")[0].clone()
+    }
+
+    #[tokio::test]
+    async fn new_handshakes_get_a_replaced_certificate_and_one_begun_keeps_its_own() {
+        let ca = ca();
+        let (first, first_key) = ca.issue(&["a.test"]);
+        ca.install(&first, &first_key);
+        let site = Arc::new(ca.load(&["a.test"]).await.expect("loaded"));
+        let config = ca.server_config(&site);
+        assert_eq!(finish_new(&ca, &config), leaf_der(&first));
+
+        let (client, server) = begin(&ca, &config);
+        let (second, second_key) = ca.issue(&["a.test"]);
+        ca.install(&second, &second_key);
+        assert_eq!(site.refresh(false).await, Refresh::Replaced);
+        assert_eq!(finish(client, server), leaf_der(&first), "a handshake begun before keeps the certificate it got");
+        assert_eq!(finish_new(&ca, &config), leaf_der(&second), "the next handshake gets the new certificate");
+        assert_eq!(site.refresh(false).await, Refresh::Unchanged, "files read once per change");
+    }
+
+    fn finish_new(ca: &Ca, config: &Arc<ServerConfig>) -> CertificateDer<'static> {
+        let (client, server) = begin(ca, config);
+        finish(client, server)
+    }
+
+    #[tokio::test]
+    async fn a_broken_replacement_is_refused_and_the_certificate_serving_stays() {
+        let ca = ca();
+        let (first, first_key) = ca.issue(&["a.test"]);
+        ca.install(&first, &first_key);
+        let site = Arc::new(ca.load(&["a.test"]).await.expect("loaded"));
+        let config = ca.server_config(&site);
+
+        let (_, other_key) = ca.issue(&["a.test"]);
+        ca.install(&first, &other_key);
+        assert_eq!(site.refresh(false).await, Refresh::Refused, "a key that is not the certificate's");
+        assert_eq!(finish_new(&ca, &config), leaf_der(&first));
+        assert_eq!(site.refresh(false).await, Refresh::Unchanged, "refused once, not every time it is looked at");
+
+        ca.install("not a certificate\n", &first_key);
+        assert_eq!(site.refresh(false).await, Refresh::Refused, "a chain file without a certificate");
+        assert_eq!(finish_new(&ca, &config), leaf_der(&first));
+
+        let (second, second_key) = ca.issue(&["a.test"]);
+        ca.install(&second, &second_key);
+        assert_eq!(site.refresh(false).await, Refresh::Replaced, "a good pair after a bad one");
+        assert_eq!(finish_new(&ca, &config), leaf_der(&second));
+    }
+
+    #[tokio::test]
+    async fn a_replacement_that_drops_one_of_the_site_names_is_refused() {
+        let ca = ca();
+        let (both, both_key) = ca.issue(&["a.test", "b.test"]);
+        ca.install(&both, &both_key);
+        let site = ca.load(&["a.test", "b.test"]).await.expect("loaded");
+        let (narrow, narrow_key) = ca.issue(&["a.test"]);
+        let key = PrivateKeyDer::from_pem_slice(narrow_key.as_bytes()).expect("key");
+        let narrow_chain = CertificateDer::pem_slice_iter(narrow.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+        let refused = site.replace(certified_key(narrow_chain, key, &ca.provider).expect("a pair"));
+        assert!(matches!(&refused, Err(CertificateError::NamesLost(lost)) if lost == &["b.test"]), "{refused:?}");
+        assert_eq!(site.current().cert[0], leaf_der(&both));
+    }
+
+    #[tokio::test]
+    async fn a_certificate_that_cannot_be_loaded_names_what_is_wrong() {
+        let ca = ca();
+        let refused = ca.load(&["a.test"]).await.expect_err("no files yet");
+        assert!(refused.to_string().contains("site.pem"), "{refused}");
+        let (chain, _) = ca.issue(&["a.test"]);
+        let (_, other_key) = ca.issue(&["a.test"]);
+        ca.install(&chain, &other_key);
+        assert!(matches!(ca.load(&["a.test"]).await, Err(CertificateError::KeyMismatch)));
+        let internal = SiteCertificate::load(&CertificateSource::InternalCa, &[], ca.dir.path(), &ca.provider, None);
+        assert!(matches!(internal.await, Err(CertificateError::NoInternalCa)));
+    }
+
+    #[test]
+    fn subject_alt_names_cover_a_site_host_as_clients_match_them() {
+        let leaf = Leaf {
+            names: vec!["*.example.com".into(), "app.test".into(), "127.0.0.1".into(), "::1".into()],
+            serial: String::new(),
+            not_before: 0,
+            not_after: 0,
+        };
+        for host in ["x.example.com", "*.example.com", "app.test", "127.0.0.1", "0:0:0:0:0:0:0:1"] {
+            assert!(leaf.covers(host), "{host}");
+        }
+        for host in ["example.com", "a.b.example.com", "other.test", "127.0.0.2"] {
+            assert!(!leaf.covers(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn a_certificate_table_becomes_a_source_or_says_what_is_wrong() {
+        let config = |certificate: &str| {
+            let text = format!(
+                "[listen]\nhttps = \"127.0.0.1:8443\"\n[[site]]\nhosts = [\"a.test\"]\n{certificate}upstream = \"app\"\n\
+                 [[upstream]]\nname = \"app\"\nservers = [\"http://127.0.0.1:3000\"]\n"
+            );
+            Config::parse(Path::new("t.toml"), &text)
+        };
+        let files = config("certificate = { cert = \"c.pem\", key = \"k.pem\" }\n").expect("valid");
+        assert_eq!(
+            files.sites[0].certificate.source(),
+            Ok(&CertificateSource::Files { cert: "c.pem".into(), key: "k.pem".into() })
+        );
+        let internal = config("certificate = { internal_ca = true }\n").expect("valid");
+        assert_eq!(internal.sites[0].certificate.source(), Ok(&CertificateSource::InternalCa));
+        for (certificate, message) in [
+            ("", "site[0].certificate is missing; give cert and key files or internal_ca = true"),
+            ("certificate = { cert = \"c.pem\" }\n", "site[0].certificate needs both cert and key"),
+            ("certificate = { key = \"k.pem\", internal_ca = true }\n", "site[0].certificate needs both cert and key"),
+            (
+                "certificate = { cert = \"c.pem\", key = \"k.pem\", internal_ca = true }\n",
+                "site[0].certificate has files and internal_ca = true; choose one",
+            ),
+        ] {
+            let refused = config(certificate).expect_err("refused");
+            assert_eq!(refused.messages, [message]);
+        }
+    }
+}
