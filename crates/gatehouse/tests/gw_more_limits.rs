@@ -5,6 +5,7 @@ mod support;
 use support::*;
 
 use std::io::Write;
+use std::process::ChildStdin;
 use std::time::{Duration, Instant};
 
 /// A request head over the limit: no 200; if a status came back, it is 431.
@@ -68,7 +69,7 @@ fn count_200(client: &Proc) -> usize {
 
 /// `openssl s_client -quiet` connected to the gateway; sends one keep-alive request and
 /// waits for its 200 (and the head's Content-Length line).
-fn idle_keepalive_connection(gw: &Gateway) -> (Proc, std::process::ChildStdin) {
+fn idle_keepalive_connection(gw: &Gateway) -> (Proc, ChildStdin) {
     let (client, mut stdin) = s_client_open(gw.https, &["-servername", "localhost", "-quiet"]);
     stdin.write_all(b"GET /keepalive HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     stdin.flush().unwrap();
@@ -84,41 +85,71 @@ fn idle_keepalive_connection(gw: &Gateway) -> (Proc, std::process::ChildStdin) {
     (client, stdin)
 }
 
+/// Sends `GET PATH` on a raw keep-alive connection and waits for its answer, the `want`-th 200.
+#[track_caller]
+fn request_on(client: &Proc, stdin: &mut ChildStdin, path: &str, want: usize) {
+    stdin.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    poll_until(Duration::from_secs(10), || count_200(client) >= want)
+        .unwrap_or_else(|| panic!("no answer to {path} on the keep-alive connection\n{}", client.dump()));
+}
+
 #[test]
 fn idle_keepalive_connection_is_closed_after_idle_timeout() {
     let env = Env::new();
     let up = Upstream::start(&env);
+    let idle = Duration::from_millis(1500);
     let gw = Gateway::localhost(&env, &up, "[limits]\nidle_timeout_ms = 1500\n", "");
 
+    // The gateway's idle clock starts after the answer, so after this.
+    let asked = Instant::now();
     let (mut client, stdin) = idle_keepalive_connection(&gw);
-    let answered = Instant::now();
-    let st = client.wait_exit(Duration::from_secs(4));
-    let took = answered.elapsed();
-    eprintln!("idle connection closed after {} ms", ms(took));
+    let st = client.wait_exit(idle * 10);
+    let took = asked.elapsed();
+    eprintln!("idle connection closed {} ms after its request", ms(took));
     assert!(
         st.is_some(),
-        "an idle keep-alive connection was not closed within 4 s (idle_timeout_ms = 1500)\n{}",
+        "an idle keep-alive connection was not closed within {} ms (idle_timeout_ms = 1500)\n{}",
+        ms(idle * 10),
         client.dump()
     );
-    assert!(took >= Duration::from_millis(1000), "closed after {} ms: too early for idle_timeout_ms = 1500", ms(took));
+    assert!(
+        took + Duration::from_millis(100) >= idle,
+        "closed {} ms after its request: before idle_timeout_ms = 1500",
+        ms(took)
+    );
     drop(stdin);
 
-    // A busy connection is not idle: a request every 500 ms keeps it open beyond 1.5 s.
+    // A busy connection is not idle: a request every 300 ms keeps it open beyond 1.5 s.
+    let opened = Instant::now();
     let (mut client, mut stdin) = idle_keepalive_connection(&gw);
-    for i in 0..6 {
-        std::thread::sleep(Duration::from_millis(500));
+    for i in 0..8 {
+        // The client's pace, the input of this test.
+        std::thread::sleep(Duration::from_millis(300));
         assert!(
             client.try_exit().is_none(),
-            "a connection used every 500 ms was closed (request {i})\n{}",
+            "a connection used every 300 ms was closed (request {i})\n{}",
             client.dump()
         );
-        stdin.write_all(format!("GET /busy{i} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).unwrap();
-        stdin.flush().unwrap();
-        let want = i + 2;
-        poll_until(Duration::from_secs(5), || count_200(&client) >= want)
-            .unwrap_or_else(|| panic!("no answer to /busy{i} on the busy connection\n{}", client.dump()));
+        request_on(&client, &mut stdin, &format!("/busy{i}"), i + 2);
     }
+    assert!(opened.elapsed() > idle, "the busy connection lived longer than idle_timeout_ms");
+    assert!(client.try_exit().is_none(), "the busy connection is still open\n{}", client.dump());
     drop(stdin);
+}
+
+/// Connections the kernel completed on 127.0.0.1:`port` that the server has not accepted
+/// yet: the accept queue of the listening socket (`rx_queue` of its /proc/net/tcp row).
+fn accept_queue(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .map(|row| row.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 4 && f[1] == local && f[3] == "0A")
+        .and_then(|f| f[4].split_once(':').and_then(|(_, rx)| usize::from_str_radix(rx, 16).ok()))
+        .unwrap_or(0)
 }
 
 #[test]
@@ -127,36 +158,44 @@ fn max_connections_third_connection_waits_until_a_slot_frees() {
     let up = Upstream::start(&env);
     let gw = Gateway::localhost(&env, &up, "[limits]\nmax_connections = 2\n", "");
 
-    let (mut one, stdin1) = idle_keepalive_connection(&gw);
+    let (mut one, mut stdin1) = idle_keepalive_connection(&gw);
     let (mut two, stdin2) = idle_keepalive_connection(&gw);
 
-    // A third client does not complete a request within 1 s.
-    let start = Instant::now();
-    let r = gw.curl("localhost", "/third", &["--max-time", "1"]);
-    assert!(
-        !r.ok(),
-        "with max_connections = 2 and two open connections a third request must not complete: {r:?}\n{}",
-        gw.proc.dump()
-    );
-    assert_ne!(r.exit, 0, "{r:?}");
-    assert!(start.elapsed() < Duration::from_secs(5));
-    assert!(one.try_exit().is_none() && two.try_exit().is_none(), "the two idle connections must still be open");
+    std::thread::scope(|scope| {
+        let third = scope.spawn(|| gw.curl("localhost", "/third", &[]));
+        // The kernel completes its TCP handshake; the gateway does not accept it.
+        wait_for(Duration::from_secs(10), Duration::from_millis(20), || (accept_queue(gw.https) >= 1).then_some(()))
+            .unwrap_or_else(|| panic!("the third connection never waited in the listener's queue\n{}", gw.proc.dump()));
+        // Meanwhile the gateway serves the open connections, and still leaves the third one waiting.
+        for i in 0..3 {
+            request_on(&one, &mut stdin1, &format!("/meanwhile{i}"), i + 2);
+        }
+        assert!(
+            !third.is_finished() && accept_queue(gw.https) == 1,
+            "with max_connections = 2 and two open connections a third must wait\n{}",
+            gw.proc.dump()
+        );
+        assert!(one.try_exit().is_none() && two.try_exit().is_none(), "the two idle connections must still be open");
 
-    // Close one idle connection: a new request succeeds.
-    drop(stdin1);
-    let _ = one.child.kill();
-    let _ = one.wait_exit(Duration::from_secs(2));
-    let mut last = None;
-    let took = poll_until(Duration::from_secs(5), || {
-        let r = gw.curl("localhost", "/fourth", &["--max-time", "2"]);
-        let ok = r.ok();
-        last = Some(r);
-        ok
+        // Close one connection: the waiting one is taken and served.
+        drop(stdin1);
+        one.kill();
+        let r = third.join().unwrap();
+        assert!(r.ok(), "after closing one connection the waiting request must be served: {r:?}\n{}", gw.proc.dump());
+        assert_eq!(r.upstream().path, "/third");
     });
-    assert!(took.is_some(), "after closing one connection a new request must succeed: {last:?}\n{}", gw.proc.dump());
-    assert_eq!(last.unwrap().upstream().path, "/fourth");
     assert!(two.try_exit().is_none(), "the other idle connection is untouched");
     drop(stdin2);
+}
+
+/// A connection that sends part of a request head, then nothing; returns once the header
+/// read timeout has closed it.
+fn stalled_head_is_closed(gw: &Gateway) {
+    let (mut client, mut stdin) = s_client_open(gw.https, &["-servername", "localhost", "-quiet"]);
+    stdin.write_all(b"GET /stalled HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+    stdin.flush().unwrap();
+    let st = client.wait_exit(Duration::from_secs(10));
+    assert!(st.is_some(), "a stalled request head was not closed by the header read timeout\n{}", client.dump());
 }
 
 #[test]
@@ -165,18 +204,19 @@ fn keepalive_connection_outlives_the_header_read_timeout_while_idle() {
     // that simply waits for its next request is governed by idle_timeout_ms alone.
     let env = Env::new();
     let up = Upstream::start(&env);
-    let gw = Gateway::localhost(&env, &up, "[limits]\nheader_read_timeout_ms = 800\nidle_timeout_ms = 10000\n", "");
+    let gw = Gateway::localhost(&env, &up, "[limits]\nheader_read_timeout_ms = 800\nidle_timeout_ms = 60000\n", "");
 
     let (mut client, mut stdin) = idle_keepalive_connection(&gw);
-    std::thread::sleep(Duration::from_millis(2500));
+    // The clock: two stalled heads opened one after the other, after this connection went
+    // idle, are each closed by the header read timeout; the idle connection outlives both.
+    for _ in 0..2 {
+        stalled_head_is_closed(&gw);
+    }
     assert!(
         client.try_exit().is_none(),
         "an idle keep-alive connection was closed by the header read timeout\n{}",
         client.dump()
     );
-    stdin.write_all(b"GET /again HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    stdin.flush().unwrap();
-    poll_until(Duration::from_secs(5), || count_200(&client) >= 2)
-        .unwrap_or_else(|| panic!("no answer on the kept-alive connection after 2.5 s idle\n{}", client.dump()));
+    request_on(&client, &mut stdin, "/again", 2);
     drop(stdin);
 }

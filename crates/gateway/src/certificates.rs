@@ -127,9 +127,36 @@ pub struct SiteCertificate {
     origin: Origin,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<CertifiedKey>,
-    /// Modification times of the files when last read (loaded or refused), taken before
-    /// reading them, so they are read again once, and only once, they change.
-    read: Mutex<FileStamps>,
+    /// What the files looked like when last read, and since.
+    files: Mutex<FilesSeen>,
+}
+
+/// What a site's certificate files looked like (taken before reading them): when last
+/// read, loaded or refused, so they are read again once, and only once, they change;
+/// and at the last look, if they had changed, so they are read only once they have
+/// stayed the same between two looks: a pair being written (a key renamed into place
+/// before its certificate, a file copied over in place) is not read half-way.
+#[derive(Default)]
+struct FilesSeen {
+    read: FileStamps,
+    changed: Option<FileStamps>,
+}
+
+impl FilesSeen {
+    /// Whether to read the files, which look like `now`.
+    fn due(&mut self, now: FileStamps) -> bool {
+        if now == self.read {
+            self.changed = None;
+            return false;
+        }
+        if self.changed.as_ref() == Some(&now) {
+            self.read = now;
+            self.changed = None;
+            return true;
+        }
+        self.changed = Some(now);
+        false
+    }
 }
 
 /// A [`CertificateSource`] resolved for reading: paths made absolute, the CA at hand.
@@ -210,7 +237,7 @@ impl SiteCertificate {
             origin,
             provider: provider.clone(),
             current: ArcSwap::from_pointee(key),
-            read: Mutex::new(stamps),
+            files: Mutex::new(FilesSeen { read: stamps, changed: None }),
         })
     }
 
@@ -226,17 +253,15 @@ impl SiteCertificate {
     }
 
     /// Gets the certificate from its source again if it may have changed, and swaps it in
-    /// when it did: files once either changed since last read, the internal CA's when
-    /// `renewal_due` (it renews a certificate with a third of its lifetime left). A new
-    /// certificate is logged, and so is a refused one.
+    /// when it did: files once they changed since last read and then stayed the same until
+    /// this look (called every second, a change is served within two), the internal CA's
+    /// when `renewal_due` (it renews a certificate with a third of its lifetime left). A
+    /// new certificate is logged, and so is a refused one.
     pub async fn refresh(&self, renewal_due: bool) -> Refresh {
         let due = match &self.origin {
             Origin::Files { .. } => {
-                let stamps = self.origin.stamps();
-                let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
-                let changed = *read != stamps;
-                *read = stamps;
-                changed
+                let now = self.origin.stamps();
+                self.files.lock().unwrap_or_else(PoisonError::into_inner).due(now)
             }
             Origin::InternalCa(_) => renewal_due,
         };
@@ -251,21 +276,17 @@ impl SiteCertificate {
         match replaced {
             Ok(false) => Refresh::Unchanged,
             Ok(true) => {
-                let leaf = Leaf::of(&self.current.load());
+                let leaf = Leaf::of(&self.current());
                 let (serial, not_after) = leaf.map(|l| (l.serial, pki::rfc3339(l.not_after))).unwrap_or_default();
-                match self.origin {
-                    Origin::Files { .. } => {
-                        tracing::info!(%hosts, %from, %serial, %not_after, "certificate replaced");
-                    }
-                    Origin::InternalCa(_) => tracing::info!(%hosts, %from, %serial, %not_after, "certificate renewed"),
+                if let Origin::InternalCa(_) = self.origin {
+                    tracing::info!(%hosts, %from, %serial, %not_after, "certificate renewed");
+                } else {
+                    tracing::info!(%hosts, %from, %serial, %not_after, "certificate replaced");
                 }
                 Refresh::Replaced
             }
             Err(error) => {
-                tracing::error!(
-                    %hosts, %from, %error,
-                    "new certificate refused; the current one keeps serving"
-                );
+                tracing::error!(%hosts, %from, %error, "new certificate refused; the current one keeps serving");
                 Refresh::Refused
             }
         }
@@ -471,6 +492,12 @@ mod tests {
         }
     }
 
+    /// Refreshes after the files have stayed the same for one look.
+    async fn refresh_settled(site: &SiteCertificate) -> Refresh {
+        assert_eq!(site.refresh(false).await, Refresh::Unchanged, "files just changed are not read yet");
+        site.refresh(false).await
+    }
+
     fn leaf_der(chain_pem: &str) -> CertificateDer<'static> {
         CertificateDer::pem_slice_iter(chain_pem.as_bytes()).next().expect("a certificate").expect("PEM")
     }
@@ -527,7 +554,7 @@ mod tests {
         let (client, server) = begin(&ca, &config);
         let (second, second_key) = ca.issue(&["a.test"]);
         ca.install(&second, &second_key);
-        assert_eq!(site.refresh(false).await, Refresh::Replaced);
+        assert_eq!(refresh_settled(&site).await, Refresh::Replaced);
         assert_eq!(finish(client, server), leaf_der(&first), "a handshake begun before keeps the certificate it got");
         assert_eq!(finish_new(&ca, &config), leaf_der(&second), "the next handshake gets the new certificate");
         assert_eq!(site.refresh(false).await, Refresh::Unchanged, "files read once per change");
@@ -548,18 +575,34 @@ mod tests {
 
         let (_, other_key) = ca.issue(&["a.test"]);
         ca.install(&first, &other_key);
-        assert_eq!(site.refresh(false).await, Refresh::Refused, "a key that is not the certificate's");
+        assert_eq!(refresh_settled(&site).await, Refresh::Refused, "a key that is not the certificate's");
         assert_eq!(finish_new(&ca, &config), leaf_der(&first));
         assert_eq!(site.refresh(false).await, Refresh::Unchanged, "refused once, not every time it is looked at");
 
         ca.install("not a certificate\n", &first_key);
-        assert_eq!(site.refresh(false).await, Refresh::Refused, "a chain file without a certificate");
+        assert_eq!(refresh_settled(&site).await, Refresh::Refused, "a chain file without a certificate");
         assert_eq!(finish_new(&ca, &config), leaf_der(&first));
 
         let (second, second_key) = ca.issue(&["a.test"]);
         ca.install(&second, &second_key);
-        assert_eq!(site.refresh(false).await, Refresh::Replaced, "a good pair after a bad one");
+        assert_eq!(refresh_settled(&site).await, Refresh::Replaced, "a good pair after a bad one");
         assert_eq!(finish_new(&ca, &config), leaf_der(&second));
+    }
+
+    #[tokio::test]
+    async fn a_pair_written_one_file_at_a_time_is_read_once_both_are_in_place() {
+        let ca = ca();
+        let (first, first_key) = ca.issue(&["a.test"]);
+        ca.install(&first, &first_key);
+        let site = ca.load(&["a.test"]).await.expect("loaded");
+        let (second, second_key) = ca.issue(&["a.test"]);
+        // The key first: with the old certificate, it does not fit.
+        ca.install(&first, &second_key);
+        assert_eq!(site.refresh(false).await, Refresh::Unchanged);
+        ca.install(&second, &second_key);
+        assert_eq!(site.refresh(false).await, Refresh::Unchanged, "the certificate changed since the last look");
+        assert_eq!(site.refresh(false).await, Refresh::Replaced, "no refusal of the half-written pair");
+        assert_eq!(site.current().cert[0], leaf_der(&second));
     }
 
     #[tokio::test]

@@ -80,6 +80,7 @@ impl Gateway {
         config_path: Option<PathBuf>,
         internal: Option<Arc<InternalCa>>,
     ) -> Result<Arc<Gateway>, String> {
+        log::start(config.log.queue_lines);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let base_dir =
             config_path.as_deref().and_then(Path::parent).map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."));
@@ -196,6 +197,8 @@ impl Gateway {
         while self.metrics.open_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // The last access lines are still queued for stdout.
+        let _ = tokio::task::spawn_blocking(|| log::flush(Duration::from_secs(5))).await;
         Ok(())
     }
 

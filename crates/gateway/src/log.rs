@@ -1,8 +1,12 @@
-//! Access and connection logs: one JSON object per line on stdout, written
-//! whole under a lock so lines never interleave. Never contains secrets:
-//! no keys, no passwords, no full certificates (serial and subject only).
+//! Access and connection logs: one JSON object per line on stdout. Lines go
+//! through a bounded queue to one writer thread, so they never interleave
+//! and a slow stdout never blocks a worker (what does not fit is dropped and
+//! counted). Never contains secrets: no keys, no passwords, no full
+//! certificates (serial and subject only).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{OnceLock, mpsc};
 
 use serde::Serialize;
 
@@ -88,7 +92,73 @@ impl HandshakeEntry {
     }
 }
 
-/// Writes one JSON line to stdout.
+/// Lines waiting for the writer at most, unless [`start`] said otherwise;
+/// past that, lines are dropped and counted.
+pub const DEFAULT_QUEUE_LINES: usize = 16_384;
+
+/// Lines dropped because stdout did not keep up.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+enum Message {
+    Line(Vec<u8>),
+    /// Answered once every line queued before it is written.
+    Flush(mpsc::SyncSender<()>),
+}
+
+static QUEUE: OnceLock<mpsc::SyncSender<Message>> = OnceLock::new();
+
+/// Starts the writer with room for `lines` waiting lines (`[log] queue_lines`);
+/// without it, the first line starts one with [`DEFAULT_QUEUE_LINES`]. Once started, the size stays.
+pub fn start(lines: usize) {
+    start_writer(lines);
+}
+
+/// The queue to the writer thread.
+fn queue() -> &'static mpsc::SyncSender<Message> {
+    start_writer(DEFAULT_QUEUE_LINES)
+}
+
+fn start_writer(lines: usize) -> &'static mpsc::SyncSender<Message> {
+    QUEUE.get_or_init(|| {
+        let (sender, receiver) = mpsc::sync_channel(lines.max(1));
+        let spawned = std::thread::Builder::new().name("gatehouse-log".into()).spawn(move || write_lines(receiver));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the log writer; log lines will be dropped");
+        }
+        sender
+    })
+}
+
+/// The writer thread: lines go out in batches, flushed whenever the queue is empty.
+fn write_lines(receiver: mpsc::Receiver<Message>) {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut next = receiver.recv();
+    while let Ok(message) = next {
+        match message {
+            // A closed stdout must not take the gateway down; logging is best effort.
+            Message::Line(line) => {
+                let _ = out.write_all(&line);
+            }
+            Message::Flush(done) => {
+                let _ = out.flush();
+                let _ = done.send(());
+            }
+        }
+        next = match receiver.try_recv() {
+            Ok(message) => Ok(message),
+            Err(_) => {
+                let _ = out.flush();
+                receiver.recv()
+            }
+        };
+    }
+    let _ = out.flush();
+}
+
+/// Queues one JSON line for stdout. Never blocks: a worker thread must not
+/// wait on a slow terminal or a full pipe, so when the queue is full the line
+/// is dropped and counted ([`dropped_lines`], `gatehouse_log_lines_dropped_total`).
 pub fn write_line(entry: &impl Serialize) {
     let mut line = match serde_json::to_vec(entry) {
         Ok(line) => line,
@@ -98,11 +168,22 @@ pub fn write_line(entry: &impl Serialize) {
         }
     };
     line.push(b'\n');
-    let stdout = std::io::stdout();
-    let mut lock = stdout.lock();
-    // A closed stdout must not take the gateway down; logging is best effort.
-    let _ = lock.write_all(&line);
-    let _ = lock.flush();
+    if queue().try_send(Message::Line(line)).is_err() {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Log lines dropped so far because the queue to stdout was full.
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Waits (at most `limit`) until every line queued so far is written: before the process exits.
+pub fn flush(limit: std::time::Duration) {
+    let (done, written) = mpsc::sync_channel(1);
+    if queue().send(Message::Flush(done)).is_ok() {
+        let _ = written.recv_timeout(limit);
+    }
 }
 
 /// The current time in RFC 3339 with milliseconds.

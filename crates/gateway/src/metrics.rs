@@ -117,6 +117,8 @@ impl Metrics {
             "gatehouse_connections_refused_total{{reason=\"max_connections_per_ip\"}} {}",
             get(&self.connections_refused_per_ip)
         );
+        out.push_str("# TYPE gatehouse_log_lines_dropped_total counter\n");
+        let _ = writeln!(out, "gatehouse_log_lines_dropped_total {}", crate::log::dropped_lines());
         out.push_str("# TYPE gatehouse_upstream_errors_total counter\n");
         let _ = writeln!(out, "gatehouse_upstream_errors_total {}", get(&self.upstream_errors));
         out.push_str("# TYPE gatehouse_config_reloads_total counter\n");

@@ -7,7 +7,7 @@
 //! was, rather than building it again: an upstream pool (its servers' health and
 //! its one health-check task), a site's certificate (see [`crate::certificates`]:
 //! replaced in place when its files change, without a reload), and a trust store
-//! (its fetched CRLs).
+//! (its fetched CRLs; changed CRL files are read into it).
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -84,36 +84,50 @@ pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// What files looked like (modification time, size, inode), taken before reading them:
-/// when the files look otherwise later, they changed since (or while) they were read. The
-/// inode tells a file renamed into place from the one it replaced even within the
-/// resolution of modification times.
+/// What files looked like, taken before reading them: when the files look otherwise
+/// later, they changed since (or while) they were read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct FileStamps(Vec<(PathBuf, Option<(SystemTime, u64, u64)>)>);
+pub(crate) struct FileStamps(Vec<(PathBuf, Option<FileStamp>)>);
+
+/// What one file looked like. The inode tells a file renamed into place from the one it
+/// replaced even within the resolution of modification times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    modified: SystemTime,
+    len: u64,
+    inode: u64,
+}
 
 impl FileStamps {
     /// How `paths` look now (`None`: the file cannot be read).
     pub(crate) fn of<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> FileStamps {
         let stamp = |path: &Path| {
             let metadata = std::fs::metadata(path).ok()?;
-            Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+            Some(FileStamp { modified: metadata.modified().ok()?, len: metadata.len(), inode: metadata.ino() })
         };
         FileStamps(paths.into_iter().map(|p| (p.as_ref().to_owned(), stamp(p.as_ref()))).collect())
     }
 
-    /// Whether a file that `earlier` has too shows another modification time here. A file
-    /// only here is new to the watch: whatever began watching it has just read it.
+    /// Whether a file that `earlier` has too looks otherwise here. A file only here is new
+    /// to the watch: whatever began watching it has just read it.
     pub(crate) fn changed_since(&self, earlier: &FileStamps) -> bool {
-        self.0.iter().any(|(path, time)| earlier.0.iter().any(|(p, t)| p == path && t != time))
+        self.0.iter().any(|(path, now)| earlier.0.iter().any(|(p, then)| p == path && then != now))
     }
 }
 
 /// What a trust store was built from: its table, the chain cache setting, its files as they were.
-#[derive(PartialEq)]
 struct TrustOrigin {
     config: TrustConfig,
     cache_secs: u64,
-    files: FileStamps,
+    ca_files: FileStamps,
+    crl_files: FileStamps,
+}
+
+impl TrustOrigin {
+    /// Whether the two differ at most in what their CRL files hold.
+    fn same_but_crls(&self, other: &TrustOrigin) -> bool {
+        self.config == other.config && self.cache_secs == other.cache_secs && self.ca_files == other.ca_files
+    }
 }
 
 /// Everything a connection needs, swapped as a whole on reload.
@@ -145,7 +159,9 @@ impl Runtime {
     /// is unchanged: a pool whose `[[upstream]]` table and TLS files are the same (its
     /// servers' health stays, its health checks go on), a site certificate with the same
     /// source and hosts (and the certificate it serves now), a trust store with the same
-    /// table and files (its CRLs are not fetched again).
+    /// table and CA files (its CRL URLs are not fetched again; CRL files that changed are
+    /// read into it in place, so connections open on it see them, unless it has CRL URLs:
+    /// then it is built anew).
     pub async fn rebuild(
         previous: &Runtime,
         config: Config,
@@ -202,11 +218,19 @@ impl Runtime {
                     let origin = TrustOrigin {
                         config: t.clone(),
                         cache_secs: config.tls.client_chain_cache_secs,
-                        files: FileStamps::of(t.ca_files.iter().chain(&t.crl_files).map(|f| resolve(f))),
+                        ca_files: FileStamps::of(t.ca_files.iter().map(|f| resolve(f))),
+                        crl_files: FileStamps::of(t.crl_files.iter().map(|f| resolve(f))),
                     };
-                    let store = match previous.and_then(|p| p.unchanged_trust_store(&origin)) {
-                        Some(store) => store,
-                        None => trust_store(t, &config, &resolve, &provider, internal).await?,
+                    let kept = previous.and_then(|p| p.trust_stores.iter().find(|(o, _)| o.same_but_crls(&origin)));
+                    let store = match kept {
+                        Some((before, store)) if before.crl_files == origin.crl_files => store.clone(),
+                        // Only CRL files changed: read into the store in place, so the
+                        // connections open on it check their certificates against them too.
+                        Some((_, store)) => {
+                            store.set_file_crls(read_crls(t, &resolve)?)?;
+                            store.clone()
+                        }
+                        _ => trust_store(t, &config, &resolve, &provider, internal).await?,
                     };
                     trust_stores.push((origin, store.clone()));
                     Some(store)
@@ -321,11 +345,6 @@ impl Runtime {
         }
         self.pools.get(&upstream.name).cloned()
     }
-
-    /// This runtime's trust store built from `origin`, if any.
-    fn unchanged_trust_store(&self, origin: &TrustOrigin) -> Option<Arc<TrustStore>> {
-        self.trust_stores.iter().find(|(o, _)| o == origin).map(|(_, store)| store.clone())
-    }
 }
 
 /// The files a pool reads: the origin CA bundle and client certificate.
@@ -359,8 +378,7 @@ async fn trust_store(
     for f in &t.ca_files {
         roots.extend(read_certificates(&resolve(f)).map_err(|e| e.to_string())?);
     }
-    let crls =
-        t.crl_files.iter().map(|f| read_crl(&resolve(f)).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+    let crls = read_crls(t, resolve)?;
     let revocations = if t.internal_ca { internal.map(|ca| ca.revocations()) } else { None };
     let mut url_crls = Vec::new();
     let mut next_updates = Vec::new();
@@ -380,4 +398,81 @@ async fn trust_store(
     )?);
     crate::crl_fetch::spawn_refresh(&store, t.crl_refresh_secs.max(1), next_updates);
     Ok(store)
+}
+
+/// Reads a trust store's CRL files.
+fn read_crls(
+    t: &TrustConfig,
+    resolve: &impl Fn(&Path) -> PathBuf,
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, String> {
+    t.crl_files.iter().map(|f| read_crl(&resolve(f)).map_err(|e| e.to_string())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A runtime with one site (certificate files in `dir`) and one upstream `app` at `server`.
+    fn config(dir: &Path, site: &str, server: &str) -> Config {
+        let text = format!(
+            "[listen]\nhttps = \"127.0.0.1:8443\"\n[[site]]\nhosts = [\"a.test\"]\n\
+             certificate = {{ cert = \"site.pem\", key = \"site.key\" }}\nupstream = \"app\"\n{site}\n\
+             [[upstream]]\nname = \"app\"\nservers = [\"{server}\"]\n"
+        );
+        Config::parse(&dir.join("gw.toml"), &text).expect("a valid config")
+    }
+
+    fn write_site_certificate(dir: &Path) {
+        let material =
+            pki::create_ca(&pki::CaInit { name: "Sites".into(), key_type: pki::KeyType::EcdsaP256, days: 30 }).unwrap();
+        let issuer = pki::Issuer::new(
+            material.intermediate.der,
+            material.intermediate.key,
+            material.root.der,
+            pki::CaSettings::default(),
+        )
+        .unwrap();
+        let request = pki::LeafRequest {
+            profile: pki::Profile::Server,
+            subject: pki::Subject::common_name("a.test"),
+            sans: vec![pki::SubjectAltName::parse("a.test").unwrap()],
+            days: Some(10),
+        };
+        let (issued, key) = issuer.issue_with_new_key(&request, pki::KeyType::EcdsaP256).unwrap();
+        std::fs::write(dir.join("site.pem"), pki::pem_cert(&issued.der)).unwrap();
+        std::fs::write(dir.join("site.key"), pki::encode_private_key(&key, None).unwrap().as_bytes()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_keeps_what_the_change_leaves_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        write_site_certificate(dir.path());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let (base, app) = (dir.path(), "http://127.0.0.1:3000");
+        let first = Runtime::build(config(base, "", app), base, provider.clone(), None).await.unwrap();
+
+        let hsts = Runtime::rebuild(&first, config(base, "hsts_max_age = 600", app), base, provider.clone(), None);
+        let hsts = hsts.await.unwrap();
+        assert!(Arc::ptr_eq(&first.pools["app"], &hsts.pools["app"]), "the unchanged upstream keeps its pool");
+        let (before, after) = (first.site_for_sni(Some("a.test")).unwrap(), hsts.site_for_sni(Some("a.test")).unwrap());
+        assert!(Arc::ptr_eq(&before.certificate, &after.certificate), "the unchanged source keeps its certificate");
+        assert!(after.hsts.is_some(), "and the change is in effect");
+
+        let moved = Runtime::rebuild(&hsts, config(base, "", "http://127.0.0.1:3001"), base, provider, None);
+        let moved = moved.await.unwrap();
+        assert!(!Arc::ptr_eq(&hsts.pools["app"], &moved.pools["app"]), "a changed upstream gets a new pool");
+    }
+
+    #[test]
+    fn file_stamps_tell_a_changed_file_and_ignore_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "one").unwrap();
+        let before = FileStamps::of([&a]);
+        assert!(!FileStamps::of([&a, &b]).changed_since(&before), "a file not watched before is no change");
+        let tmp = dir.path().join("a.new");
+        std::fs::write(&tmp, "two").unwrap();
+        std::fs::rename(&tmp, &a).unwrap();
+        assert!(FileStamps::of([&a]).changed_since(&before), "a file renamed into place");
+    }
 }

@@ -315,6 +315,50 @@ mod tests {
         assert!(!under_prefix("/adm", "/admin", false));
     }
 
+    /// Random paths built from the pieces that make spellings differ: whatever
+    /// is accepted comes out canonical, and canonical is a fixed point.
+    #[test]
+    fn canonical_paths_are_a_fixed_point() {
+        const PIECES: [&str; 24] = [
+            "/", "//", "/.", "/..", ".", "..", "a", "admin", "A", "%61", "%2e", "%2E", "%2f", "%5c", "%00", "%41",
+            "%7e", "%c3%a9", "\u{e9}", ";", ";x=1", "%", "%zz", "~",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..200_000 {
+            let mut path = String::from("/");
+            for _ in 0..(next() % 8) {
+                path.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            let Ok(canonical) = canonical_path(&path) else {
+                refused += 1;
+                continue;
+            };
+            accepted += 1;
+            let canonical = canonical.unwrap_or(path.clone());
+            assert_eq!(canonical_path(&canonical), Ok(None), "{path:?} gave {canonical:?}, which is not canonical");
+            assert!(canonical.starts_with('/') && !canonical.contains("//"), "{path:?} -> {canonical:?}");
+            for segment in canonical.split('/') {
+                assert!(segment != "." && segment != "..", "{path:?} -> {canonical:?}");
+            }
+            let bytes = canonical.as_bytes();
+            for (i, _) in canonical.match_indices('%') {
+                let (hi, lo) = (bytes[i + 1], bytes[i + 2]);
+                assert!(hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit(), "{canonical:?}");
+                assert!(!hi.is_ascii_lowercase() && !lo.is_ascii_lowercase(), "{canonical:?}");
+                let value = hex_value(hi).unwrap() << 4 | hex_value(lo).unwrap();
+                assert!(!is_unreserved(value), "{path:?} -> {canonical:?} keeps an encoded unreserved character");
+            }
+        }
+        assert!(accepted > 10_000 && refused > 10_000, "accepted {accepted}, refused {refused}");
+    }
+
     fn headers(hosts: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for h in hosts {

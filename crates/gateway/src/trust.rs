@@ -142,7 +142,8 @@ pub struct TrustStore {
     intermediates: Vec<CertificateDer<'static>>,
     /// Subject names of every trusted CA, anchor or intermediate.
     hints: Vec<DistinguishedName>,
-    file_crls: Vec<CertificateRevocationListDer<'static>>,
+    /// The CRLs in force: from files, and fetched from URLs; replaced separately.
+    crls: std::sync::Mutex<Crls>,
     provider: Arc<CryptoProvider>,
     verifier: ArcSwap<Arc<dyn ClientCertVerifier>>,
     internal: Option<Arc<InternalRevocations>>,
@@ -221,11 +222,12 @@ impl TrustStore {
         let roots = Arc::new(store);
         let all: Vec<_> = file_crls.iter().chain(&url_crls).cloned().collect();
         let verifier = build_verifier(&roots, &provider, all)?;
+
         Ok(TrustStore {
             roots,
             intermediates,
             hints,
-            file_crls,
+            crls: std::sync::Mutex::new(Crls { files: file_crls, urls: url_crls }),
             provider,
             verifier: ArcSwap::from_pointee(verifier),
             internal,
@@ -239,8 +241,23 @@ impl TrustStore {
 
     /// Replaces the CRLs fetched from URLs (the file CRLs stay).
     pub fn set_url_crls(&self, url_crls: Vec<CertificateRevocationListDer<'static>>) -> Result<(), String> {
-        let all: Vec<_> = self.file_crls.iter().cloned().chain(url_crls).collect();
+        self.replace_crls(|crls| crls.urls = url_crls)
+    }
+
+    /// Replaces the CRLs read from files (those fetched from URLs stay), in place, so
+    /// connections open on this store check their certificates against them too.
+    pub fn set_file_crls(&self, file_crls: Vec<CertificateRevocationListDer<'static>>) -> Result<(), String> {
+        self.replace_crls(|crls| crls.files = file_crls)
+    }
+
+    /// Changes the CRLs and builds the verifier for them; cached verdicts made before are dropped.
+    fn replace_crls(&self, change: impl FnOnce(&mut Crls)) -> Result<(), String> {
+        let mut crls = lock(&self.crls);
+        let mut changed = Crls { files: crls.files.clone(), urls: crls.urls.clone() };
+        change(&mut changed);
+        let all: Vec<_> = changed.files.iter().chain(&changed.urls).cloned().collect();
         self.verifier.store(Arc::new(build_verifier(&self.roots, &self.provider, all)?));
+        *crls = changed;
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -360,6 +377,12 @@ impl TrustStore {
     pub(crate) fn hints(&self) -> Vec<DistinguishedName> {
         self.hints.clone()
     }
+}
+
+/// The CRLs of a trust store.
+struct Crls {
+    files: Vec<CertificateRevocationListDer<'static>>,
+    urls: Vec<CertificateRevocationListDer<'static>>,
 }
 
 /// A verified client certificate of an open connection, checked again on

@@ -104,6 +104,54 @@ impl Upstream {
     }
 }
 
+/// Like the echo upstream (GET only), but holds requests to `/hold...` (printing
+/// `got PATH` as each arrives) until a line comes on its stdin; prints its port first.
+pub const HOLDING_UPSTREAM_PY: &str = r#"
+import json, sys, threading
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+release = threading.Event()
+printing = threading.Lock()
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path.startswith("/hold"):
+            with printing:
+                print("got " + self.path, flush=True)
+            release.wait()
+        body = json.dumps({"method": self.command, "path": self.path,
+                           "headers": [[k, v] for k, v in self.headers.items()], "body": ""}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(ThreadingHTTPServer):
+    daemon_threads = True
+s = S(("127.0.0.1", 0), H)
+threading.Thread(target=s.serve_forever, daemon=True).start()
+print(s.server_address[1], flush=True)
+sys.stdin.readline()
+release.set()
+threading.Event().wait()
+"#;
+
+impl Upstream {
+    /// [`HOLDING_UPSTREAM_PY`]: `proc.send_line` releases the held requests.
+    pub fn holding(env: &Env) -> Upstream {
+        let script = env.write("holding_upstream.py", HOLDING_UPSTREAM_PY);
+        let mut c = Command::new(PYTHON);
+        c.arg("-u").arg(&script).current_dir(env.path());
+        let proc = Proc::spawn_with_stdin(c, "holding upstream");
+        let first = proc
+            .wait_stdout(Duration::from_secs(15), |l| !l.trim().is_empty())
+            .unwrap_or_else(|| panic!("the holding upstream printed nothing\n{}", proc.dump()));
+        let port = first.trim().parse().unwrap_or_else(|_| panic!("not a port: {first:?}\n{}", proc.dump()));
+        Upstream { proc, port }
+    }
+}
+
 // ---------------------------------------------------------------- static files
 
 /// Serves the files of `sys.argv[1]` over plain HTTP on 127.0.0.1 (port 0); prints the port.

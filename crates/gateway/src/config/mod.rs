@@ -198,11 +198,14 @@ pub struct LogSettings {
     pub access: bool,
     /// One JSON line per refused handshake on stdout.
     pub handshakes: bool,
+    /// Lines that may wait for a slow stdout; past that they are dropped and counted
+    /// (`gatehouse_log_lines_dropped_total`) rather than making requests wait. Read at start.
+    pub queue_lines: usize,
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings { access: true, handshakes: true }
+        LogSettings { access: true, handshakes: true, queue_lines: crate::log::DEFAULT_QUEUE_LINES }
     }
 }
 

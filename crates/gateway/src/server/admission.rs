@@ -40,6 +40,11 @@ fn fit_to_open_files(configured: usize) -> usize {
     if configured <= room {
         return configured;
     }
+    if configured == crate::config::Limits::default().max_connections {
+        // The default is a ceiling, not a request: fitting it to the machine is no news.
+        tracing::info!("limits.max_connections is {room}, what the open-file limit of {soft} leaves room for");
+        return room;
+    }
     tracing::warn!(
         "limits.max_connections = {configured} lowered to {room}: the open-file limit is {soft} and each \
          connection may hold an origin connection too ({RESERVED_DESCRIPTORS} are kept for listeners and files); \

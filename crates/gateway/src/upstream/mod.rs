@@ -17,13 +17,15 @@
 //! (origin trust and client certificate), `connect` (dialling a server),
 //! `server` (per-server state), `balance` (the choice), `health` (active
 //! checks), `request` (what the origin receives), `pool` (the
-//! request path that ties them together), `body` (the response body that
-//! gives its connection back).
+//! request path that ties them together), `exchange` (a request waiting for
+//! its response, finished in the background if the client leaves), `body`
+//! (the response body that gives its connection back).
 
 mod balance;
 mod body;
 mod config;
 mod connect;
+mod exchange;
 mod health;
 mod pool;
 mod request;

@@ -18,6 +18,7 @@ use super::balance::Balancer;
 use super::body::{Lease, OriginBody};
 use super::config::{self, HealthCheck, UpstreamConfig};
 use super::connect::{Connection, Connector};
+use super::exchange::Exchange;
 use super::health;
 use super::request::Outgoing;
 use super::server::{Ejection, InFlight, Server};
@@ -31,8 +32,9 @@ pub(super) const REUSE_RACE: Duration = Duration::from_secs(1);
 
 /// One upstream: its servers, their state and their connections.
 ///
-/// Shared as `Arc<Pool>`; a reload builds a new pool, and the old one's
-/// health checks stop when its last `Arc` is dropped.
+/// Shared as `Arc<Pool>`; a reload keeps the pool of an `[[upstream]]` it
+/// leaves unchanged (see `sites::Runtime::rebuild`) and builds a new one for a
+/// changed table; a pool's health checks stop when its last `Arc` is dropped.
 pub struct Pool {
     pub(super) name: Arc<str>,
     pub(super) servers: Vec<Arc<Server>>,
@@ -155,13 +157,16 @@ impl Pool {
     /// (or when a long-idle one fails under a replayable request) a new one.
     async fn attempt(&self, index: usize, out: &mut Outgoing) -> Result<Response<OriginBody>, UpstreamError> {
         let server = &self.servers[index];
-        let in_flight = server.begin();
+        let mut in_flight = server.begin();
         while let Some((mut conn, idle_for)) = server.take_idle() {
             // The origin may close a connection that sat idle just as the request
             // goes out; only then is a copy kept to send the request again.
             let keep_copy = idle_for >= REUSE_RACE;
             let req = out.take(server.authority(), keep_copy).ok_or_else(|| already_sent(server))?;
-            match conn.sender.try_send_request(req).await {
+            let sent = conn.sender.try_send_request(req);
+            let (outcome, conn, back) = Exchange::new(sent, server, conn, in_flight, Result::ok).await;
+            in_flight = back;
+            match outcome {
                 Ok(response) => return Ok(hand_back(server, conn, response, in_flight)),
                 Err(mut e) => {
                     if let Some(req) = e.take_message() {
@@ -192,7 +197,9 @@ impl Pool {
             }
         };
         let req = out.take(server.authority(), false).ok_or_else(|| already_sent(server))?;
-        match conn.sender.send_request(req).await {
+        let sent = conn.sender.send_request(req);
+        let (outcome, conn, in_flight) = Exchange::new(sent, server, conn, in_flight, Result::ok).await;
+        match outcome {
             Ok(response) => Ok(hand_back(server, conn, response, in_flight)),
             Err(e) => Err(exchange_failed(server, &e)),
         }

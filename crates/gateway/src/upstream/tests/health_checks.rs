@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
-use std::time::Duration;
 
 use super::support::{Origin, front, get, pool_from, wait_until};
 
@@ -92,10 +91,24 @@ async fn health_checks_stop_when_the_pool_is_dropped() {
     pool.spawn_health_checks();
     let state = a.state.clone();
     wait_until("checks run", || state.health_hits.load(SeqCst) >= 2).await;
+    let dropped = Arc::downgrade(&pool);
     drop(pool);
-    // A round already under way may finish; after that, nothing.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let after_drop = a.state.health_hits.load(SeqCst);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(a.state.health_hits.load(SeqCst), after_drop);
+    // A round under way holds the pool until it ends; then no round can start.
+    wait_until("the last round let go of the pool", || dropped.strong_count() == 0).await;
+
+    // The clock: a pool with the same checks, still alive, checking other origins.
+    let c = Origin::start("c").await;
+    let d = Origin::start("d").await;
+    let control = checked_pool(&c, &d);
+    control.spawn_health_checks();
+    let checks_of_c = |n: usize| {
+        let c = c.state.clone();
+        move || c.health_hits.load(SeqCst) >= n
+    };
+    // A check the dropped pool sent just before the end may still be counted meanwhile.
+    wait_until("the control pool checked c twice", checks_of_c(2)).await;
+    let hits = |o: &Origin| o.state.health_hits.load(SeqCst);
+    let after_drop = (hits(&a), hits(&b));
+    wait_until("the control pool checked c five times more", checks_of_c(7)).await;
+    assert_eq!((hits(&a), hits(&b)), after_drop, "the dropped pool's checks ran on while the control pool's ran");
 }
