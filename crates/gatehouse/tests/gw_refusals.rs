@@ -108,19 +108,7 @@ fn crl_file_is_re_read_when_it_changes() {
     let env = Env::new();
     let up = Upstream::start(&env);
     // A partner CA trusted through ca_files, with its CRL in crl_files.
-    let partner = env.path().join("partner");
-    let pgh = |args: &[&str]| {
-        let o = gh_in(&partner, env.path(), args);
-        assert_eq!(o.code, 0, "partner CA {args:?}:\n{}", o.all());
-        o.stdout
-    };
-    pgh(&["ca", "init", "--name", "Partner Org"]);
-    let out = env.path().join("partner-certs");
-    std::fs::create_dir_all(&out).unwrap();
-    pgh(&["ca", "issue", "--profile", "client", "--cn", "carol", "--out", s(&out)]);
-    let crl = env.path().join("partner.crl");
-    pgh(&["ca", "crl", "--out", s(&crl)]);
-    let carol = Cert::from_files(out.join("carol.fullchain.pem"), out.join("carol.key"));
+    let (partner, carol) = env.partner_ca("carol");
 
     let gw = Gateway::localhost(
         &env,
@@ -131,8 +119,7 @@ fn crl_file_is_re_read_when_it_changes() {
     let r = gw.curl_cert("localhost", "/", &carol, &[]);
     assert!(r.ok(), "carol (partner CA, not revoked) gets through: {r:?}\n{}", gw.proc.dump());
 
-    pgh(&["ca", "revoke", &serial_of(&out.join("carol.crt"))]);
-    pgh(&["ca", "crl", "--out", s(&crl)]);
+    partner.revoke(&carol);
     let took = poll_until(REFUSAL_LIMIT, || !gw.curl_cert("localhost", "/", &carol, &[]).ok());
     assert!(took.is_some(), "a changed CRL file was not applied within {REFUSAL_LIMIT:?}\n{}", gw.proc.dump());
     let line = gw.wait_refusal("handshake_refused", "revoked", REFUSAL_LIMIT);

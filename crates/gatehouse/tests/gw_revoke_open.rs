@@ -97,19 +97,7 @@ fn a_certificate_revoked_by_the_internal_ca_is_refused_on_its_open_connection() 
 fn a_certificate_revoked_in_a_crl_file_is_refused_on_its_open_connection() {
     let env = Env::new();
     let up = Upstream::start(&env);
-    let partner = env.path().join("partner");
-    let pgh = |args: &[&str]| {
-        let o = gh_in(&partner, env.path(), args);
-        assert_eq!(o.code, 0, "partner CA {args:?}:\n{}", o.all());
-    };
-    pgh(&["ca", "init", "--name", "Partner Org"]);
-    let out = env.path().join("partner-certs");
-    std::fs::create_dir_all(&out).unwrap();
-    pgh(&["ca", "issue", "--profile", "client", "--cn", "carol", "--out", s(&out)]);
-    let crl = env.path().join("partner.crl");
-    pgh(&["ca", "crl", "--out", s(&crl)]);
-    let mut carol = Cert::from_files(out.join("carol.crt"), out.join("carol.key"));
-    carol.fullchain = Some(out.join("carol.fullchain.pem"));
+    let (partner, carol) = env.partner_ca("carol");
     let gw = Gateway::localhost(
         &env,
         &up,
@@ -120,8 +108,7 @@ fn a_certificate_revoked_in_a_crl_file_is_refused_on_its_open_connection() {
     let mut open = open_with_certificate(&gw, &carol);
     assert_eq!(get(&mut open, "/before").0, 200);
 
-    pgh(&["ca", "revoke", &carol.serial]);
-    pgh(&["ca", "crl", "--out", s(&crl)]);
+    partner.revoke(&carol);
     let refused = until_refused(&mut open, Duration::from_secs(10));
     let (status, body, _) = refused.unwrap_or_else(|| panic!("still served after 10 s\n{}", gw.proc.dump()));
     assert_eq!(status, 403, "{body}");

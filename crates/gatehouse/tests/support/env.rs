@@ -250,6 +250,24 @@ impl Env {
         root
     }
 
+    /// A partner CA in `T/partner` ("Partner Org"), trusted through `ca_files =
+    /// ["partner/ca/root.crt"]` with its CRL in `crl_files = ["partner.crl"]` (written now),
+    /// and its client `cn` (its `crt` is the full chain, leaf first, as the gateway needs it).
+    #[track_caller]
+    pub fn partner_ca(&self, cn: &str) -> (PartnerCa, Cert) {
+        let partner = PartnerCa { dir: self.path().join("partner"), env_dir: self.path().to_owned() };
+        partner.run(&["ca", "init", "--name", "Partner Org"]);
+        let out = self.path().join("partner-certs");
+        fs::create_dir_all(&out).unwrap();
+        partner.run(&["ca", "issue", "--profile", "client", "--cn", cn, "--out", s(&out)]);
+        partner.publish_crl();
+        // The gateway knows only the partner's root: the client presents its full chain.
+        let chain = out.join(format!("{cn}.fullchain.pem"));
+        let mut client = Cert::from_files(chain.clone(), out.join(format!("{cn}.key")));
+        client.fullchain = Some(chain);
+        (partner, client)
+    }
+
     /// A client certificate from a second, unrelated gatehouse CA (named differently).
     pub fn foreign_client(&self, cn: &str) -> Cert {
         let other = self.path().join("other-ca");
@@ -259,5 +277,34 @@ impl Env {
         let o = gh_in(&other, self.path(), &["ca", "issue", "--profile", "client", "--cn", cn, "--out", s(&out)]);
         assert_eq!(o.code, 0, "ca issue from the other CA failed:\n{}", o.all());
         Cert::from_files(out.join(format!("{cn}.crt")), out.join(format!("{cn}.key")))
+    }
+}
+
+/// A second gatehouse CA whose CRL the gateway reads from a file (see [`Env::partner_ca`]).
+pub struct PartnerCa {
+    dir: PathBuf,
+    env_dir: PathBuf,
+}
+
+impl PartnerCa {
+    /// `gatehouse --data-dir T/partner ARGS` (cwd T), which must succeed.
+    #[track_caller]
+    fn run(&self, args: &[&str]) {
+        let o = gh_in(&self.dir, &self.env_dir, args);
+        assert_eq!(o.code, 0, "partner CA {args:?}:\n{}", o.all());
+    }
+
+    /// Writes the partner's CRL to `T/partner.crl`.
+    #[track_caller]
+    pub fn publish_crl(&self) {
+        let crl = self.env_dir.join("partner.crl");
+        self.run(&["ca", "crl", "--out", s(&crl)]);
+    }
+
+    /// Revokes `client` and publishes the new CRL.
+    #[track_caller]
+    pub fn revoke(&self, client: &Cert) {
+        self.run(&["ca", "revoke", &client.serial]);
+        self.publish_crl();
     }
 }
