@@ -41,4 +41,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The fuzz targets' properties over their seeds, regressions and generated inputs
+# (a crate of its own, outside the workspace: see fuzz/README.md).
+cargo test --manifest-path fuzz/Cargo.toml --locked --test targets
 cargo test --workspace --locked "$@"

@@ -62,6 +62,21 @@ impl From<store::StoreError> for Failure {
     }
 }
 
+/// A gateway that cannot listen or serve (exit 1). A configuration it refuses is a usage
+/// error, which `serve` and `config check` report themselves, with the file's name.
+impl From<gateway::Error> for Failure {
+    fn from(e: gateway::Error) -> Failure {
+        Failure::failed(e.to_string())
+    }
+}
+
+/// An internal CA the gateway cannot open or issue from (exit 1).
+impl From<gateway::InternalCaError> for Failure {
+    fn from(e: gateway::InternalCaError) -> Failure {
+        Failure::failed(e.to_string())
+    }
+}
+
 fn current_thread() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

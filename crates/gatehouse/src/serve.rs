@@ -54,7 +54,7 @@ fn uses_internal_ca(config: &Config) -> bool {
 async fn open_internal(global: &Global, data_dir: &Path) -> Result<Arc<InternalCa>, Failure> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&CaDir::new(data_dir).database()).await?);
     let passphrase = crate::ca::passphrase(global)?;
-    InternalCa::open(data_dir, store, passphrase).await.map(Arc::new).map_err(Failure::failed)
+    Ok(Arc::new(InternalCa::open(data_dir, store, passphrase).await?))
 }
 
 fn data_dir(global: &Global, config: &Config, config_path: Option<&Path>) -> PathBuf {
@@ -76,7 +76,7 @@ pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Resul
     let gateway = Gateway::new(config, Some(config_path.to_owned()), internal)
         .await
         .map_err(|e| Failure::usage(format!("{}: {e}", config_path.display())))?;
-    let listeners = gateway.bind().await.map_err(Failure::failed)?;
+    let listeners = gateway.bind().await?;
     gateway
         .run(listeners, |bound| {
             eprintln!("gatehouse serving https on {}", bound.https);
@@ -87,8 +87,7 @@ pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Resul
                 eprintln!("admin (/metrics, /healthz) on {a}");
             }
         })
-        .await
-        .map_err(Failure::failed)?;
+        .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -103,7 +102,8 @@ pub async fn check(global: &Global, path: &Path) -> Result<ExitCode, Failure> {
     let base = path.parent().unwrap_or(Path::new("."));
     let (sites, upstreams) = (config.sites.len(), config.upstreams.len());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    gateway::sites::Runtime::build(config, base, provider, internal.as_ref())
+    let metrics = gateway::metrics::Metrics::new();
+    gateway::sites::Runtime::build(config, base, provider, internal.as_ref(), &metrics)
         .await
         .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
     println!("{}: ok ({sites} sites, {upstreams} upstreams)", path.display());
@@ -157,7 +157,7 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
         bundle::write(&paths, ca.issuer(), &issued, &key, Some(&p12), true)?;
     }
     let internal: Arc<dyn Store> = Arc::new(store);
-    let internal = Arc::new(InternalCa::open(&data_dir, internal, passphrase).await.map_err(Failure::failed)?);
+    let internal = Arc::new(InternalCa::open(&data_dir, internal, passphrase).await?);
 
     let upstream = match options.upstream {
         Some(url) => url,
@@ -181,8 +181,8 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
         listen = options.listen
     );
     let config = Config::parse(Path::new("quickstart"), &toml).map_err(|e| Failure::usage(e.to_string()))?;
-    let gateway = Gateway::new(config, None, Some(internal)).await.map_err(Failure::failed)?;
-    let listeners = gateway.bind().await.map_err(Failure::failed)?;
+    let gateway = Gateway::new(config, None, Some(internal)).await?;
+    let listeners = gateway.bind().await?;
     let root = dir.root_path();
     let hostname = options.hostname.clone();
     let (crt, key, p12) = (paths.crt.clone(), paths.key.clone(), paths.p12.clone());
@@ -200,7 +200,6 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
             println!("more users: gatehouse ca issue --profile client --cn NAME --p12");
             println!("revoke one: gatehouse ca revoke SERIAL   (refused here within two seconds)");
         })
-        .await
-        .map_err(Failure::failed)?;
+        .await?;
     Ok(ExitCode::SUCCESS)
 }

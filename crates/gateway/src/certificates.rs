@@ -28,9 +28,9 @@ use rustls::{Error as TlsError, InconsistentKeys};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
-use crate::internal_ca::InternalCa;
+use crate::internal_ca::{InternalCa, InternalCaError};
 use crate::sites::{FileStamps, host_matches};
-use crate::trust::read_certificates;
+use crate::trust::{TrustError, read_certificates};
 
 /// Where a site's certificate comes from: the `certificate` table of a `[[site]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,19 +52,19 @@ pub enum CertificateSource {
 #[derive(Debug, thiserror::Error)]
 pub enum CertificateError {
     /// The chain file cannot be read or holds no certificate (the message names the file).
-    #[error("{0}")]
-    UnreadableChain(String),
+    #[error(transparent)]
+    UnreadableChain(TrustError),
     /// The key file cannot be read or is not a PEM private key.
-    #[error("{path}: not a PEM private key: {why}")]
+    #[error("{path}: not a PEM private key: {source}")]
     UnreadableKey {
         /// The key file.
         path: PathBuf,
         /// What the PEM reader said.
-        why: String,
+        source: rustls::pki_types::pem::Error,
     },
     /// A private key of a kind the TLS stack cannot sign with.
     #[error("the private key is unusable: {0}")]
-    UnusableKey(String),
+    UnusableKey(TlsError),
     /// The private key is not the one the certificate was issued for.
     #[error("the private key does not belong to the certificate; replace the two together")]
     KeyMismatch,
@@ -76,7 +76,7 @@ pub enum CertificateError {
     NoInternalCa,
     /// The internal CA could not read or issue the site certificate.
     #[error("the internal CA cannot provide the site certificate: {0}")]
-    InternalCa(String),
+    InternalCa(InternalCaError),
     /// A replacement that covers fewer of the site's names than the certificate serving.
     #[error("the new certificate does not cover {}, which the one serving does", .0.join(", "))]
     NamesLost(Vec<String>),
@@ -98,8 +98,7 @@ pub fn certified_key(
     key: PrivateKeyDer<'static>,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, CertificateError> {
-    let signing_key =
-        provider.key_provider.load_private_key(key).map_err(|e| CertificateError::UnusableKey(e.to_string()))?;
+    let signing_key = provider.key_provider.load_private_key(key).map_err(CertificateError::UnusableKey)?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) | Err(TlsError::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(certified),
@@ -186,9 +185,9 @@ impl Origin {
     async fn obtain(&self, hosts: &[String], provider: &CryptoProvider) -> Result<CertifiedKey, CertificateError> {
         let (chain, key) = match self {
             Origin::Files { cert, key } => {
-                let chain = read_certificates(cert).map_err(|e| CertificateError::UnreadableChain(e.to_string()))?;
+                let chain = read_certificates(cert).map_err(CertificateError::UnreadableChain)?;
                 let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| CertificateError::UnreadableKey { path: key.clone(), why: e.to_string() })?;
+                    .map_err(|source| CertificateError::UnreadableKey { path: key.clone(), source })?;
                 (chain, key)
             }
             Origin::InternalCa(ca) => ca.site_certificate(hosts).await.map_err(CertificateError::InternalCa)?,

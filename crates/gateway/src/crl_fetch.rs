@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateRevocationListDer;
 
-use crate::trust::{TrustStore, parse_crl};
+use crate::trust::{CrlError, TrustStore, parse_crl};
 
 /// Largest CRL accepted (a CRL of 100,000 entries is about 4 MB).
 const MAX_CRL_BYTES: usize = 64 * 1024 * 1024;
@@ -26,26 +26,84 @@ pub struct Fetched {
     pub next_update: Option<i64>,
 }
 
+/// Why a CRL URL gave no CRL; the message names the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum CrlFetchError {
+    /// The URL does not parse.
+    #[error("CRL URL {url} is not a URL: {source}")]
+    NotAUrl {
+        /// The URL as configured.
+        url: String,
+        /// What the URI parser said.
+        source: http::uri::InvalidUri,
+    },
+    /// Not `http://`.
+    #[error("CRL URL {url} must be http:// (CRLs are signed, so they are published over plain HTTP)")]
+    NotHttp {
+        /// The URL as configured.
+        url: String,
+    },
+    /// No response head within 10 s.
+    #[error("CRL URL {url} did not answer within 10 s")]
+    TimedOut {
+        /// The URL as configured.
+        url: String,
+    },
+    /// Connecting or sending failed.
+    #[error("cannot fetch the CRL {url}: {source}")]
+    Fetch {
+        /// The URL as configured.
+        url: String,
+        /// What the HTTP client said.
+        source: hyper_util::client::legacy::Error,
+    },
+    /// An answer other than 2xx.
+    #[error("CRL URL {url} answered {status}")]
+    Status {
+        /// The URL as configured.
+        url: String,
+        /// The status.
+        status: http::StatusCode,
+    },
+    /// The body broke off or is over the size limit.
+    #[error("cannot read the CRL {url}: {source}")]
+    Body {
+        /// The URL as configured.
+        url: String,
+        /// What the body reader said.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The body is not a CRL.
+    #[error("{url}: {source}")]
+    Crl {
+        /// The URL as configured.
+        url: String,
+        /// What is wrong with it.
+        source: CrlError,
+    },
+}
+
 /// Fetches and parses one CRL over HTTP.
-pub async fn fetch(url: &str) -> Result<Fetched, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("CRL URL {url} is not a URL: {e}"))?;
+pub async fn fetch(url: &str) -> Result<Fetched, CrlFetchError> {
+    let url_owned = || url.to_owned();
+    let uri: http::Uri = url.parse().map_err(|source| CrlFetchError::NotAUrl { url: url_owned(), source })?;
     if uri.scheme_str() != Some("http") {
-        return Err(format!("CRL URL {url} must be http:// (CRLs are signed, so they are published over plain HTTP)"));
+        return Err(CrlFetchError::NotHttp { url: url_owned() });
     }
     let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let response = tokio::time::timeout(Duration::from_secs(10), client.get(uri))
         .await
-        .map_err(|_| format!("CRL URL {url} did not answer within 10 s"))?
-        .map_err(|e| format!("cannot fetch the CRL {url}: {e}"))?;
+        .map_err(|_| CrlFetchError::TimedOut { url: url_owned() })?
+        .map_err(|source| CrlFetchError::Fetch { url: url_owned(), source })?;
     if !response.status().is_success() {
-        return Err(format!("CRL URL {url} answered {}", response.status()));
+        return Err(CrlFetchError::Status { url: url_owned(), status: response.status() });
     }
     let body = Limited::new(response.into_body(), MAX_CRL_BYTES)
         .collect()
         .await
-        .map_err(|e| format!("cannot read the CRL {url}: {e}"))?
+        .map_err(|source| CrlFetchError::Body { url: url_owned(), source })?
         .to_bytes();
-    let crl = parse_crl(&body).map_err(|e| format!("{url}: {e}"))?;
+    let crl = parse_crl(&body).map_err(|source| CrlFetchError::Crl { url: url_owned(), source })?;
     let next_update = x509_parser::parse_x509_crl(&crl).ok().and_then(|(_, c)| c.next_update()).map(|t| t.timestamp());
     Ok(Fetched { crl, next_update })
 }

@@ -18,6 +18,37 @@ use store::Store;
 use crate::certificates::subject_alt_names;
 use crate::trust::InternalRevocations;
 
+/// Why the internal CA cannot be opened, or give what the gateway asks of it.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalCaError {
+    /// No CA in the data dir.
+    #[error("no CA in {}; run `gatehouse ca init` first", .0.display())]
+    NotInitialized(PathBuf),
+    /// The root or intermediate certificate file cannot be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM reader said.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The intermediate certificate is not X.509.
+    #[error("intermediate certificate: {0}")]
+    MalformedIntermediate(x509_parser::nom::Err<x509_parser::error::X509Error>),
+    /// The intermediate has no subjectKeyIdentifier, which revocations are looked up by.
+    #[error("the intermediate certificate has no subject key identifier")]
+    NoKeyIdentifier,
+    /// The issuance database failed.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// Issuing or storing a site certificate failed.
+    #[error(transparent)]
+    Pki(#[from] pki::Error),
+    /// A site certificate was written and does not read back as one.
+    #[error("the certificate just issued cannot be read back")]
+    NotReadBack,
+}
+
 /// The internal CA as the gateway sees it.
 pub struct InternalCa {
     data_dir: PathBuf,
@@ -35,13 +66,14 @@ impl InternalCa {
         data_dir: &Path,
         store: Arc<dyn Store>,
         passphrase: Option<pki::Passphrase>,
-    ) -> Result<InternalCa, String> {
+    ) -> Result<InternalCa, InternalCaError> {
         let dir = pki::CaDir::new(data_dir);
         if !dir.exists() {
-            return Err(format!("no CA in {}; run `gatehouse ca init` first", data_dir.display()));
+            return Err(InternalCaError::NotInitialized(data_dir.to_owned()));
         }
-        let read =
-            |p: PathBuf| CertificateDer::from_pem_file(&p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let read = |path: PathBuf| {
+            CertificateDer::from_pem_file(&path).map_err(|source| InternalCaError::Unreadable { path, source })
+        };
         let root = read(dir.root_path())?;
         let intermediate = read(dir.intermediate_path())?;
         let key_id = key_id_of(&intermediate)?;
@@ -78,8 +110,8 @@ impl InternalCa {
     }
 
     /// Re-reads the revoked serials; returns whether they changed.
-    pub async fn refresh_revocations(&self) -> Result<bool, String> {
-        let revoked = self.store.revoked(&self.issuer_key_id).await.map_err(|e| e.to_string())?;
+    pub async fn refresh_revocations(&self) -> Result<bool, InternalCaError> {
+        let revoked = self.store.revoked(&self.issuer_key_id).await?;
         let serials: HashSet<String> = revoked.into_iter().map(|r| r.serial).collect();
         if **self.revocations.serials.load() == serials {
             return Ok(false);
@@ -110,34 +142,28 @@ impl InternalCa {
     pub async fn site_certificate(
         &self,
         hosts: &[String],
-    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), InternalCaError> {
         let (dir, crt_path, key_path) = self.site_paths(hosts);
         if let Some(found) = reusable(&crt_path, &key_path, hosts) {
             return Ok(found);
         }
-        let issuer = pki::CaDir::new(&self.data_dir).issuer(self.passphrase.as_ref()).map_err(|e| e.to_string())?;
+        let issuer = pki::CaDir::new(&self.data_dir).issuer(self.passphrase.as_ref())?;
         let ca = pki::CertificateAuthority::new(issuer, self.store.clone());
-        let sans = hosts
-            .iter()
-            .map(|h| pki::SubjectAltName::parse(h))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
+        let sans = hosts.iter().map(|h| pki::SubjectAltName::parse(h)).collect::<Result<Vec<_>, _>>()?;
         let request = pki::LeafRequest {
             profile: pki::Profile::Server,
             subject: pki::Subject::common_name(hosts.first().map(String::as_str).unwrap_or("gatehouse")),
             sans,
             days: None,
         };
-        let (issued, key) = ca.issue(&request, pki::KeyType::EcdsaP256).await.map_err(|e| e.to_string())?;
-        pki::files::create_private_dir(&dir).map_err(|e| e.to_string())?;
-        let key_pem = pki::encode_private_key(&key, None).map_err(|e| e.to_string())?;
+        let (issued, key) = ca.issue(&request, pki::KeyType::EcdsaP256).await?;
+        pki::files::create_private_dir(&dir)?;
+        let key_pem = pki::encode_private_key(&key, None)?;
         let chain_pem = format!("{}{}", pki::pem_cert(&issued.der), pki::pem_cert(&self.intermediate));
-        pki::files::write_atomic(&key_path, key_pem.as_bytes(), pki::files::PRIVATE, true)
-            .map_err(|e| e.to_string())?;
-        pki::files::write_atomic(&crt_path, chain_pem.as_bytes(), pki::files::PUBLIC, true)
-            .map_err(|e| e.to_string())?;
+        pki::files::write_atomic(&key_path, key_pem.as_bytes(), pki::files::PRIVATE, true)?;
+        pki::files::write_atomic(&crt_path, chain_pem.as_bytes(), pki::files::PUBLIC, true)?;
         tracing::info!(hosts = ?hosts, serial = %issued.serial, "issued a site certificate from the internal CA");
-        reusable(&crt_path, &key_path, hosts).ok_or_else(|| "the certificate just issued cannot be read back".into())
+        reusable(&crt_path, &key_path, hosts).ok_or(InternalCaError::NotReadBack)
     }
 
     /// The directory, chain file and key file of the site certificate for `hosts`.
@@ -148,9 +174,8 @@ impl InternalCa {
     }
 }
 
-fn key_id_of(cert: &CertificateDer<'_>) -> Result<String, String> {
-    let (_, parsed) =
-        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("intermediate certificate: {e}"))?;
+fn key_id_of(cert: &CertificateDer<'_>) -> Result<String, InternalCaError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).map_err(InternalCaError::MalformedIntermediate)?;
     parsed
         .extensions()
         .iter()
@@ -158,7 +183,7 @@ fn key_id_of(cert: &CertificateDer<'_>) -> Result<String, String> {
             x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(ki) => Some(hex::encode_upper(ki.0)),
             _ => None,
         })
-        .ok_or_else(|| "the intermediate certificate has no subject key identifier".into())
+        .ok_or(InternalCaError::NoKeyIdentifier)
 }
 
 /// The stored chain and key if they cover `hosts` and have over a third of their lifetime left.

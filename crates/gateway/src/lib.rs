@@ -13,8 +13,10 @@ pub mod certificates;
 pub mod config;
 pub mod crl_fetch;
 pub mod echo;
+mod error;
 pub mod identity;
 pub mod internal_ca;
+mod labels;
 pub mod log;
 pub mod metrics;
 pub mod proxy;
@@ -37,7 +39,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use config::{Config, ConfigError};
-pub use internal_ca::InternalCa;
+pub use error::Error;
+pub use internal_ca::{InternalCa, InternalCaError};
 
 use crate::metrics::Metrics;
 use crate::server::{ClientConnections, ConnectionSlots};
@@ -47,7 +50,7 @@ use crate::sites::{FileStamps, Runtime};
 pub struct Gateway {
     /// What connections are served with now.
     pub runtime: ArcSwap<Runtime>,
-    /// Counters.
+    /// Metrics, served on the admin listener.
     pub metrics: Arc<Metrics>,
     /// Downstream connection limit (`limits.max_connections`, within the open-file limit).
     pub connection_slots: ConnectionSlots,
@@ -79,16 +82,16 @@ impl Gateway {
         config: Config,
         config_path: Option<PathBuf>,
         internal: Option<Arc<InternalCa>>,
-    ) -> Result<Arc<Gateway>, String> {
+    ) -> Result<Arc<Gateway>, Error> {
         log::start(config.log.queue_lines);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let base_dir =
             config_path.as_deref().and_then(Path::parent).map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."));
         let max_connections = config.limits.max_connections;
-        let runtime = Runtime::build(config, &base_dir, provider.clone(), internal.as_ref()).await?;
+        let metrics = Arc::new(Metrics::new());
+        let runtime = Runtime::build(config, &base_dir, provider.clone(), internal.as_ref(), &metrics).await?;
         server::raise_open_file_limit();
         let connection_slots = ConnectionSlots::new(max_connections);
-        let metrics = Arc::new(Metrics::default());
         metrics.set_connection_limit(connection_slots.size());
         runtime.start_health_checks();
         if let Some(ca) = &internal {
@@ -109,7 +112,7 @@ impl Gateway {
     /// Re-reads the config file and swaps in the new runtime; on any error the old one keeps serving.
     /// The new limits apply to connections accepted from then on, and `limits.max_connections` to
     /// the count of open ones: lowered, no connection is cut, and none is accepted until fewer are open.
-    pub async fn reload(&self) -> Result<(), String> {
+    pub async fn reload(&self) -> Result<(), Error> {
         let result = self.try_reload().await;
         self.metrics.reload(result.is_ok());
         match &result {
@@ -121,17 +124,17 @@ impl Gateway {
         result
     }
 
-    async fn try_reload(&self) -> Result<(), String> {
-        let path = self.config_path.as_deref().ok_or("this gateway has no configuration file to reload")?;
-        // One log line for the refusal, however many problems the file has.
-        let config = Config::load(path).map_err(|e| format!("{}: {}", e.path.display(), e.messages.join("; ")))?;
+    async fn try_reload(&self) -> Result<(), Error> {
+        let path = self.config_path.as_deref().ok_or(Error::NoConfigFile)?;
+        // One log line for the refusal, however many problems the file has (see `Error::Config`).
+        let config = Config::load(path).map_err(Error::Config)?;
         if config.listen != self.runtime.load().config.listen {
             tracing::warn!("listen addresses changed; they take effect at the next restart");
         }
         let max_connections = config.limits.max_connections;
         let previous = self.runtime.load_full();
-        let runtime =
-            Runtime::rebuild(&previous, config, &self.base_dir, self.provider.clone(), self.internal.as_ref()).await?;
+        let (provider, internal) = (self.provider.clone(), self.internal.as_ref());
+        let runtime = Runtime::rebuild(&previous, config, &self.base_dir, provider, internal, &self.metrics).await?;
         runtime.start_health_checks();
         self.runtime.store(Arc::new(runtime));
         let was = self.connection_slots.size();
@@ -144,12 +147,10 @@ impl Gateway {
     }
 
     /// Binds the listeners; then serve with [`Gateway::run`].
-    pub async fn bind(&self) -> Result<(TcpListener, Option<TcpListener>, Option<TcpListener>), String> {
+    pub async fn bind(&self) -> Result<(TcpListener, Option<TcpListener>, Option<TcpListener>), Error> {
         let listen = self.runtime.load().config.listen.clone();
         let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}; is another server using it?"))
+            TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })
         };
         let https = bind(listen.https).await?;
         let http = match listen.http {
@@ -169,10 +170,10 @@ impl Gateway {
         self: Arc<Self>,
         listeners: (TcpListener, Option<TcpListener>, Option<TcpListener>),
         on_ready: impl FnOnce(Bound),
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let (https, http, admin) = listeners;
         let bound = Bound {
-            https: https.local_addr().map_err(|e| e.to_string())?,
+            https: https.local_addr().map_err(Error::ListenerAddress)?,
             http: http.as_ref().and_then(|l| l.local_addr().ok()),
             admin: admin.as_ref().and_then(|l| l.local_addr().ok()),
         };

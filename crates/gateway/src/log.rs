@@ -47,8 +47,10 @@ pub struct AccessEntry {
     pub client_verify: String,
     /// The upstream server that answered, if any.
     pub upstream: Option<String>,
-    /// Why the gateway answered itself, if it did (`route_requires_certificate`, `upstream_unavailable`, ...).
-    pub refused: Option<String>,
+    /// Why the gateway answered itself, if it did, or why nothing was answered: the label of a
+    /// [`RequestRefusal`](crate::refusal::RequestRefusal) (`route_requires_certificate`,
+    /// `upstream_unavailable`, `client_closed_request`, ...).
+    pub refused: Option<&'static str>,
 }
 
 /// One line per refused handshake or refused client certificate.
@@ -62,8 +64,10 @@ pub struct HandshakeEntry {
     pub client_ip: String,
     /// SNI sent, if any.
     pub sni: Option<String>,
-    /// Stable reason label (`no_certificate`, `unknown_issuer`, `expired`, `revoked`, `x509_v1`, `wrong_eku`, ...).
-    pub reason: String,
+    /// The label of a [`HandshakeRefusal`](crate::refusal::HandshakeRefusal) or of a
+    /// [`Refusal`](crate::refusal::Refusal) (`no_certificate`, `unknown_issuer`, `expired`, `revoked`,
+    /// `x509_v1`, `wrong_eku`, `unknown_server_name`, ...).
+    pub reason: &'static str,
     /// The sentence for humans.
     pub detail: String,
     /// Client certificate serial, when one was parsed.
@@ -76,7 +80,7 @@ impl HandshakeEntry {
         event: &'static str,
         peer: std::net::SocketAddr,
         sni: Option<String>,
-        reason: &str,
+        reason: &'static str,
         detail: String,
         client_serial: Option<String>,
     ) -> HandshakeEntry {
@@ -85,7 +89,7 @@ impl HandshakeEntry {
             event,
             client_ip: peer.ip().to_string(),
             sni,
-            reason: reason.into(),
+            reason,
             detail,
             client_serial,
         }
@@ -129,31 +133,48 @@ fn start_writer(lines: usize) -> &'static mpsc::SyncSender<Message> {
     })
 }
 
-/// The writer thread: lines go out in batches, flushed whenever the queue is empty.
+/// Bytes of lines gathered before they are written.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// The writer thread: lines go out in batches, written whenever the queue is empty.
 fn write_lines(receiver: mpsc::Receiver<Message>) {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut batch = Vec::with_capacity(BATCH_BYTES);
     let mut next = receiver.recv();
     while let Ok(message) = next {
         match message {
-            // A closed stdout must not take the gateway down; logging is best effort.
             Message::Line(line) => {
-                let _ = out.write_all(&line);
+                if batch.len() + line.len() > BATCH_BYTES {
+                    write_batch(&mut batch);
+                }
+                batch.extend_from_slice(&line);
             }
             Message::Flush(done) => {
-                let _ = out.flush();
+                write_batch(&mut batch);
                 let _ = done.send(());
             }
         }
         next = match receiver.try_recv() {
             Ok(message) => Ok(message),
             Err(_) => {
-                let _ = out.flush();
+                write_batch(&mut batch);
                 receiver.recv()
             }
         };
     }
-    let _ = out.flush();
+    write_batch(&mut batch);
+}
+
+/// Writes whole lines to stdout and empties `batch`. Stdout is locked for the one write,
+/// not for the life of the thread: the process prints to stdout too (`gatehouse
+/// quickstart`, its commands), and its lines fall between these, never inside one.
+fn write_batch(batch: &mut Vec<u8>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    // A closed stdout must not take the gateway down; logging is best effort.
+    let _ = stdout.write_all(batch).and_then(|()| stdout.flush());
+    batch.clear();
 }
 
 /// Queues one JSON line for stdout. Never blocks: a worker thread must not

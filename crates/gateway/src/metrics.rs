@@ -1,136 +1,415 @@
-//! Counters for Prometheus (`/metrics` on the admin listener): requests by
-//! status class, handshakes and refusals by reason, open connections and
-//! the connection limits, upstream failures, healthy servers per pool.
+//! Metrics for Prometheus (`/metrics` on the admin listener), kept in a
+//! prometheus-client [`Registry`]: requests by status class and refusals by
+//! reason, request durations by route and status class, handshakes with their
+//! duration, client-certificate refusals by reason, open connections and the
+//! connection limits, upstream failures and connect durations, reloads; at each
+//! scrape, dropped log lines and the healthy servers of each pool.
+//!
+//! The request path pays no lock, no allocation and no lookup for them: every
+//! label set is resolved once (the counters of each reason when the metrics are
+//! made, a route's histograms when the runtime is built, see
+//! [`Metrics::request_durations`]) and counting is an atomic add on a handle
+//! held in an array or in the [`Route`](crate::sites::Route).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::fmt;
+use std::time::Duration;
 
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Metric, Registry};
+
+use crate::refusal::{HandshakeRefusal, Refusal, RequestRefusal};
 use crate::sites::Runtime;
-use crate::trust::Refusal;
 
-/// Process-wide counters.
-#[derive(Debug, Default)]
+mod duration;
+
+pub use duration::DurationHistogram;
+
+/// The `Content-Type` of [`Metrics::render`]: the Prometheus text format, version 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// The `route` label of requests answered before a route was chosen (a bad target, a Host
+/// the connection does not serve, no route). Route prefixes start with `/`, so no route has it.
+pub const NO_ROUTE: &str = "none";
+
+/// The `route` label of a site's default route (the one without a prefix).
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// One label: `[("name", "value")]`.
+type Label = [(&'static str, &'static str); 1];
+
+/// The `upstream` label: an `[[upstream]]` name.
+type UpstreamLabel = [(&'static str, String); 1];
+
+/// The labels of a request's duration.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    /// The route's path prefix, [`DEFAULT_ROUTE`] or [`NO_ROUTE`].
+    route: String,
+    /// The status class, `2xx`.
+    code: &'static str,
+}
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The index of a status's class in [`STATUS_CLASSES`].
+fn status_class(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
+/// Process-wide metrics.
+#[derive(Debug)]
 pub struct Metrics {
-    requests: [AtomicU64; 5],
-    handshakes: AtomicU64,
-    refusals: [AtomicU64; Refusal::LABELS.len()],
-    unknown_sni: AtomicU64,
-    tls_errors: AtomicU64,
-    connections_open: AtomicI64,
-    connections_total: AtomicU64,
-    connections_limit: AtomicU64,
-    connections_refused_per_ip: AtomicU64,
-    upstream_errors: AtomicU64,
-    reloads: AtomicU64,
-    reload_failures: AtomicU64,
+    registry: Registry,
+    requests: [Counter; STATUS_CLASSES.len()],
+    refused: [Counter; RequestRefusal::COUNT],
+    request_durations: Family<RouteLabels, DurationHistogram>,
+    unrouted: RequestDurations,
+    handshakes: Counter,
+    handshake_durations: DurationHistogram,
+    client_cert_refusals: [Counter; Refusal::COUNT],
+    unknown_sni: Counter,
+    tls_errors: Counter,
+    connections_open: Gauge,
+    connections_total: Counter,
+    connections_limit: Gauge,
+    connections_refused_per_ip: Counter,
+    upstream_errors: Counter,
+    connect_durations: Family<UpstreamLabel, DurationHistogram>,
+    reloads: Counter,
+    reload_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+/// Counters of a family, one per value of `label`, resolved now.
+fn counters<const N: usize>(
+    family: &Family<Label, Counter>,
+    label: &'static str,
+    values: [&'static str; N],
+) -> [Counter; N] {
+    values.map(|value| family.get_or_create(&[(label, value)]).clone())
+}
+
+/// `metric`, registered in `registry` as `name` with the `help` line (the registry ends it with a full stop).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Metrics {
-    /// Counts a response by status class.
-    pub fn request(&self, status: u16) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.requests[class].fetch_add(1, Ordering::Relaxed);
-    }
+    /// Registers every metric, with each label set the request path counts in.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let r = &mut registry;
+        let requests = registered(r, "gatehouse_requests", "Requests answered, by status class", Family::default());
+        let refused = registered(
+            r,
+            "gatehouse_requests_refused",
+            "Requests the gateway answered itself or the client gave up on, by reason (the access line's refused field)",
+            Family::default(),
+        );
+        let request_durations = registered(
+            r,
+            "gatehouse_request_duration_seconds",
+            "From request head to end of response body, by route (path prefix, default or none) and status class",
+            Family::default(),
+        );
+        let handshakes = registered(r, "gatehouse_tls_handshakes", "TLS handshakes completed", Counter::default());
+        let handshake_durations = registered(
+            r,
+            "gatehouse_tls_handshake_duration_seconds",
+            "From accept to the end of a completed TLS handshake",
+            DurationHistogram::default(),
+        );
+        let client_cert_refusals = registered(
+            r,
+            "gatehouse_client_cert_refusals",
+            "Client certificates refused, by reason",
+            Family::default(),
+        );
+        let unknown_sni =
+            registered(r, "gatehouse_tls_unknown_sni", "ClientHellos for a name no site serves", Counter::default());
+        let tls_errors = registered(
+            r,
+            "gatehouse_tls_errors",
+            "Handshakes failed otherwise: not TLS, protocol errors, timeouts, oversized messages",
+            Counter::default(),
+        );
+        let connections_open =
+            registered(r, "gatehouse_connections_open", "TLS connections open now", Gauge::default());
+        let connections_total = registered(r, "gatehouse_connections", "TLS connections served", Counter::default());
+        let connections_limit =
+            registered(r, "gatehouse_connections_limit", "limits.max_connections in force", Gauge::default());
+        let connections_refused = registered(
+            r,
+            "gatehouse_connections_refused",
+            "Connections closed at accept, by reason",
+            Family::default(),
+        );
+        registered(
+            r,
+            "gatehouse_log_lines_dropped",
+            "Log lines dropped because stdout did not keep up",
+            DroppedLogLines,
+        );
+        let upstream_errors = registered(
+            r,
+            "gatehouse_upstream_errors",
+            "Upstream failures answered with 502, 503 or 504",
+            Counter::default(),
+        );
+        let connect_durations = registered(
+            r,
+            "gatehouse_upstream_connect_duration_seconds",
+            "Opening a connection to an origin server for a request (TCP, TLS, HTTP/1.1 handshake), by upstream",
+            Family::default(),
+        );
+        let reloads = registered(r, "gatehouse_config_reloads", "Configuration reloads, by result", Family::default());
 
-    /// Counts a completed handshake.
-    pub fn handshake(&self) {
-        self.handshakes.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts a refused client certificate.
-    pub fn refusal(&self, refusal: &Refusal) {
-        if let Some(i) = Refusal::LABELS.iter().position(|l| *l == refusal.label()) {
-            self.refusals[i].fetch_add(1, Ordering::Relaxed);
+        let [reloads, reload_failures] = counters(&reloads, "result", ["ok", "refused"]);
+        let [connections_refused_per_ip] = counters(&connections_refused, "reason", ["max_connections_per_ip"]);
+        Metrics {
+            requests: counters(&requests, "code", STATUS_CLASSES),
+            refused: counters(&refused, "reason", RequestRefusal::ALL),
+            unrouted: RequestDurations::resolve(&request_durations, NO_ROUTE),
+            request_durations,
+            handshakes,
+            handshake_durations,
+            client_cert_refusals: counters(&client_cert_refusals, "reason", Refusal::ALL),
+            unknown_sni,
+            tls_errors,
+            connections_open,
+            connections_total,
+            connections_limit,
+            connections_refused_per_ip,
+            upstream_errors,
+            connect_durations,
+            reloads,
+            reload_failures,
+            registry,
         }
     }
 
-    /// Counts a ClientHello for a name no site serves.
-    pub fn unknown_sni(&self) {
-        self.unknown_sni.fetch_add(1, Ordering::Relaxed);
+    /// Counts a response by status class.
+    pub fn request(&self, status: u16) {
+        self.requests[status_class(status)].inc();
+    }
+
+    /// Counts a request the gateway answered itself, or its client gave up on.
+    pub fn refused(&self, refusal: &RequestRefusal) {
+        self.refused[refusal.index()].inc();
+    }
+
+    /// The duration histograms of requests on the route with `prefix` (`""`, the site
+    /// default, is labelled [`DEFAULT_ROUTE`]): resolved once, when the runtime is built,
+    /// and kept in the route.
+    pub fn request_durations(&self, prefix: &str) -> RequestDurations {
+        let route = if prefix.is_empty() { DEFAULT_ROUTE } else { prefix };
+        RequestDurations::resolve(&self.request_durations, route)
+    }
+
+    /// The duration histograms of requests answered before a route was chosen.
+    pub fn unrouted(&self) -> &RequestDurations {
+        &self.unrouted
+    }
+
+    /// Counts a completed handshake, begun `elapsed` ago.
+    pub fn handshake(&self, elapsed: Duration) {
+        self.handshakes.inc();
+        self.handshake_durations.observe(elapsed);
+    }
+
+    /// Counts a refused handshake by its reason: a client certificate's, an unknown name,
+    /// an oversized message (a TLS error).
+    pub fn handshake_refused(&self, refusal: &HandshakeRefusal) {
+        match refusal {
+            HandshakeRefusal::ClientCertificate(r) => self.client_cert_refused(r),
+            HandshakeRefusal::UnknownServerName { .. } => {
+                self.unknown_sni.inc();
+            }
+            HandshakeRefusal::TooLarge => self.tls_error(),
+        }
+    }
+
+    /// Counts a refused client certificate.
+    pub fn client_cert_refused(&self, refusal: &Refusal) {
+        self.client_cert_refusals[refusal.index()].inc();
     }
 
     /// Counts any other failed handshake (not TLS, protocol error, timeout).
     pub fn tls_error(&self) {
-        self.tls_errors.fetch_add(1, Ordering::Relaxed);
+        self.tls_errors.inc();
     }
 
     /// A connection opened (`+1`) or closed (`-1`).
     pub fn connection(&self, delta: i64) {
         if delta > 0 {
-            self.connections_total.fetch_add(1, Ordering::Relaxed);
+            self.connections_total.inc();
         }
-        self.connections_open.fetch_add(delta, Ordering::Relaxed);
+        self.connections_open.inc_by(delta);
     }
 
     /// The connection limit in force (`limits.max_connections`, fitted to the open-file limit).
     pub fn set_connection_limit(&self, limit: usize) {
-        self.connections_limit.store(u64::try_from(limit).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.connections_limit.set(i64::try_from(limit).unwrap_or(i64::MAX));
     }
 
     /// Counts a connection closed at accept: its client has `limits.max_connections_per_ip` open.
     pub fn connection_refused_per_ip(&self) {
-        self.connections_refused_per_ip.fetch_add(1, Ordering::Relaxed);
+        self.connections_refused_per_ip.inc();
     }
 
     /// Open connections now.
     pub fn open_connections(&self) -> i64 {
-        self.connections_open.load(Ordering::Relaxed)
+        self.connections_open.get()
     }
 
     /// Counts an upstream failure answered with 502/503/504.
     pub fn upstream_error(&self) {
-        self.upstream_errors.fetch_add(1, Ordering::Relaxed);
+        self.upstream_errors.inc();
+    }
+
+    /// The histogram of connect durations to the servers of `upstream`: resolved once, when
+    /// its pool is built, and kept in the pool.
+    pub fn connect_durations(&self, upstream: &str) -> DurationHistogram {
+        self.connect_durations.get_or_create(&[("upstream", upstream.to_owned())]).clone()
     }
 
     /// Counts a reload attempt.
     pub fn reload(&self, ok: bool) {
-        if ok { &self.reloads } else { &self.reload_failures }.fetch_add(1, Ordering::Relaxed);
+        if ok { &self.reloads } else { &self.reload_failures }.inc();
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition ([`CONTENT_TYPE`]): the registry, then the servers of
+    /// `runtime`'s pools as they are now.
     pub fn render(&self, runtime: &Runtime) -> String {
         let mut out = String::new();
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        out.push_str("# TYPE gatehouse_requests_total counter\n");
-        for (i, c) in self.requests.iter().enumerate() {
-            let _ = writeln!(out, "gatehouse_requests_total{{code=\"{}xx\"}} {}", i + 1, get(c));
-        }
-        out.push_str("# TYPE gatehouse_tls_handshakes_total counter\n");
-        let _ = writeln!(out, "gatehouse_tls_handshakes_total {}", get(&self.handshakes));
-        out.push_str("# TYPE gatehouse_client_cert_refusals_total counter\n");
-        for (label, c) in Refusal::LABELS.iter().zip(&self.refusals) {
-            let _ = writeln!(out, "gatehouse_client_cert_refusals_total{{reason=\"{label}\"}} {}", get(c));
-        }
-        out.push_str("# TYPE gatehouse_tls_unknown_sni_total counter\n");
-        let _ = writeln!(out, "gatehouse_tls_unknown_sni_total {}", get(&self.unknown_sni));
-        out.push_str("# TYPE gatehouse_tls_errors_total counter\n");
-        let _ = writeln!(out, "gatehouse_tls_errors_total {}", get(&self.tls_errors));
-        out.push_str("# TYPE gatehouse_connections_open gauge\n");
-        let _ = writeln!(out, "gatehouse_connections_open {}", self.connections_open.load(Ordering::Relaxed));
-        out.push_str("# TYPE gatehouse_connections_total counter\n");
-        let _ = writeln!(out, "gatehouse_connections_total {}", get(&self.connections_total));
-        out.push_str("# TYPE gatehouse_connections_limit gauge\n");
-        let _ = writeln!(out, "gatehouse_connections_limit {}", get(&self.connections_limit));
-        out.push_str("# TYPE gatehouse_connections_refused_total counter\n");
-        let _ = writeln!(
-            out,
-            "gatehouse_connections_refused_total{{reason=\"max_connections_per_ip\"}} {}",
-            get(&self.connections_refused_per_ip)
-        );
-        out.push_str("# TYPE gatehouse_log_lines_dropped_total counter\n");
-        let _ = writeln!(out, "gatehouse_log_lines_dropped_total {}", crate::log::dropped_lines());
-        out.push_str("# TYPE gatehouse_upstream_errors_total counter\n");
-        let _ = writeln!(out, "gatehouse_upstream_errors_total {}", get(&self.upstream_errors));
-        out.push_str("# TYPE gatehouse_config_reloads_total counter\n");
-        let _ = writeln!(out, "gatehouse_config_reloads_total{{result=\"ok\"}} {}", get(&self.reloads));
-        let _ = writeln!(out, "gatehouse_config_reloads_total{{result=\"refused\"}} {}", get(&self.reload_failures));
-        out.push_str("# TYPE gatehouse_upstream_healthy_servers gauge\n");
-        let mut pools: Vec<_> = runtime.pools.iter().collect();
-        pools.sort_by(|a, b| a.0.cmp(b.0));
-        for (name, pool) in pools {
-            let _ = writeln!(out, "gatehouse_upstream_healthy_servers{{upstream=\"{name}\"}} {}", pool.healthy());
-            let _ = writeln!(out, "gatehouse_upstream_servers{{upstream=\"{name}\"}} {}", pool.servers());
+        let encoded = prometheus_text::encode(&mut out, &self.registry)
+            .and_then(|()| prometheus_text::encode(&mut out, &pool_servers(runtime)));
+        if encoded.is_err() {
+            tracing::error!("cannot encode the metrics");
         }
         out
+    }
+}
+
+/// Healthy and configured servers of each pool of `runtime`, read now.
+fn pool_servers(runtime: &Runtime) -> Registry {
+    let healthy = Family::<UpstreamLabel, Gauge>::default();
+    let servers = Family::<UpstreamLabel, Gauge>::default();
+    for (name, pool) in &runtime.pools {
+        let upstream = [("upstream", name.clone())];
+        healthy.get_or_create(&upstream).set(i64::try_from(pool.healthy()).unwrap_or(i64::MAX));
+        servers.get_or_create(&upstream).set(i64::try_from(pool.servers()).unwrap_or(i64::MAX));
+    }
+    let mut registry = Registry::default();
+    registry.register(
+        "gatehouse_upstream_healthy_servers",
+        "Servers of an upstream that may be picked now: up by health checks and not ejected",
+        healthy,
+    );
+    registry.register("gatehouse_upstream_servers", "Servers of an upstream, configured", servers);
+    registry
+}
+
+/// `gatehouse_log_lines_dropped_total`, read from the log queue at each scrape.
+#[derive(Debug, Clone)]
+struct DroppedLogLines;
+
+impl EncodeMetric for DroppedLogLines {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&crate::log::dropped_lines(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+/// The duration histograms of one route, one per status class.
+#[derive(Debug, Clone)]
+pub struct RequestDurations([DurationHistogram; STATUS_CLASSES.len()]);
+
+impl RequestDurations {
+    fn resolve(family: &Family<RouteLabels, DurationHistogram>, route: &str) -> RequestDurations {
+        RequestDurations(
+            STATUS_CLASSES.map(|code| family.get_or_create(&RouteLabels { route: route.to_owned(), code }).clone()),
+        )
+    }
+
+    /// The histogram of responses with `status`.
+    pub fn for_status(&self, status: u16) -> &DurationHistogram {
+        &self.0[status_class(status)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample `name_and_labels` in `text`.
+    fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    fn encoded(metrics: &Metrics) -> String {
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &metrics.registry).expect("encoded");
+        out
+    }
+
+    #[test]
+    fn the_registry_has_every_family_with_its_labels() {
+        let metrics = Metrics::new();
+        let admin = metrics.request_durations("/admin");
+        admin.for_status(403).observe(Duration::from_millis(3));
+        metrics.request_durations("").for_status(200).observe(Duration::from_millis(20));
+        metrics.request(403);
+        metrics.refused(&RequestRefusal::RouteRequiresCertificate(crate::refusal::NoVerifiedCertificate::NotVerified));
+        metrics.handshake(Duration::from_millis(2));
+        metrics.connect_durations("app").observe(Duration::from_micros(300));
+        metrics.handshake_refused(&HandshakeRefusal::ClientCertificate(Refusal::Expired));
+        metrics.reload(false);
+        let text = encoded(&metrics);
+
+        let bucket = "gatehouse_request_duration_seconds_bucket";
+        assert_eq!(sample(&text, &format!("{bucket}{{route=\"/admin\",code=\"4xx\",le=\"0.0025\"}}")), Some(0.0));
+        assert_eq!(sample(&text, &format!("{bucket}{{route=\"/admin\",code=\"4xx\",le=\"0.005\"}}")), Some(1.0));
+        assert_eq!(sample(&text, &format!("{bucket}{{route=\"/admin\",code=\"4xx\",le=\"+Inf\"}}")), Some(1.0));
+        assert_eq!(
+            sample(&text, "gatehouse_request_duration_seconds_count{route=\"default\",code=\"2xx\"}"),
+            Some(1.0)
+        );
+        assert_eq!(sample(&text, "gatehouse_request_duration_seconds_count{route=\"none\",code=\"5xx\"}"), Some(0.0));
+        assert!(text.contains("# TYPE gatehouse_request_duration_seconds histogram\n"), "{text}");
+        assert_eq!(sample(&text, "gatehouse_tls_handshake_duration_seconds_count"), Some(1.0));
+        assert_eq!(sample(&text, "gatehouse_tls_handshake_duration_seconds_bucket{le=\"0.0025\"}"), Some(1.0));
+        assert_eq!(sample(&text, "gatehouse_upstream_connect_duration_seconds_count{upstream=\"app\"}"), Some(1.0));
+        assert!(text.contains("# TYPE gatehouse_upstream_connect_duration_seconds histogram\n"), "{text}");
+
+        assert_eq!(sample(&text, "gatehouse_requests_total{code=\"4xx\"}"), Some(1.0));
+        assert_eq!(sample(&text, "gatehouse_requests_refused_total{reason=\"route_requires_certificate\"}"), Some(1.0));
+        for reason in RequestRefusal::ALL {
+            let line = format!("gatehouse_requests_refused_total{{reason=\"{reason}\"}}");
+            assert!(sample(&text, &line).is_some(), "{line} is there from the start");
+        }
+        assert_eq!(sample(&text, "gatehouse_client_cert_refusals_total{reason=\"expired\"}"), Some(1.0));
+        assert_eq!(sample(&text, "gatehouse_client_cert_refusals_total{reason=\"no_certificate\"}"), Some(0.0));
+        assert_eq!(sample(&text, "gatehouse_tls_handshakes_total"), Some(1.0));
+        assert_eq!(sample(&text, "gatehouse_config_reloads_total{result=\"refused\"}"), Some(1.0));
+        assert_eq!(sample(&text, "gatehouse_config_reloads_total{result=\"ok\"}"), Some(0.0));
+        assert!(sample(&text, "gatehouse_connections_refused_total{reason=\"max_connections_per_ip\"}").is_some());
+        assert!(sample(&text, "gatehouse_log_lines_dropped_total").is_some(), "{text}");
+        for gauge in ["gatehouse_connections_open", "gatehouse_connections_limit"] {
+            assert!(text.contains(&format!("# TYPE {gauge} gauge\n")), "{gauge}");
+        }
     }
 }

@@ -36,7 +36,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::identity::{IdentityHeaders, is_spoofable, strip_spoofable};
 use crate::log::{AccessEntry, now_rfc3339, write_line};
-use crate::metrics::Metrics;
+use crate::metrics::{DurationHistogram, Metrics, RequestDurations};
+use crate::refusal::{NoVerifiedCertificate, RequestRefusal, Unforwardable, UpstreamFailure};
 use crate::sites::{Route, Site};
 use crate::target::{TargetError, bare_host, canonical_path};
 use crate::trust::{CertSummary, Refusal, RevocationWatch};
@@ -160,18 +161,16 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
     };
     // The access line is only assembled when it will be written.
     let entry = conn.access_log.then(|| access_entry(&conn, &id, &req, &host, path));
+    let refused = Refused { conn: &conn, started, json: accept_json };
+    let unrouted = conn.metrics.unrouted();
     let authority = match checked {
         Ok(authority) => authority,
-        Err(refusal) => {
-            let status = refusal.status();
-            return Ok(local(&conn, entry, started, status, refusal.label(), Some(refusal.to_string()), accept_json));
-        }
+        Err(refusal) => return Ok(refused.answer(entry, refusal.into(), unrouted)),
     };
     if let Some(Err(refusal)) = conn.revocation.as_ref().map(RevocationWatch::check) {
         // Revoked (or no longer verifying under new CRLs) since the handshake: nothing on
         // this connection is served any more, and an HTTP/1.1 one is closed.
-        let mut response =
-            local(&conn, entry, started, StatusCode::FORBIDDEN, refusal.label(), Some(refusal.to_string()), accept_json);
+        let mut response = refused.answer(entry, RequestRefusal::ClientCertificate(refusal), unrouted);
         if req.version() != http::Version::HTTP_2 {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -179,34 +178,16 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
     }
     let route = match route(&conn.site, &host, req.uri().path()) {
         Ok(route) => route,
-        Err((status, why)) => {
-            return Ok(local(&conn, entry, started, status, why, None, accept_json));
-        }
+        Err(refusal) => return Ok(refused.answer(entry, refusal, unrouted)),
     };
-    if let Err(reason) = policy(route, &conn.client) {
-        return Ok(local(
-            &conn,
-            entry,
-            started,
-            StatusCode::FORBIDDEN,
-            "route_requires_certificate",
-            Some(reason),
-            accept_json,
-        ));
+    if let Err(why) = policy(route, &conn.client) {
+        return Ok(refused.answer(entry, RequestRefusal::RouteRequiresCertificate(why), &route.durations));
     }
     if conn.requests.over_budget() {
-        return Ok(local(
-            &conn,
-            entry,
-            started,
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_cancelled_requests",
-            Some("this connection cancelled most of its requests; open a new one".to_owned()),
-            accept_json,
-        ));
+        return Ok(refused.answer(entry, RequestRefusal::TooManyCancelledRequests, &route.durations));
     }
-    let mut pending = Unanswered { entry, started, conn: &conn, answered: false };
-    forward(&conn, req, route, &authority, id, &mut pending, accept_json).await
+    let mut pending = Unanswered { entry, started, conn: &conn, route, answered: false };
+    forward(&conn, req, route, &authority, id, &mut pending, refused).await
 }
 
 /// A request on its way to the origin, whose client may give up before the
@@ -216,6 +197,7 @@ struct Unanswered<'a> {
     entry: Option<Box<AccessEntry>>,
     started: Instant,
     conn: &'a Connection,
+    route: &'a Route,
     answered: bool,
 }
 
@@ -234,18 +216,22 @@ impl Drop for Unanswered<'_> {
             return;
         }
         self.conn.requests.cancelled.fetch_add(1, Ordering::Relaxed);
-        self.conn.metrics.request(499);
+        let refusal = RequestRefusal::ClientClosedRequest;
+        let status = refusal.status().as_u16();
+        let elapsed = self.started.elapsed();
+        self.conn.metrics.request(status);
+        self.conn.metrics.refused(&refusal);
+        self.route.durations.for_status(status).observe(elapsed);
         if let Some(mut entry) = self.entry.take() {
-            entry.status = 499;
-            entry.refused = Some("client_closed_request".to_owned());
-            entry.duration_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+            entry.status = status;
+            entry.refused = Some(refusal.label());
+            entry.duration_ms = milliseconds(elapsed);
             write_line(&entry);
         }
     }
 }
 
 /// Phases 3 to 6 for a request that may go through.
-#[allow(clippy::too_many_arguments)]
 async fn forward(
     conn: &Connection,
     mut req: Request<Incoming>,
@@ -253,9 +239,8 @@ async fn forward(
     authority: &Authority,
     id: HeaderValue,
     pending: &mut Unanswered<'_>,
-    accept_json: bool,
+    refused: Refused<'_>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let started = pending.started;
     let downstream_h2 = req.version() == http::Version::HTTP_2;
     let websocket = route.websocket && is_websocket_upgrade(&req);
     upstream_request(conn, &mut req, authority, id.clone(), websocket);
@@ -269,19 +254,12 @@ async fn forward(
             conn.metrics.upstream_error();
             // The address and the OS error are for the operator's log, not the client.
             tracing::warn!(request_id = %id.to_str().unwrap_or_default(), error = %e, "upstream failed");
-            return Ok(local(conn, entry, started, e.status(), "upstream_unavailable", None, accept_json));
+            let refusal = RequestRefusal::UpstreamUnavailable(UpstreamFailure::from(&e));
+            return Ok(refused.answer(entry, refusal, &route.durations));
         }
         Err(_) => {
             conn.metrics.upstream_error();
-            return Ok(local(
-                conn,
-                entry,
-                started,
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                None,
-                accept_json,
-            ));
+            return Ok(refused.answer(entry, RequestRefusal::UpstreamTimeout, &route.durations));
         }
     };
     if let Some(e) = entry.as_mut() {
@@ -296,15 +274,7 @@ async fn forward(
                 // An origin that switches protocols unasked would get a tunnel past every later check.
                 conn.metrics.upstream_error();
                 tracing::warn!(request_id = %id.to_str().unwrap_or_default(), "the upstream switched protocols unasked");
-                return Ok(local(
-                    conn,
-                    entry,
-                    started,
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_switched_protocols",
-                    None,
-                    accept_json,
-                ));
+                return Ok(refused.answer(entry, RequestRefusal::UpstreamSwitchedProtocols, &route.durations));
             }
         }
     } else {
@@ -312,11 +282,18 @@ async fn forward(
     }
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
-    Ok(Response::from_parts(parts, LoggedBody::new(Either::Left(body), entry, status, started, conn)))
+    let logged = LoggedBody::new(Either::Left(body), entry, status, pending.started, conn, &route.durations);
+    Ok(Response::from_parts(parts, logged))
 }
 
 /// The access line's fields known before the request is answered.
-fn access_entry(conn: &Connection, id: &HeaderValue, req: &Request<Incoming>, host: &str, path: &str) -> Box<AccessEntry> {
+fn access_entry(
+    conn: &Connection,
+    id: &HeaderValue,
+    req: &Request<Incoming>,
+    host: &str,
+    path: &str,
+) -> Box<AccessEntry> {
     Box::new(AccessEntry {
         time: now_rfc3339(),
         event: "request",
@@ -337,40 +314,6 @@ fn access_entry(conn: &Connection, id: &HeaderValue, req: &Request<Incoming>, ho
         upstream: None,
         refused: None,
     })
-}
-
-/// A request target the gateway does not forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unforwardable {
-    /// The path or the authority cannot be made unambiguous.
-    Target(TargetError),
-    /// CONNECT: a tunnel to anywhere.
-    Connect,
-}
-
-impl Unforwardable {
-    fn status(self) -> StatusCode {
-        match self {
-            Unforwardable::Target(_) => StatusCode::BAD_REQUEST,
-            Unforwardable::Connect => StatusCode::METHOD_NOT_ALLOWED,
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Unforwardable::Target(e) => e.label(),
-            Unforwardable::Connect => "method_connect",
-        }
-    }
-}
-
-impl std::fmt::Display for Unforwardable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Unforwardable::Target(e) => e.fmt(f),
-            Unforwardable::Connect => f.write_str("CONNECT is not forwarded"),
-        }
-    }
 }
 
 /// Phase 0: the one authority and the canonical path the request is
@@ -411,23 +354,23 @@ fn upgrade_is_websocket(headers: &HeaderMap) -> bool {
 }
 
 /// Phase 1: the Host must be one of the site's names; the longest prefix route wins.
-pub fn route<'a>(site: &'a Site, host: &str, path: &str) -> Result<&'a Route, (StatusCode, &'static str)> {
+pub fn route<'a>(site: &'a Site, host: &str, path: &str) -> Result<&'a Route, RequestRefusal> {
     if !site.serves(host) {
-        return Err((StatusCode::MISDIRECTED_REQUEST, "host_not_served_on_this_connection"));
+        return Err(RequestRefusal::HostNotServed);
     }
-    site.route(path).ok_or((StatusCode::NOT_FOUND, "no_route"))
+    site.route(path).ok_or(RequestRefusal::NoRoute)
 }
 
 /// Phase 2: the per-route client-certificate requirement.
-pub fn policy(route: &Route, client: &ClientCert) -> Result<(), String> {
+pub fn policy(route: &Route, client: &ClientCert) -> Result<(), NoVerifiedCertificate> {
     if !route.require_cert {
         return Ok(());
     }
     match client {
         ClientCert::Verified(_) => Ok(()),
-        ClientCert::Refused(r) => Err(r.to_string()),
-        ClientCert::None => Err(Refusal::NoCertificate.to_string()),
-        ClientCert::Unverified(_) => Err("the client certificate was not verified".into()),
+        ClientCert::Refused(r) => Err(NoVerifiedCertificate::Refused(r.clone())),
+        ClientCert::None => Err(NoVerifiedCertificate::Refused(Refusal::NoCertificate)),
+        ClientCert::Unverified(_) => Err(NoVerifiedCertificate::NotVerified),
     }
 }
 
@@ -455,7 +398,8 @@ pub fn upstream_request(
     conn.identity.apply(headers);
     headers.insert(X_FORWARDED_FOR.clone(), conn.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-    let authority_value = HeaderValue::from_str(authority.as_str()).expect("a parsed authority is a valid header value");
+    let authority_value =
+        HeaderValue::from_str(authority.as_str()).expect("a parsed authority is a valid header value");
     let host_value = match authority.port() {
         None => authority_value.clone(),
         Some(_) => HeaderValue::from_str(authority.host()).expect("a parsed host is a valid header value"),
@@ -556,43 +500,60 @@ fn version_name(v: http::Version) -> &'static str {
     }
 }
 
-/// A response the gateway answers itself (421, 403, 404, 502, 503, 504).
-fn local(
-    conn: &Connection,
-    mut entry: Option<Box<AccessEntry>>,
+/// What a refusal of the request needs of it: its connection, when it began, whether
+/// the client asked for JSON.
+#[derive(Clone, Copy)]
+struct Refused<'a> {
+    conn: &'a Connection,
     started: Instant,
-    status: StatusCode,
-    code: &str,
-    detail: Option<String>,
     json: bool,
-) -> Response<ProxyBody> {
-    let message = detail.clone().unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
-    let (content_type, body) = if json {
-        let body = serde_json::json!({ "status": status.as_u16(), "error": code, "reason": message });
-        ("application/json", body.to_string())
-    } else {
-        let title = status.canonical_reason().unwrap_or("Error");
-        let escaped = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-        (
-            "text/html; charset=utf-8",
-            format!(
-                "<!doctype html><html><head><title>{} {title}</title></head><body><h1>{} {title}</h1><p>{escaped}</p></body></html>\n",
-                status.as_u16(),
-                status.as_u16()
-            ),
-        )
-    };
-    if let Some(e) = entry.as_mut() {
-        e.refused = Some(code.to_owned());
+}
+
+impl Refused<'_> {
+    /// The response the gateway answers itself with (400, 403, 404, 421, 429, 502, 503, 504):
+    /// the refusal's status, its sentence as HTML or JSON (by Accept), and its label in the
+    /// access line and `gatehouse_requests_refused_total`.
+    fn answer(
+        self,
+        mut entry: Option<Box<AccessEntry>>,
+        refusal: RequestRefusal,
+        durations: &RequestDurations,
+    ) -> Response<ProxyBody> {
+        let (conn, status) = (self.conn, refusal.status());
+        let message = refusal.to_string();
+        let (content_type, body) = if self.json {
+            let body = serde_json::json!({ "status": status.as_u16(), "error": refusal.label(), "reason": message });
+            ("application/json", body.to_string())
+        } else {
+            let title = status.canonical_reason().unwrap_or("Error");
+            let escaped = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+            (
+                "text/html; charset=utf-8",
+                format!(
+                    "<!doctype html><html><head><title>{} {title}</title></head><body><h1>{} {title}</h1><p>{escaped}</p></body></html>\n",
+                    status.as_u16(),
+                    status.as_u16()
+                ),
+            )
+        };
+        conn.metrics.refused(&refusal);
+        if let Some(e) = entry.as_mut() {
+            e.refused = Some(refusal.label());
+        }
+        let body = Either::Right(Full::new(Bytes::from(body)));
+        let mut response = Response::new(LoggedBody::new(body, entry, status.as_u16(), self.started, conn, durations));
+        *response.status_mut() = status;
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Some(hsts) = &conn.site.hsts {
+            response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        response
     }
-    let body = Either::Right(Full::new(Bytes::from(body)));
-    let mut response = Response::new(LoggedBody::new(body, entry, status.as_u16(), started, conn));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Some(hsts) = &conn.site.hsts {
-        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-    }
-    response
+}
+
+/// A duration in milliseconds with microsecond precision, as access lines give it.
+fn milliseconds(elapsed: Duration) -> f64 {
+    (elapsed.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// A response body that counts its bytes and writes the access line when it ends or is dropped.
@@ -604,6 +565,8 @@ pub struct LoggedBody {
     done: bool,
     started: Instant,
     metrics: Arc<Metrics>,
+    /// The route's histogram for this status, picked when the response began.
+    duration: DurationHistogram,
 }
 
 impl LoggedBody {
@@ -613,19 +576,23 @@ impl LoggedBody {
         status: u16,
         started: Instant,
         conn: &Connection,
+        durations: &RequestDurations,
     ) -> LoggedBody {
-        LoggedBody { inner, entry, status, bytes: 0, done: false, started, metrics: conn.metrics.clone() }
+        let duration = durations.for_status(status).clone();
+        LoggedBody { inner, entry, status, bytes: 0, done: false, started, metrics: conn.metrics.clone(), duration }
     }
 
     fn finish(&mut self) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        let elapsed = self.started.elapsed();
         self.metrics.request(self.status);
+        self.duration.observe(elapsed);
         if let Some(mut entry) = self.entry.take() {
             entry.status = self.status;
             entry.bytes = self.bytes;
-            entry.duration_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+            entry.duration_ms = milliseconds(elapsed);
             write_line(&entry);
         }
     }

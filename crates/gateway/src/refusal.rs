@@ -1,13 +1,27 @@
-//! Why a client certificate is refused ([`Refusal`], which travels from the
-//! verifier to the connection log and the metric label), and the parts of a
-//! certificate the gateway reports ([`CertSummary`]).
+//! Every refusal the gateway makes, as a type that travels from where it is
+//! made to the log line and the metric label: why a client certificate is
+//! refused ([`Refusal`], from the verifier), why a handshake is
+//! ([`HandshakeRefusal`]) and why a request is answered by the gateway itself
+//! ([`RequestRefusal`]); and the parts of a certificate the gateway reports
+//! ([`CertSummary`]).
 
 use std::fmt;
 use std::sync::Arc;
 
 use rustls::{CertificateError, OtherError};
 
-/// Why a client certificate was refused.
+use crate::labels::labelled;
+
+mod handshake;
+mod request;
+
+pub use handshake::HandshakeRefusal;
+pub use request::{NoVerifiedCertificate, RequestRefusal, Unforwardable, UpstreamFailure};
+
+/// Why a client certificate was refused. Its label (`no_certificate`, `expired`, ...) is the
+/// `reason` of `client_cert_refused` and `handshake_refused` lines, the `refused` field of the
+/// access line of a request refused for it, and the `reason` of
+/// `gatehouse_client_cert_refusals_total`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// The client sent no certificate where one is required.
@@ -44,45 +58,26 @@ pub enum Refusal {
     Other(String),
 }
 
-impl Refusal {
-    /// Short stable label, used in logs and as the metric label.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Refusal::NoCertificate => "no_certificate",
-            Refusal::UnknownIssuer => "unknown_issuer",
-            Refusal::Expired => "expired",
-            Refusal::NotYetValid => "not_yet_valid",
-            Refusal::Revoked => "revoked",
-            Refusal::Version1 => "x509_v1",
-            Refusal::WrongPurpose => "wrong_eku",
-            Refusal::KeyUsage => "bad_key_usage",
-            Refusal::WeakKey { .. } => "weak_key",
-            Refusal::PathLength => "path_length",
-            Refusal::NameConstraints => "name_constraints",
-            Refusal::BadSignature => "bad_signature",
-            Refusal::Malformed => "malformed",
-            Refusal::Other(_) => "other",
-        }
+labelled! {
+    Refusal {
+        NoCertificate => "no_certificate",
+        UnknownIssuer => "unknown_issuer",
+        Expired => "expired",
+        NotYetValid => "not_yet_valid",
+        Revoked => "revoked",
+        Version1 => "x509_v1",
+        WrongPurpose => "wrong_eku",
+        KeyUsage => "bad_key_usage",
+        WeakKey { .. } => "weak_key",
+        PathLength => "path_length",
+        NameConstraints => "name_constraints",
+        BadSignature => "bad_signature",
+        Malformed => "malformed",
+        Other(..) => "other",
     }
+}
 
-    /// Every label, for metrics: the same as [`Refusal::label`] gives, in the order of the variants.
-    pub const LABELS: [&'static str; 14] = [
-        "no_certificate",
-        "unknown_issuer",
-        "expired",
-        "not_yet_valid",
-        "revoked",
-        "x509_v1",
-        "wrong_eku",
-        "bad_key_usage",
-        "weak_key",
-        "path_length",
-        "name_constraints",
-        "bad_signature",
-        "malformed",
-        "other",
-    ];
-
+impl Refusal {
     /// Maps a rustls error (as a handshake failure carries it) to a refusal.
     pub fn from_rustls(error: &rustls::Error) -> Refusal {
         match error {
@@ -267,9 +262,10 @@ mod tests {
     }
 
     #[test]
-    fn labels_list_every_label_once_in_variant_order() {
+    fn every_label_is_listed_once_in_variant_order() {
         let labels: Vec<_> = every_refusal().iter().map(Refusal::label).collect();
-        assert_eq!(labels, Refusal::LABELS);
+        assert_eq!(labels, Refusal::ALL);
+        crate::labels::assert_distinct_snake_case(&Refusal::ALL);
     }
 
     #[test]

@@ -20,10 +20,12 @@ use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 
+use crate::Error;
 use crate::certificates::SiteCertificate;
 use crate::config::{Config, MtlsMode, RouteMtls, TlsVersion, TrustConfig};
 use crate::internal_ca::InternalCa;
-use crate::trust::{HandshakePolicy, SiteVerifier, TrustStore, read_certificates, read_crl};
+use crate::metrics::{Metrics, RequestDurations};
+use crate::trust::{HandshakePolicy, SiteVerifier, TrustError, TrustStore, read_certificates, read_crl};
 use crate::upstream::{Pool, UpstreamConfig};
 
 /// `Strict-Transport-Security: max-age` of `mtls = "require"` sites that set none: one year.
@@ -42,6 +44,8 @@ pub struct Route {
     pub require_cert: bool,
     /// Where requests go.
     pub upstream: Arc<Pool>,
+    /// The histograms of its requests' durations, by status class (resolved when it was built).
+    pub durations: RequestDurations,
 }
 
 /// One site, ready to serve.
@@ -146,13 +150,15 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds a runtime; `base_dir` resolves relative paths (the config file's directory).
+    /// Its routes and pools count in `metrics`.
     pub async fn build(
         config: Config,
         base_dir: &Path,
         provider: Arc<CryptoProvider>,
         internal: Option<&Arc<InternalCa>>,
-    ) -> Result<Runtime, String> {
-        Runtime::assemble(config, base_dir, provider, internal, None).await
+        metrics: &Metrics,
+    ) -> Result<Runtime, Error> {
+        Runtime::assemble(config, base_dir, provider, internal, metrics, None).await
     }
 
     /// Builds the runtime of a changed configuration, taking over from `previous` what
@@ -168,8 +174,9 @@ impl Runtime {
         base_dir: &Path,
         provider: Arc<CryptoProvider>,
         internal: Option<&Arc<InternalCa>>,
-    ) -> Result<Runtime, String> {
-        Runtime::assemble(config, base_dir, provider, internal, Some(previous)).await
+        metrics: &Metrics,
+    ) -> Result<Runtime, Error> {
+        Runtime::assemble(config, base_dir, provider, internal, metrics, Some(previous)).await
     }
 
     async fn assemble(
@@ -177,8 +184,9 @@ impl Runtime {
         base_dir: &Path,
         provider: Arc<CryptoProvider>,
         internal: Option<&Arc<InternalCa>>,
+        metrics: &Metrics,
         previous: Option<&Runtime>,
-    ) -> Result<Runtime, String> {
+    ) -> Result<Runtime, Error> {
         let resolve = |p: &Path| {
             if p.is_absolute() { p.to_owned() } else { base_dir.join(p) }
         };
@@ -188,7 +196,9 @@ impl Runtime {
             let files = FileStamps::of(origin_files(upstream).map(resolve));
             let pool = match previous.and_then(|p| p.unchanged_pool(upstream, &files)) {
                 Some(pool) => pool,
-                None => Arc::new(Pool::new(upstream, base_dir).map_err(|e| e.to_string())?),
+                None => Arc::new(
+                    Pool::new(upstream, base_dir)?.with_connect_durations(metrics.connect_durations(&upstream.name)),
+                ),
             };
             pools.insert(upstream.name.clone(), pool);
             pool_files.insert(upstream.name.clone(), files);
@@ -202,14 +212,14 @@ impl Runtime {
         let (mut exact, mut wildcard) = (HashMap::new(), HashMap::new());
         for (index, sc) in config.sites.iter().enumerate() {
             let hosts: Vec<String> = sc.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
-            let source = sc.certificate.source().map_err(|problem| format!("site[{index}].certificate {problem}"))?;
+            let source = sc.certificate.source().map_err(|problem| Error::CertificateTable { site: index, problem })?;
             let kept = previous.and_then(|p| p.sites.iter().find(|s| s.certificate.is_for(source, &hosts)));
             let certificate = match kept {
                 Some(site) => site.certificate.clone(),
                 None => Arc::new(
                     SiteCertificate::load(source, &hosts, base_dir, &provider, internal)
                         .await
-                        .map_err(|e| format!("site[{index}] certificate: {e}"))?,
+                        .map_err(|source| Error::Certificate { site: index, source })?,
                 ),
             };
             let trust = match &sc.trust {
@@ -250,7 +260,7 @@ impl Runtime {
             };
             let mut tls = ServerConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(versions)
-                .map_err(|e| format!("TLS versions: {e}"))?
+                .map_err(Error::TlsVersions)?
                 .with_client_cert_verifier(verifier)
                 .with_cert_resolver(certificate.clone());
             tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -265,9 +275,11 @@ impl Runtime {
                         .as_ref()
                         .and_then(|u| pools.get(u.get_ref()).cloned())
                         .or_else(|| default_pool.clone())?;
+                    // `/admin/` guards `/admin` too: an origin may serve its index there.
+                    let prefix = r.path_prefix.trim_end_matches('/').to_owned();
                     Some(Route {
-                        // `/admin/` guards `/admin` too: an origin may serve its index there.
-                        prefix: r.path_prefix.trim_end_matches('/').to_owned(),
+                        durations: metrics.request_durations(&prefix),
+                        prefix,
                         case_insensitive: r.case_insensitive,
                         websocket: r.websocket,
                         require_cert: r.mtls == Some(RouteMtls::Require),
@@ -283,6 +295,7 @@ impl Runtime {
                     websocket: true,
                     require_cert: false,
                     upstream: pool,
+                    durations: metrics.request_durations(""),
                 });
             }
             // A site that requires client certificates is HTTPS-only by nature: HSTS by default.
@@ -365,10 +378,10 @@ async fn trust_store(
     resolve: &impl Fn(&Path) -> PathBuf,
     provider: &Arc<CryptoProvider>,
     internal: Option<&Arc<InternalCa>>,
-) -> Result<Arc<TrustStore>, String> {
+) -> Result<Arc<TrustStore>, Error> {
     let mut roots = Vec::new();
     if t.internal_ca {
-        let ca = internal.ok_or("a trust store has internal_ca = true but there is no CA in the data dir")?;
+        let ca = internal.ok_or(Error::NoInternalCa)?;
         // The root is the anchor; the intermediate (issued by it) is a known
         // intermediate, added to the leaf-only chains clients (curl, browsers) send,
         // with its pathLen and name constraints checked (see `TrustStore::new`).
@@ -376,7 +389,7 @@ async fn trust_store(
         roots.push(ca.intermediate().clone());
     }
     for f in &t.ca_files {
-        roots.extend(read_certificates(&resolve(f)).map_err(|e| e.to_string())?);
+        roots.extend(read_certificates(&resolve(f))?);
     }
     let crls = read_crls(t, resolve)?;
     let revocations = if t.internal_ca { internal.map(|ca| ca.revocations()) } else { None };
@@ -404,8 +417,8 @@ async fn trust_store(
 fn read_crls(
     t: &TrustConfig,
     resolve: &impl Fn(&Path) -> PathBuf,
-) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, String> {
-    t.crl_files.iter().map(|f| read_crl(&resolve(f)).map_err(|e| e.to_string())).collect()
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, TrustError> {
+    t.crl_files.iter().map(|f| read_crl(&resolve(f))).collect()
 }
 
 #[cfg(test)]
@@ -449,16 +462,18 @@ mod tests {
         write_site_certificate(dir.path());
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let (base, app) = (dir.path(), "http://127.0.0.1:3000");
-        let first = Runtime::build(config(base, "", app), base, provider.clone(), None).await.unwrap();
+        let metrics = Metrics::new();
+        let first = Runtime::build(config(base, "", app), base, provider.clone(), None, &metrics).await.unwrap();
 
-        let hsts = Runtime::rebuild(&first, config(base, "hsts_max_age = 600", app), base, provider.clone(), None);
+        let hsts =
+            Runtime::rebuild(&first, config(base, "hsts_max_age = 600", app), base, provider.clone(), None, &metrics);
         let hsts = hsts.await.unwrap();
         assert!(Arc::ptr_eq(&first.pools["app"], &hsts.pools["app"]), "the unchanged upstream keeps its pool");
         let (before, after) = (first.site_for_sni(Some("a.test")).unwrap(), hsts.site_for_sni(Some("a.test")).unwrap());
         assert!(Arc::ptr_eq(&before.certificate, &after.certificate), "the unchanged source keeps its certificate");
         assert!(after.hsts.is_some(), "and the change is in effect");
 
-        let moved = Runtime::rebuild(&hsts, config(base, "", "http://127.0.0.1:3001"), base, provider, None);
+        let moved = Runtime::rebuild(&hsts, config(base, "", "http://127.0.0.1:3001"), base, provider, None, &metrics);
         let moved = moved.await.unwrap();
         assert!(!Arc::ptr_eq(&hsts.pools["app"], &moved.pools["app"]), "a changed upstream gets a new pool");
     }

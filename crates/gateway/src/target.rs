@@ -10,11 +10,14 @@
 
 use std::fmt;
 
+use http::Uri;
 use http::header::{self, HeaderMap};
 use http::uri::Authority;
-use http::Uri;
 
-/// Why a request target was refused (400).
+use crate::labels::labelled;
+
+/// Why a request target was refused (400). Its label (`path_encoded_slash`, ...) is the
+/// access line's `refused` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetError {
     /// The path is not origin-form (`/...`): `*`, or empty.
@@ -44,23 +47,20 @@ pub enum TargetError {
     BadHost,
 }
 
-impl TargetError {
-    /// The label in access lines and metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            TargetError::NotOriginForm => "path_not_origin_form",
-            TargetError::BadPercentEncoding => "path_bad_percent_encoding",
-            TargetError::EncodedSlash => "path_encoded_slash",
-            TargetError::Backslash => "path_backslash",
-            TargetError::ControlCharacter => "path_control_character",
-            TargetError::NotUtf8 => "path_not_utf8",
-            TargetError::AboveRoot => "path_above_root",
-            TargetError::DotSegmentWithParameters => "path_dot_segment_parameters",
-            TargetError::MissingHost => "host_missing",
-            TargetError::DuplicateHost => "host_duplicate",
-            TargetError::ConflictingHost => "host_conflicting",
-            TargetError::BadHost => "host_malformed",
-        }
+labelled! {
+    TargetError {
+        NotOriginForm => "path_not_origin_form",
+        BadPercentEncoding => "path_bad_percent_encoding",
+        EncodedSlash => "path_encoded_slash",
+        Backslash => "path_backslash",
+        ControlCharacter => "path_control_character",
+        NotUtf8 => "path_not_utf8",
+        AboveRoot => "path_above_root",
+        DotSegmentWithParameters => "path_dot_segment_parameters",
+        MissingHost => "host_missing",
+        DuplicateHost => "host_duplicate",
+        ConflictingHost => "host_conflicting",
+        BadHost => "host_malformed",
     }
 }
 
@@ -71,7 +71,7 @@ impl fmt::Display for TargetError {
             TargetError::BadPercentEncoding => "the path has a '%' that is not followed by two hex digits",
             TargetError::EncodedSlash => "the path has an encoded '/' (%2F), which origins read differently",
             TargetError::Backslash => "the path has a backslash, which origins read differently",
-            TargetError::ControlCharacter => "the path has an encoded control character",
+            TargetError::ControlCharacter => "the path has a control character or a space",
             TargetError::NotUtf8 => "the path does not decode to UTF-8",
             TargetError::AboveRoot => "the path's '..' segments go above the root",
             TargetError::DotSegmentWithParameters => "the path has a '.' or '..' segment with ';' parameters",
@@ -154,6 +154,8 @@ pub fn canonical_path(path: &str) -> Result<Option<String>, TargetError> {
                 i += 3;
             }
             b'\\' => return Err(TargetError::Backslash),
+            // A request cannot carry these raw; a route prefix that has them would never match.
+            0..=0x20 | 0x7f => return Err(TargetError::ControlCharacter),
             _ => {
                 raw.push(b);
                 if b.is_ascii() {
@@ -288,6 +290,8 @@ mod tests {
             ("/a%5cb", TargetError::Backslash),
             ("/a%00b", TargetError::ControlCharacter),
             ("/a%0ab", TargetError::ControlCharacter),
+            ("/a\nb", TargetError::ControlCharacter),
+            ("/a b", TargetError::ControlCharacter),
             ("/a%zz", TargetError::BadPercentEncoding),
             ("/a%4", TargetError::BadPercentEncoding),
             ("/%ff%fe", TargetError::NotUtf8),

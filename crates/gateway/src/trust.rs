@@ -10,13 +10,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
@@ -24,6 +22,9 @@ use rustls::{DistinguishedName, RootCertStore};
 
 pub use crate::refusal::{CertSummary, MIN_RSA_BITS, Refusal, check_end_entity, summarize};
 pub use crate::site_verifier::{HandshakePolicy, SiteVerifier};
+pub use files::{CrlError, TrustError, parse_crl, read_certificates, read_crl};
+
+mod files;
 
 /// Remembered chains at most; the cache starts over when full.
 const VERIFIED_CACHE_ENTRIES: usize = 16_384;
@@ -93,7 +94,7 @@ impl TrustedCas {
     /// nginx's `ssl_client_certificate` accepts too) is an anchor itself, so its basicConstraints
     /// pathLen does not apply to the CAs below it; to have it hold, trust its root as well.
     /// CAs that only issue each other (cross-signed, no root given) are anchors too.
-    fn split(cas: Vec<CertificateDer<'static>>) -> Result<TrustedCas, String> {
+    fn split(cas: Vec<CertificateDer<'static>>) -> Result<TrustedCas, TrustStoreError> {
         let mut unique: Vec<CertificateDer<'static>> = Vec::with_capacity(cas.len());
         for ca in cas {
             if !unique.contains(&ca) {
@@ -103,8 +104,7 @@ impl TrustedCas {
         let mut names = Vec::with_capacity(unique.len());
         let mut split = TrustedCas::default();
         for der in &unique {
-            let (_, cert) = x509_parser::parse_x509_certificate(der)
-                .map_err(|e| format!("a trusted CA certificate cannot be parsed: {e}"))?;
+            let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(TrustStoreError::UnparsableCa)?;
             names.push((cert.subject().as_raw().to_vec(), cert.issuer().as_raw().to_vec()));
             split.subjects.push(DistinguishedName::from(cert.subject().as_raw().to_vec()));
             split.key_ids.extend(subject_key_id(der));
@@ -168,27 +168,34 @@ impl fmt::Debug for TrustStore {
     }
 }
 
-/// Failure to build a trust store from files.
+/// Why a trust store cannot be built from its CA certificates and CRLs.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {why}")]
-pub struct TrustError {
-    /// The file at fault.
-    pub path: PathBuf,
-    /// What is wrong and what to do.
-    pub why: String,
+pub enum TrustStoreError {
+    /// A trusted CA certificate is not X.509.
+    #[error("a trusted CA certificate cannot be parsed: {0}")]
+    UnparsableCa(x509_parser::nom::Err<x509_parser::error::X509Error>),
+    /// webpki does not take a trusted CA certificate as an anchor.
+    #[error("a trusted CA certificate is unusable: {0}")]
+    UnusableCa(rustls::Error),
+    /// No CA certificate at all.
+    #[error("the trust store has no CA certificate")]
+    NoCa,
+    /// The verifier refused the anchors or the CRLs.
+    #[error("cannot build the client verifier: {0}")]
+    Verifier(rustls::server::VerifierBuilderError),
 }
 
 fn build_verifier(
     roots: &Arc<RootCertStore>,
     provider: &Arc<CryptoProvider>,
     crls: Vec<CertificateRevocationListDer<'static>>,
-) -> Result<Arc<dyn ClientCertVerifier>, String> {
+) -> Result<Arc<dyn ClientCertVerifier>, TrustStoreError> {
     WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .with_crls(crls)
         .only_check_end_entity_revocation()
         .allow_unknown_revocation_status()
         .build()
-        .map_err(|e| format!("cannot build the client verifier: {e}"))
+        .map_err(TrustStoreError::Verifier)
 }
 
 impl TrustStore {
@@ -210,14 +217,14 @@ impl TrustStore {
         crl_urls: Vec<String>,
         internal: Option<Arc<InternalRevocations>>,
         cache_secs: u64,
-    ) -> Result<TrustStore, String> {
+    ) -> Result<TrustStore, TrustStoreError> {
         let TrustedCas { anchors, intermediates, subjects: hints, key_ids: trusted_key_ids } = TrustedCas::split(cas)?;
         let mut store = RootCertStore::empty();
         for anchor in anchors {
-            store.add(anchor).map_err(|e| format!("a trusted CA certificate is unusable: {e}"))?;
+            store.add(anchor).map_err(TrustStoreError::UnusableCa)?;
         }
         if store.is_empty() {
-            return Err("the trust store has no CA certificate".into());
+            return Err(TrustStoreError::NoCa);
         }
         let roots = Arc::new(store);
         let all: Vec<_> = file_crls.iter().chain(&url_crls).cloned().collect();
@@ -240,18 +247,18 @@ impl TrustStore {
     }
 
     /// Replaces the CRLs fetched from URLs (the file CRLs stay).
-    pub fn set_url_crls(&self, url_crls: Vec<CertificateRevocationListDer<'static>>) -> Result<(), String> {
+    pub fn set_url_crls(&self, url_crls: Vec<CertificateRevocationListDer<'static>>) -> Result<(), TrustStoreError> {
         self.replace_crls(|crls| crls.urls = url_crls)
     }
 
     /// Replaces the CRLs read from files (those fetched from URLs stay), in place, so
     /// connections open on this store check their certificates against them too.
-    pub fn set_file_crls(&self, file_crls: Vec<CertificateRevocationListDer<'static>>) -> Result<(), String> {
+    pub fn set_file_crls(&self, file_crls: Vec<CertificateRevocationListDer<'static>>) -> Result<(), TrustStoreError> {
         self.replace_crls(|crls| crls.files = file_crls)
     }
 
     /// Changes the CRLs and builds the verifier for them; cached verdicts made before are dropped.
-    fn replace_crls(&self, change: impl FnOnce(&mut Crls)) -> Result<(), String> {
+    fn replace_crls(&self, change: impl FnOnce(&mut Crls)) -> Result<(), TrustStoreError> {
         let mut crls = lock(&self.crls);
         let mut changed = Crls { files: crls.files.clone(), urls: crls.urls.clone() };
         change(&mut changed);
@@ -449,37 +456,6 @@ impl RevocationWatch {
         let (summary, authority_key_id) = summarize(leaf)?;
         self.trust.not_revoked(summary, authority_key_id).map(|_| ())
     }
-}
-
-/// Reads every certificate of a PEM bundle.
-pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
-    let err = |why: String| TrustError { path: path.to_owned(), why };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(format!("cannot read it: {e}")))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(format!("not a PEM certificate bundle: {e}")))?;
-    if certs.is_empty() {
-        return Err(err("holds no CERTIFICATE block; give a PEM file".into()));
-    }
-    Ok(certs)
-}
-
-/// Reads a CRL file, PEM or DER.
-pub fn read_crl(path: &Path) -> Result<CertificateRevocationListDer<'static>, TrustError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| TrustError { path: path.to_owned(), why: format!("cannot read it: {e}") })?;
-    parse_crl(&bytes).map_err(|why| TrustError { path: path.to_owned(), why })
-}
-
-/// Parses a CRL, PEM or DER.
-pub fn parse_crl(bytes: &[u8]) -> Result<CertificateRevocationListDer<'static>, String> {
-    let crl = if bytes.starts_with(b"-----BEGIN") {
-        CertificateRevocationListDer::from_pem_slice(bytes).map_err(|e| format!("not a PEM CRL: {e}"))?
-    } else {
-        CertificateRevocationListDer::from(bytes.to_vec())
-    };
-    webpki::OwnedCertRevocationList::from_der(crl.as_ref()).map_err(|e| format!("not a valid CRL: {e:?}"))?;
-    Ok(crl)
 }
 
 #[cfg(test)]

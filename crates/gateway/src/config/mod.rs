@@ -30,7 +30,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(path: &Path, messages: Vec<String>) -> ConfigError {
-        ConfigError { path: path.to_owned(), messages }
+        ConfigError { path: path.to_owned(), messages: messages.iter().map(|m| one_line(m)).collect() }
     }
 
     /// `path: message`, one per problem.
@@ -53,6 +53,29 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The longest message a problem gets: values from the file are quoted in
+/// messages, and a value can be any length.
+const MESSAGE_LIMIT: usize = 400;
+
+/// A message as one line of bounded length: control characters from the file
+/// (a key or value with a newline or an escape sequence) are written escaped,
+/// and a long message is cut, saying so.
+fn one_line(message: &str) -> String {
+    let mut line = String::with_capacity(message.len().min(MESSAGE_LIMIT + 16));
+    for c in message.chars() {
+        if line.len() >= MESSAGE_LIMIT {
+            line.push_str("… (cut)");
+            break;
+        }
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -627,6 +650,23 @@ servers = ["http://127.0.0.1:3000"]
                 "line 31, column 12: site[1].upstream = \"nowhere\" names no [[upstream]]; define it or fix the name",
             ]
         );
+    }
+
+    #[test]
+    fn messages_quoting_the_file_stay_one_short_line() {
+        let long = "x".repeat(5000);
+        let semantic = GOOD
+            .replace("hosts = [\"b.example\"]", "hosts = [\"b\\n.example\"]")
+            .replacen("upstream = \"app\"\n", &format!("upstream = \"{long}\"\n"), 1);
+        let mut found = messages(&semantic);
+        found.extend(messages(&GOOD.replace("format = \"xfcc\"", "format = \"a\\u001b[2Jb\"")));
+        assert_eq!(found.len(), 3, "{found:?}");
+        for message in &found {
+            assert!(!message.chars().any(char::is_control), "{message:?}");
+            assert!(message.len() < 500, "{} bytes: {}", message.len(), &message[..100]);
+        }
+        assert!(found.iter().any(|m| m.contains("b\\n.example")), "{found:?}");
+        assert!(found.iter().any(|m| m.ends_with("… (cut)")), "{found:?}");
     }
 
     #[test]

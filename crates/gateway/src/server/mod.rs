@@ -28,6 +28,7 @@ use crate::identity::IdentityHeaders;
 use crate::log::{HandshakeEntry, write_line};
 use crate::metrics::Metrics;
 use crate::proxy::{self, ClientCert, Connection};
+use crate::refusal::HandshakeRefusal;
 use crate::sites::{Runtime, Site};
 use crate::trust::{Refusal, RevocationWatch, summarize};
 
@@ -118,6 +119,7 @@ async fn connection(gateway: Arc<Gateway>, accepted: Accepted, shutdown: watch::
     let limits = runtime.config.limits.clone();
     let timeout = Duration::from_millis(limits.header_read_timeout_ms);
     let mut report = Report { peer, sni: None, metrics: &gateway.metrics, log: runtime.config.log.handshakes };
+    let begun = Instant::now();
     let _ = tcp.set_nodelay(true);
 
     let hello = match client_hello(tcp, timeout).await {
@@ -132,7 +134,7 @@ async fn connection(gateway: Arc<Gateway>, accepted: Accepted, shutdown: watch::
         Ok(tls) => tls,
         Err(failure) => return report.handshake_failed(failure),
     };
-    gateway.metrics.handshake();
+    gateway.metrics.handshake(begun.elapsed());
     let chain = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
     // Read before the check: a CRL change after it makes the first request verify again.
     let crl_generation = site.trust.as_ref().map_or(0, |trust| trust.generation());
@@ -153,10 +155,8 @@ async fn connection(gateway: Arc<Gateway>, accepted: Accepted, shutdown: watch::
 
 /// Why a connection ended before its TLS handshake completed.
 enum HandshakeFailure {
-    /// The client certificate was refused in the handshake (`mtls = "require"`).
-    Refused(Refusal),
-    /// A handshake message over the 64 KiB rustls reads: a huge ClientHello or client certificate chain.
-    TooLarge,
+    /// Refused: the client certificate (`mtls = "require"`) or an oversized message.
+    Refused(HandshakeRefusal),
     /// Not TLS, a protocol error, a reset.
     Failed(io::Error),
     /// Not done within `limits.header_read_timeout_ms`.
@@ -169,10 +169,10 @@ impl HandshakeFailure {
         match rustls_error {
             Some(rustls::Error::InvalidMessage(
                 InvalidMessage::HandshakePayloadTooLarge | InvalidMessage::CertificatePayloadTooLarge,
-            )) => HandshakeFailure::TooLarge,
+            )) => HandshakeFailure::Refused(HandshakeRefusal::TooLarge),
             Some(e) => match Refusal::from_rustls(e) {
                 Refusal::Other(_) | Refusal::Malformed if !is_cert_error(e) => HandshakeFailure::Failed(error),
-                refusal => HandshakeFailure::Refused(refusal),
+                refusal => HandshakeFailure::Refused(HandshakeRefusal::ClientCertificate(refusal)),
             },
             None => HandshakeFailure::Failed(error),
         }
@@ -198,9 +198,7 @@ async fn client_hello(tcp: TcpStream, timeout: Duration) -> Result<StartHandshak
 fn pick_site(runtime: &Runtime, report: &Report<'_>) -> Option<Arc<Site>> {
     let site = runtime.site_for_sni(report.sni.as_deref()).cloned();
     if site.is_none() {
-        report.metrics.unknown_sni();
-        let detail = format!("no site serves {}", report.sni.as_deref().unwrap_or("(no SNI)"));
-        report.handshake_refused("unknown_server_name", detail);
+        report.handshake_refused(&HandshakeRefusal::UnknownServerName { sni: report.sni.clone() });
     }
     site
 }
@@ -253,10 +251,19 @@ struct Report<'a> {
 }
 
 impl Report<'_> {
-    /// A `handshake_refused` line.
-    fn handshake_refused(&self, reason: &str, detail: String) {
+    /// Counts a refused handshake and writes its `handshake_refused` line.
+    fn handshake_refused(&self, refusal: &HandshakeRefusal) {
+        self.metrics.handshake_refused(refusal);
         if self.log {
-            write_line(&HandshakeEntry::new("handshake_refused", self.peer, self.sni.clone(), reason, detail, None));
+            let entry = HandshakeEntry::new(
+                "handshake_refused",
+                self.peer,
+                self.sni.clone(),
+                refusal.label(),
+                refusal.to_string(),
+                None,
+            );
+            write_line(&entry);
         }
     }
 
@@ -264,19 +271,7 @@ impl Report<'_> {
     /// message is logged; anything else (not TLS, a reset, a timeout) is only counted.
     fn handshake_failed(&self, failure: HandshakeFailure) {
         match failure {
-            HandshakeFailure::Refused(refusal) => {
-                self.metrics.refusal(&refusal);
-                self.handshake_refused(refusal.label(), refusal.to_string());
-            }
-            HandshakeFailure::TooLarge => {
-                self.metrics.tls_error();
-                self.handshake_refused(
-                    "client_hello_or_certificate_too_large",
-                    "a TLS handshake message (the ClientHello or the client certificate chain) is over 64 KiB, \
-                     the most the gateway reads; the client must present a smaller certificate chain"
-                        .to_owned(),
-                );
-            }
+            HandshakeFailure::Refused(refusal) => self.handshake_refused(&refusal),
             HandshakeFailure::Failed(e) => {
                 self.metrics.tls_error();
                 tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
@@ -290,7 +285,7 @@ impl Report<'_> {
 
     /// A `client_cert_refused` line: the certificate was refused after the handshake.
     fn client_cert_refused(&self, refusal: &Refusal, chain: &[CertificateDer<'static>]) {
-        self.metrics.refusal(refusal);
+        self.metrics.client_cert_refused(refusal);
         if self.log {
             let serial = chain.first().and_then(|c| summarize(c).ok()).map(|(s, _)| s.serial);
             let detail = refusal.to_string();

@@ -92,7 +92,7 @@ pub async fn serve_admin(gateway: Arc<Gateway>, listener: TcpListener, mut shutd
                     let (status, content_type, body) = match req.uri().path() {
                         "/metrics" => (
                             StatusCode::OK,
-                            "text/plain; version=0.0.4",
+                            crate::metrics::CONTENT_TYPE,
                             gateway.metrics.render(&gateway.runtime.load()),
                         ),
                         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),

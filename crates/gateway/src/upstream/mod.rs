@@ -37,6 +37,8 @@ mod tests;
 
 use http::StatusCode;
 
+use crate::refusal::UpstreamFailure;
+
 pub use body::OriginBody;
 pub use config::{Balance, HealthConfig, UpstreamConfig, UpstreamTls};
 pub use pool::Pool;
@@ -83,12 +85,7 @@ impl UpstreamError {
     /// 504 on a connect timeout, 502 when a server failed, 500 for a
     /// configuration error (which `Pool::new` reports, never `forward`).
     pub fn status(&self) -> StatusCode {
-        match self {
-            UpstreamError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            UpstreamError::NoHealthyServer { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            UpstreamError::Connect { .. } | UpstreamError::Protocol { .. } => StatusCode::BAD_GATEWAY,
-            UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        }
+        UpstreamFailure::from(self).status()
     }
 
     /// The request never reached the server: it counts towards passive

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -23,6 +23,7 @@ use super::health;
 use super::request::Outgoing;
 use super::server::{Ejection, InFlight, Server};
 use super::tls::OriginTls;
+use crate::metrics::DurationHistogram;
 
 /// A connection idle for less than this is taken to be open: origins close
 /// idle connections after seconds (nginx 75, Node.js 5, gunicorn 2), so a
@@ -42,6 +43,8 @@ pub struct Pool {
     pub(super) connector: Connector,
     health: Option<HealthCheck>,
     health_started: AtomicBool,
+    /// How long opening a connection for a request takes, per [`Pool::with_connect_durations`].
+    connect_durations: DurationHistogram,
 }
 
 impl fmt::Debug for Pool {
@@ -83,7 +86,14 @@ impl Pool {
             connector: Connector { tls, timeout: checked.connect_timeout },
             health: checked.health,
             health_started: AtomicBool::new(false),
+            connect_durations: DurationHistogram::default(),
         })
+    }
+
+    /// Observes in `histogram` how long each connection opened for a request takes to
+    /// open (TCP, TLS, HTTP/1.1 handshake); a pool not given one counts for nobody.
+    pub fn with_connect_durations(self, histogram: DurationHistogram) -> Pool {
+        Pool { connect_durations: histogram, ..self }
     }
 
     /// The upstream's name.
@@ -186,8 +196,10 @@ impl Pool {
                 }
             }
         }
+        let opening = Instant::now();
         let mut conn = match self.connector.connect(server).await {
             Ok(conn) => {
+                self.connect_durations.observe(opening.elapsed());
                 server.connect_succeeded();
                 conn
             }
