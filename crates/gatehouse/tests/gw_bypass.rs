@@ -169,7 +169,8 @@ fn spellings_of_a_guarded_path_are_that_path() {
     }
     // Segment boundaries: /administrator is not under /admin; /ADMIN is (routes are
     // case-sensitive unless they say otherwise); the origin sees the canonical path.
-    for (path, seen) in [("/administrator", "/administrator"), ("/ADMIN", "/ADMIN"), ("//open/./a/../b?q=%2F", "/open/b?q=%2F")]
+    for (path, seen) in
+        [("/administrator", "/administrator"), ("/ADMIN", "/ADMIN"), ("//open/./a/../b?q=%2F", "/open/b?q=%2F")]
     {
         let r = f.gw.curl("localhost", path, &["--path-as-is"]);
         assert!(r.ok(), "{path}: {r:?}");
@@ -177,7 +178,9 @@ fn spellings_of_a_guarded_path_are_that_path() {
     }
     // With a certificate, the guarded route's origin gets the canonical path, not the spelling.
     let alice = f.env.client("alice");
-    for (path, seen) in [("//admin//x/./y/../z?k=v", "/admin/x/z?k=v"), ("/%61dmin/%7euser/caf%c3%a9", "/admin/~user/caf%C3%A9")] {
+    for (path, seen) in
+        [("//admin//x/./y/../z?k=v", "/admin/x/z?k=v"), ("/%61dmin/%7euser/caf%c3%a9", "/admin/~user/caf%C3%A9")]
+    {
         let r = f.gw.curl_cert("localhost", path, &alice, &["--path-as-is"]);
         assert!(r.ok(), "{path}: {r:?}");
         assert_eq!(r.upstream().path, seen, "{path}");
@@ -302,7 +305,8 @@ fn one_authority_is_checked_and_forwarded() {
     let connect = tls_raw(&f.gw, "CONNECT localhost:22 HTTP/1.1\r\nHost: localhost:22\r\n\r\n");
     assert_eq!(status_of(&connect), 405, "{connect}");
     // Absolute form that agrees: the origin gets that authority as Host, once.
-    let agreeing = format!("GET https://LOCALHOST:{port}/x HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n");
+    let agreeing =
+        format!("GET https://LOCALHOST:{port}/x HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n");
     let response = tls_raw(&f.gw, &agreeing);
     assert_eq!(status_of(&response), 200, "{response}");
     let seen = echoed(&response);

@@ -125,7 +125,8 @@ fn cancelled_requests_are_logged_and_a_cancelling_client_is_cut_off() {
             let lines = gw.access_lines();
             (lines.iter().filter(|v| v["status"] == 499).count() >= per_round * round).then_some(lines)
         });
-        let lines = logged.unwrap_or_else(|| panic!("round {round}: every cancelled request gets a 499 line\n{}", gw.proc.dump()));
+        let lines = logged
+            .unwrap_or_else(|| panic!("round {round}: every cancelled request gets a 499 line\n{}", gw.proc.dump()));
         let cancelled = lines.iter().find(|v| v["status"] == 499).unwrap();
         assert_eq!(cancelled["refused"], "client_closed_request", "{cancelled}");
         assert_eq!(cancelled["protocol"], "HTTP/2", "{cancelled}");

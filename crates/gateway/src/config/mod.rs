@@ -655,9 +655,11 @@ servers = ["http://127.0.0.1:3000"]
     #[test]
     fn messages_quoting_the_file_stay_one_short_line() {
         let long = "x".repeat(5000);
-        let semantic = GOOD
-            .replace("hosts = [\"b.example\"]", "hosts = [\"b\\n.example\"]")
-            .replacen("upstream = \"app\"\n", &format!("upstream = \"{long}\"\n"), 1);
+        let semantic = GOOD.replace("hosts = [\"b.example\"]", "hosts = [\"b\\n.example\"]").replacen(
+            "upstream = \"app\"\n",
+            &format!("upstream = \"{long}\"\n"),
+            1,
+        );
         let mut found = messages(&semantic);
         found.extend(messages(&GOOD.replace("format = \"xfcc\"", "format = \"a\\u001b[2Jb\"")));
         assert_eq!(found.len(), 3, "{found:?}");
