@@ -38,7 +38,7 @@ pub static SPOOFABLE: [HeaderName; 8] = [
 /// `client-cert`. Header names are lowercase by construction ([`HeaderName`]); a name
 /// without `_` takes the exact comparison, as nearly all do.
 pub fn is_spoofable(name: &HeaderName) -> bool {
-    if !name.as_str().contains('_') {
+    if !name.as_str().as_bytes().contains(&b'_') {
         return SPOOFABLE.contains(name);
     }
     let name = name.as_str().as_bytes();

@@ -39,7 +39,7 @@ use crate::log::{AccessEntry, now_rfc3339, write_line};
 use crate::metrics::{DurationHistogram, Metrics, RequestDurations};
 use crate::refusal::{NoVerifiedCertificate, RequestRefusal, Unforwardable, UpstreamFailure};
 use crate::sites::{Route, Site};
-use crate::target::{TargetError, bare_host, canonical_path};
+use crate::target::{TargetError, bare_host, canonical_path, host_of};
 use crate::trust::{CertSummary, Refusal, RevocationWatch};
 use crate::upstream::OriginBody;
 
@@ -154,19 +154,18 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
     let started = Instant::now();
     let id = request_id();
     let accept_json = wants_json(req.headers());
-    let checked = target(&mut req);
-    let (host, path) = match &checked {
-        Ok(authority) => (bare_host(authority).to_owned(), req.uri().path()),
-        Err(_) => (String::new(), req.uri().path()),
-    };
-    // The access line is only assembled when it will be written.
-    let entry = conn.access_log.then(|| access_entry(&conn, &id, &req, &host, path));
     let refused = Refused { conn: &conn, started, json: accept_json };
     let unrouted = conn.metrics.unrouted();
-    let authority = match checked {
+    // The access line is only assembled when it will be written.
+    let authority = match target(&mut req) {
         Ok(authority) => authority,
-        Err(refusal) => return Ok(refused.answer(entry, refusal.into(), unrouted)),
+        Err(refusal) => {
+            let entry = conn.access_log.then(|| access_entry(&conn, &id, &req, "", req.uri().path()));
+            return Ok(refused.answer(entry, refusal.into(), unrouted));
+        }
     };
+    let host = bare_host(&authority);
+    let entry = conn.access_log.then(|| access_entry(&conn, &id, &req, host, req.uri().path()));
     if let Some(Err(refusal)) = conn.revocation.as_ref().map(RevocationWatch::check) {
         // Revoked (or no longer verifying under new CRLs) since the handshake: nothing on
         // this connection is served any more, and an HTTP/1.1 one is closed.
@@ -176,7 +175,7 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
         }
         return Ok(response);
     }
-    let route = match route(&conn.site, &host, req.uri().path()) {
+    let route = match route(&conn.site, host, req.uri().path()) {
         Ok(route) => route,
         Err(refusal) => return Ok(refused.answer(entry, refusal, unrouted)),
     };
@@ -246,7 +245,7 @@ async fn forward(
     upstream_request(conn, &mut req, authority, id.clone(), websocket);
     let upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
 
-    let forwarded = tokio::time::timeout(conn.request_timeout, route.upstream.forward(req)).await;
+    let forwarded = tokio::time::timeout(conn.request_timeout, route.upstream.forward(req, downstream_h2)).await;
     let mut entry = pending.answered();
     let (mut response, server) = match forwarded {
         Ok(Ok(answer)) => answer,
@@ -389,6 +388,8 @@ pub fn upstream_request(
     websocket: bool,
 ) {
     let headers = req.headers_mut();
+    // The usual request already says exactly the checked authority: its Host is kept as it is.
+    let host_as_checked = headers.get(header::HOST).filter(|v| v.as_bytes() == authority.as_str().as_bytes()).cloned();
     let upgrade = if websocket { headers.get(header::UPGRADE).cloned() } else { None };
     remove_hop_by_hop(headers, true);
     if let Some(protocol) = upgrade {
@@ -398,11 +399,14 @@ pub fn upstream_request(
     conn.identity.apply(headers);
     headers.insert(X_FORWARDED_FOR.clone(), conn.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-    let authority_value =
-        HeaderValue::from_str(authority.as_str()).expect("a parsed authority is a valid header value");
-    let host_value = match authority.port() {
-        None => authority_value.clone(),
-        Some(_) => HeaderValue::from_str(authority.host()).expect("a parsed host is a valid header value"),
+    let authority_value = host_as_checked.unwrap_or_else(|| {
+        HeaderValue::from_str(authority.as_str()).expect("a parsed authority is a valid header value")
+    });
+    let host = host_of(authority);
+    let host_value = if host.len() == authority.as_str().len() {
+        authority_value.clone()
+    } else {
+        HeaderValue::from_str(host).expect("a parsed host is a valid header value")
     };
     headers.insert(X_FORWARDED_HOST.clone(), host_value);
     headers.insert(X_REQUEST_ID.clone(), id);

@@ -237,19 +237,41 @@ pub fn authority(uri: &Uri, headers: &HeaderMap) -> Result<Authority, TargetErro
 /// `host[:port]`, lowercase; no userinfo, path or empty port.
 fn parse_authority(text: &[u8]) -> Result<Authority, TargetError> {
     let authority = Authority::try_from(text).map_err(|_| TargetError::BadHost)?;
-    let s = authority.as_str();
-    if s.contains('@') || s.is_empty() || s.ends_with(':') || authority.host().is_empty() {
+    let s = authority.as_str().as_bytes();
+    if s.is_empty() || s[0] == b':' || s[s.len() - 1] == b':' {
         return Err(TargetError::BadHost);
     }
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Authority::try_from(s.to_ascii_lowercase()).map_err(|_| TargetError::BadHost);
+    // One pass for what the parser lets through: userinfo, and upper case to fold.
+    let (mut userinfo, mut upper) = (false, false);
+    for &b in s {
+        userinfo |= b == b'@';
+        upper |= b.is_ascii_uppercase();
+    }
+    if userinfo {
+        return Err(TargetError::BadHost);
+    }
+    if upper {
+        return Authority::try_from(authority.as_str().to_ascii_lowercase()).map_err(|_| TargetError::BadHost);
     }
     Ok(authority)
 }
 
+/// The host of an authority checked by [`authority`] (no userinfo), brackets
+/// kept around an IPv6 literal: `host[:port]` split without parsing it again.
+pub fn host_of(authority: &Authority) -> &str {
+    let s = authority.as_str();
+    let bytes = s.as_bytes();
+    let end = if bytes.first() == Some(&b'[') {
+        bytes.iter().position(|&b| b == b']').map_or(s.len(), |close| close + 1)
+    } else {
+        bytes.iter().position(|&b| b == b':').unwrap_or(s.len())
+    };
+    &s[..end]
+}
+
 /// The host of an authority without brackets around an IPv6 literal.
 pub fn bare_host(authority: &Authority) -> &str {
-    let host = authority.host();
+    let host = host_of(authority);
     host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
 }
 
@@ -385,6 +407,10 @@ mod tests {
             assert_eq!(authority(&origin, &headers(&[bad])), Err(TargetError::BadHost), "{bad:?}");
         }
         let v6 = authority(&origin, &headers(&["[::1]:8443"])).unwrap();
-        assert_eq!(bare_host(&v6), "::1");
+        assert_eq!((host_of(&v6), bare_host(&v6)), ("[::1]", "::1"));
+        let v4 = authority(&origin, &headers(&["10.0.0.1:80"])).unwrap();
+        assert_eq!((host_of(&v4), bare_host(&v4)), ("10.0.0.1", "10.0.0.1"));
+        let name = authority(&origin, &headers(&["example.com"])).unwrap();
+        assert_eq!(host_of(&name), "example.com");
     }
 }

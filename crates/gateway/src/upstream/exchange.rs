@@ -4,8 +4,9 @@
 //! connection), the proxy drops the request's future, and with it this
 //! exchange. Dropping the origin connection then would cost a new TCP (and
 //! TLS) connection for every cancelled request, which is what a client that
-//! cancels everything it sends is after. So the exchange is finished in the
-//! background instead: the response is read (up to [`DRAIN_LIMIT`] bytes of
+//! cancels everything it sends is after. So for HTTP/2 clients (an HTTP/1.1
+//! client cancels only by closing its own connection, at its own cost) the
+//! exchange is finished in the background instead: the response is read (up to [`DRAIN_LIMIT`] bytes of
 //! body, within [`DRAIN_TIME`]) and the connection goes back to the pool.
 
 use std::future::Future;
@@ -28,6 +29,22 @@ const DRAIN_LIMIT: usize = 256 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(30);
 
 type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Waits for `sent` on `conn`: through an [`Exchange`] when `finish_if_cancelled`
+/// (a box per request), else directly (a cancelled request then closes its connection).
+pub(super) async fn exchange<E: Send + 'static>(
+    finish_if_cancelled: bool,
+    sent: impl Future<Output = Result<Response<Incoming>, E>> + Send + 'static,
+    server: &Arc<Server>,
+    conn: Connection,
+    in_flight: InFlight,
+) -> (Result<Response<Incoming>, E>, Connection, InFlight) {
+    if finish_if_cancelled {
+        Exchange::new(sent, server, conn, in_flight, Result::ok).await
+    } else {
+        (sent.await, conn, in_flight)
+    }
+}
 
 /// A request sent on `conn`; resolves to the send's outcome with the
 /// connection and the in-flight count handed back.

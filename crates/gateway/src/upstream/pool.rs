@@ -18,7 +18,7 @@ use super::balance::Balancer;
 use super::body::{Lease, OriginBody};
 use super::config::{self, HealthCheck, UpstreamConfig};
 use super::connect::{Connection, Connector};
-use super::exchange::Exchange;
+use super::exchange::exchange;
 use super::health;
 use super::request::Outgoing;
 use super::server::{Ejection, InFlight, Server};
@@ -128,8 +128,18 @@ impl Pool {
     /// Protocols`, until the upgraded connection is dropped. To tunnel an
     /// upgrade, take `hyper::upgrade::on(&mut downstream_request)` before
     /// calling this, and `hyper::upgrade::on(&mut response)` after.
-    pub async fn forward(&self, req: Request<Incoming>) -> Result<(Response<OriginBody>, String), UpstreamError> {
+    ///
+    /// With `finish_if_cancelled`, a request whose caller gives up before the
+    /// response head is finished in the background and its connection kept
+    /// (see `exchange`); worth its allocation for HTTP/2 clients, which can
+    /// cancel a request without closing their connection.
+    pub async fn forward(
+        &self,
+        req: Request<Incoming>,
+        finish_if_cancelled: bool,
+    ) -> Result<(Response<OriginBody>, String), UpstreamError> {
         let mut out = Outgoing::new(req);
+        out.finish_if_cancelled = finish_if_cancelled;
         let first = self.pick(None)?;
         let error = match self.attempt(first, &mut out).await {
             Ok(response) => return Ok((response, self.servers[first].authority().to_owned())),
@@ -174,7 +184,7 @@ impl Pool {
             let keep_copy = idle_for >= REUSE_RACE;
             let req = out.take(server.authority(), keep_copy).ok_or_else(|| already_sent(server))?;
             let sent = conn.sender.try_send_request(req);
-            let (outcome, conn, back) = Exchange::new(sent, server, conn, in_flight, Result::ok).await;
+            let (outcome, conn, back) = exchange(out.finish_if_cancelled, sent, server, conn, in_flight).await;
             in_flight = back;
             match outcome {
                 Ok(response) => return Ok(hand_back(server, conn, response, in_flight)),
@@ -210,7 +220,7 @@ impl Pool {
         };
         let req = out.take(server.authority(), false).ok_or_else(|| already_sent(server))?;
         let sent = conn.sender.send_request(req);
-        let (outcome, conn, in_flight) = Exchange::new(sent, server, conn, in_flight, Result::ok).await;
+        let (outcome, conn, in_flight) = exchange(out.finish_if_cancelled, sent, server, conn, in_flight).await;
         match outcome {
             Ok(response) => Ok(hand_back(server, conn, response, in_flight)),
             Err(e) => Err(exchange_failed(server, &e)),

@@ -23,6 +23,8 @@ pub(super) struct Outgoing {
     body: Option<Incoming>,
     /// A request a connection handed back without having written any of it.
     returned: Option<Request<ProxyBody>>,
+    /// Finish the exchange in the background if the caller gives up (see `exchange`).
+    pub(super) finish_if_cancelled: bool,
 }
 
 impl Outgoing {
@@ -45,6 +47,7 @@ impl Outgoing {
             has_body: !empty,
             body: if empty { None } else { Some(body) },
             returned: None,
+            finish_if_cancelled: false,
         }
     }
 

@@ -193,7 +193,7 @@ async fn forward(
     mut req: Request<Incoming>,
 ) -> Result<Response<Either<OriginBody, Full<Bytes>>>, Infallible> {
     let downstream = hyper::upgrade::on(&mut req);
-    match pool.forward(req).await {
+    match pool.forward(req, true).await {
         Ok((mut res, server)) => {
             if res.status() == StatusCode::SWITCHING_PROTOCOLS {
                 let upstream = hyper::upgrade::on(&mut res);
