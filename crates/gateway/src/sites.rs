@@ -166,8 +166,7 @@ impl Runtime {
     /// servers' health stays, its health checks go on), a site certificate with the same
     /// source and hosts (and the certificate it serves now), a trust store with the same
     /// table and CA files (its CRL URLs are not fetched again; CRL files that changed are
-    /// read into it in place, so connections open on it see them, unless it has CRL URLs:
-    /// then it is built anew).
+    /// read into it in place, so connections open on it see them).
     pub async fn rebuild(
         previous: &Runtime,
         config: Config,

@@ -225,7 +225,8 @@ pub fn authority(uri: &Uri, headers: &HeaderMap) -> Result<Authority, TargetErro
         return Err(TargetError::DuplicateHost);
     }
     let from_host = host.map(|v| parse_authority(v.as_bytes())).transpose()?;
-    let from_target = uri.authority().map(|a| parse_authority(a.as_str().as_bytes())).transpose()?;
+    // `:authority` and an absolute-form target were parsed by hyper already.
+    let from_target = uri.authority().map(|a| checked_authority(a.clone())).transpose()?;
     match (from_target, from_host) {
         (Some(target), Some(host)) if target != host => Err(TargetError::ConflictingHost),
         (Some(target), _) => Ok(target),
@@ -236,7 +237,11 @@ pub fn authority(uri: &Uri, headers: &HeaderMap) -> Result<Authority, TargetErro
 
 /// `host[:port]`, lowercase; no userinfo, path or empty port.
 fn parse_authority(text: &[u8]) -> Result<Authority, TargetError> {
-    let authority = Authority::try_from(text).map_err(|_| TargetError::BadHost)?;
+    checked_authority(Authority::try_from(text).map_err(|_| TargetError::BadHost)?)
+}
+
+/// A parsed authority as [`parse_authority`] accepts it: `host[:port]`, lowercase.
+fn checked_authority(authority: Authority) -> Result<Authority, TargetError> {
     let s = authority.as_str().as_bytes();
     if s.is_empty() || s[0] == b':' || s[s.len() - 1] == b':' {
         return Err(TargetError::BadHost);
