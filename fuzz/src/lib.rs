@@ -440,3 +440,86 @@ impl Rng {
         (0..n).map(|_| self.next() as u8).collect()
     }
 }
+
+// ---------------------------------------------------------------------------
+// roster_read
+// ---------------------------------------------------------------------------
+
+/// The longest message about one line of a roster, bytes (input is quoted at most 60 characters).
+pub const MAX_ROSTER_MESSAGE: usize = 1024;
+
+/// `pki::read_roster` on any bytes: never panics; rows have a non-empty cn, unique
+/// without regard to case, on increasing lines, and no row is the header itself;
+/// problems are one line each, bounded, on a line that exists.
+pub fn check_roster(data: &[u8]) {
+    let lines = data.split(|&b| b == b'\n').count() as u64;
+    match pki::read_roster(data, |_| Ok(())) {
+        Ok(rows) => {
+            let mut seen = std::collections::HashSet::new();
+            let mut last = 0;
+            for row in &rows {
+                assert!(!row.cn.is_empty(), "a row with an empty cn from {data:?}");
+                assert!(seen.insert(row.cn.to_lowercase()), "cn {:?} twice from {data:?}", row.cn);
+                assert!(row.line > last && row.line <= lines.max(1), "row line {} after {last} in {data:?}", row.line);
+                assert!(row.line > 1, "the header line became a row: {data:?}");
+                last = row.line;
+            }
+        }
+        Err(problems) => {
+            assert!(!problems.is_empty(), "refused with no problem: {data:?}");
+            for problem in &problems {
+                let message = problem.to_string();
+                assert!(!message.contains(['\n', '\r']), "a problem is not one line: {message:?}");
+                assert!(message.len() < MAX_ROSTER_MESSAGE, "a problem of {} bytes: {message:?}", message.len());
+                assert!(problem.line >= 1 && problem.line <= lines.max(1), "problem on line {} of {lines}", problem.line);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// csr_check
+// ---------------------------------------------------------------------------
+
+/// Words of parser internals that an error for a user must not show.
+const PARSER_INTERNALS: [&str; 6] = ["NomError", "Der(", "UnexpectedTag", "Eof", "nom::", "X509Error"];
+
+/// One issuer for every input: a CA made once, with the default settings.
+fn fuzz_issuer() -> &'static pki::Issuer {
+    static ISSUER: OnceLock<pki::Issuer> = OnceLock::new();
+    ISSUER.get_or_init(|| {
+        let init = pki::CaInit { name: "fuzz".into(), key_type: pki::KeyType::EcdsaP256, days: 30 };
+        let ca = pki::create_ca(&init).expect("a CA");
+        pki::Issuer::new(ca.intermediate.der, ca.intermediate.key, ca.root.der, pki::CaSettings::default())
+            .expect("an issuer")
+    })
+}
+
+fn check_message(what: &str, message: &str, data: &[u8]) {
+    assert!(!message.contains(['\n', '\r']), "{what} is not one line: {message:?}");
+    assert!(message.len() < MAX_ROSTER_MESSAGE, "{what} of {} bytes for {} input bytes", message.len(), data.len());
+    for word in PARSER_INTERNALS {
+        assert!(!message.contains(word), "{what} shows parser internals ({word}): {message:?}");
+    }
+}
+
+/// `CheckedCsr::parse` on any bytes, then the CA's checks of what it asks for under each
+/// profile: never panics; every refusal is one line, bounded, in words (no parser
+/// internals); what the checks accept, the issuer signs.
+pub fn check_csr(data: &[u8]) {
+    let csr = match pki::CheckedCsr::parse(data) {
+        Ok(csr) => csr,
+        Err(e) => return check_message("a CSR refusal", &e.to_string(), data),
+    };
+    let issuer = fuzz_issuer();
+    for profile in [pki::Profile::Server, pki::Profile::Client] {
+        let request = csr.to_request(profile, issuer.settings().policy(profile), None);
+        match issuer.check_request(&request) {
+            Ok(()) => {
+                let issued = issuer.issue(&request, csr.public_key(), csr.key_is_rsa());
+                assert!(issued.is_ok(), "checked, then not signed: {:?}", issued.err());
+            }
+            Err(e) => check_message("a name refusal", &e.to_string(), data),
+        }
+    }
+}

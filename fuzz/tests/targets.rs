@@ -268,3 +268,69 @@ fn identity_headers() {
     }
     run.finish();
 }
+
+#[test]
+fn roster_read() {
+    let mut run = Run::new("roster_read");
+    let seeds = corpus(&dirs("roster_read"), None);
+    assert!(seeds.len() >= 3, "the seeds are there");
+    for (file, data) in &seeds {
+        run.check(|| format!("{} {}", file.display(), short(&String::from_utf8_lossy(data))), || {
+            gatehouse_fuzz::check_roster(data)
+        });
+    }
+    const PIECES: &[&str] = &[
+        "cn", "CN", "email", "password", "name", ",", ";", "\t", "\n", "\r\n", "\"", "\"\"", "#", " ", "alice",
+        "Alice", "a@example.test", "not-an-email", "\u{e9}", "\x00", "\u{ff}", "x",
+    ];
+    let mut rng = Rng::new(0x5eed_0004);
+    for _ in 0..20_000 {
+        let mut text = String::new();
+        if rng.below(4) != 0 {
+            text.push_str(*rng.pick(&["cn\n", "cn,email\n", "cn;email;password\n", "email\tcn\n", "name\n"]));
+        }
+        for _ in 0..rng.below(16) {
+            text.push_str(*rng.pick(PIECES));
+        }
+        run.check(|| format!("{text:?}"), || gatehouse_fuzz::check_roster(text.as_bytes()));
+    }
+    for _ in 0..2_000 {
+        let len = rng.below(64);
+        let mut bytes = b"cn,email\n".to_vec();
+        bytes.extend(rng.bytes(len));
+        run.check(|| format!("{bytes:?}"), || gatehouse_fuzz::check_roster(&bytes));
+    }
+    run.finish();
+}
+
+#[test]
+fn csr_check() {
+    let mut run = Run::new("csr_check");
+    let seeds = corpus(&dirs("csr_check"), None);
+    assert!(seeds.len() >= 4, "the seeds are there");
+    for (file, data) in &seeds {
+        run.check(|| format!("{}", file.display()), || gatehouse_fuzz::check_csr(data));
+    }
+    // Each seed cut short, bytes flipped, bytes dropped: DER and PEM damaged the ways files are.
+    let mut rng = Rng::new(0x5eed_0005);
+    for _ in 0..3_000 {
+        let (_, seed) = rng.pick(&seeds);
+        let mut bytes = seed.clone();
+        match rng.below(3) {
+            0 => bytes.truncate(rng.below(bytes.len() + 1)),
+            1 => {
+                for _ in 0..1 + rng.below(4) {
+                    let at = rng.below(bytes.len());
+                    bytes[at] ^= 1 << rng.below(8);
+                }
+            }
+            _ => {
+                let at = rng.below(bytes.len());
+                let end = (at + rng.below(16)).min(bytes.len());
+                bytes.drain(at..end);
+            }
+        }
+        run.check(|| format!("{bytes:?}"), || gatehouse_fuzz::check_csr(&bytes));
+    }
+    run.finish();
+}

@@ -6,10 +6,22 @@ use std::path::{Path, PathBuf};
 use pki::files::{PRIVATE, PUBLIC, write_atomic};
 use pki::{Issued, Issuer, Pkcs12Format, build_pkcs12, pem_cert};
 
+use crate::Failure;
+
+/// The longest common name (in bytes) that names output files: room is left
+/// for `.fullchain.pem` and a temporary name within the usual 255-byte limit.
+const MAX_STEM: usize = 200;
+
 /// Checks that a common name can serve as a file name in the output directory.
 pub fn file_stem(cn: &str) -> Result<&str, String> {
     if cn.trim().is_empty() {
         Err("the common name is empty".into())
+    } else if cn.len() > MAX_STEM {
+        let start: String = cn.chars().take(40).collect();
+        Err(format!(
+            "the common name '{start}...' is {} bytes long, too long to name the output files (at most {MAX_STEM})",
+            cn.len()
+        ))
     } else if cn.contains('/') || cn.contains('\0') || cn.contains('\\') {
         Err(format!("the common name '{cn}' contains a path separator, so it cannot name the output files"))
     } else if cn.starts_with('.') {
@@ -17,6 +29,19 @@ pub fn file_stem(cn: &str) -> Result<&str, String> {
     } else {
         Ok(cn)
     }
+}
+
+/// Creates the output directory if needed and checks that files can be
+/// created in it, before anything is signed.
+pub fn check_writable(dir: &Path) -> Result<(), Failure> {
+    let cannot = |e: std::io::Error| {
+        Failure::failed(format!("cannot write to {}: {e}; choose another --out or fix its permissions", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(cannot)?;
+    // Named like write_atomic's temporary files, so a leftover is cleaned up as they are.
+    let probe = dir.join(format!(".gatehouse-write-check.tmp.{}.0", std::process::id()));
+    std::fs::File::create_new(&probe).map_err(cannot)?;
+    std::fs::remove_file(&probe).map_err(cannot)
 }
 
 /// The paths of one bundle.

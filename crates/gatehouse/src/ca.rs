@@ -43,13 +43,27 @@ pub async fn run(global: &Global, command: CaCommand) -> Result<ExitCode, Failur
             println!("revoked {serial} ({reason})");
             Ok(ExitCode::SUCCESS)
         }
+        CaCommand::Unrevoke { serial } => {
+            let serial: Serial = serial.parse()?;
+            let store = open_store(&dir).await?;
+            pki::release_hold(&store, &serial).await?;
+            println!("released {serial}: valid again, and off the next CRL (run `gatehouse ca crl`)");
+            Ok(ExitCode::SUCCESS)
+        }
         CaCommand::Crl { out, der, next_update_hours } => {
             crl(global, &dir, out.as_deref(), der, next_update_hours).await
         }
         CaCommand::List { status, json } => list(&dir, status, json).await,
         CaCommand::Show { serial, json } => show(&dir, &serial, json).await,
-        CaCommand::Batch { csv, out, p12, profile, days, key_type } => {
-            let p12 = p12.p12.then_some(if p12.legacy { Pkcs12Format::Legacy } else { Pkcs12Format::Modern });
+        CaCommand::Batch { csv, out, p12, p12_password_file, profile, days, key_type } => {
+            let format = p12.p12.then_some(if p12.legacy { Pkcs12Format::Legacy } else { Pkcs12Format::Modern });
+            let p12 = match format {
+                Some(format) => Some(crate::batch::P12Options {
+                    format,
+                    password: p12_password_file.as_deref().map(read_password).transpose()?,
+                }),
+                None => None,
+            };
             let ca = open_ca(global, &dir).await?;
             crate::batch::run(&ca, &csv, &out, p12, profile.into(), days, parse_key_type(&key_type)?).await
         }
@@ -99,7 +113,7 @@ async fn init(
     let init = CaInit { name, key_type, days };
     dir.init(&init, crl_url.as_deref(), passphrase.as_ref())?;
     SqliteStore::open(&dir.database()).await?;
-    println!("created a {key_type} root and issuing CA in {}", global.data_dir.display());
+    println!("created an {key_type} root and issuing CA in {}", global.data_dir.display());
     println!("root certificate:         {}", dir.root_path().display());
     println!("intermediate certificate: {}", dir.intermediate_path().display());
     println!("settings and policy:      {}", dir.settings_path().display());
@@ -135,16 +149,31 @@ async fn issue(
         (Some(_), None) => Some((pki::generate_password(), true)),
         _ => None,
     };
-    std::fs::create_dir_all(out).map_err(|e| Failure::failed(format!("cannot create {}: {e}", out.display())))?;
     let ca = open_ca(global, dir).await?;
-    let (issued, key) = ca.issue(request, key_type).await?;
+    // Every check of the request before anything is created: a refused name leaves no --out.
+    ca.issuer().check_request(request)?;
+    bundle::check_writable(out)?;
+    let (issued, key) = ca.issuer().issue_with_new_key(request, key_type)?;
     let p12_bytes = match (p12, &password) {
         (Some(format), Some((password, _))) => {
             Some(bundle::pkcs12(ca.issuer(), cn, &issued, &key, &P12Request { password, format })?)
         }
         _ => None,
     };
-    bundle::write(&paths, ca.issuer(), &issued, &key, p12_bytes.as_deref(), true)?;
+    // Recorded before any file exists, delivered once all of them do: an
+    // interrupted run leaves a record that says it was never delivered.
+    ca.record_undelivered(&[&issued]).await?;
+    let serial = issued.serial.to_string();
+    if let Err(e) = bundle::write(&paths, ca.issuer(), &issued, &key, p12_bytes.as_deref(), true) {
+        let undone = match ca.supersede(&serial).await {
+            Ok(()) => "it is revoked as superseded and counts as never issued".to_owned(),
+            Err(revoke) => {
+                format!("revoking it failed too ({revoke}): run `gatehouse ca revoke {serial} --reason superseded`")
+            }
+        };
+        return Err(Failure::failed(format!("{e}; certificate {serial} was not delivered, so {undone}")));
+    }
+    ca.delivered(std::slice::from_ref(&serial)).await?;
     println!("serial: {}", issued.serial);
     println!("certificate: {}", paths.crt.display());
     println!("private key: {}", paths.key.display());
@@ -212,15 +241,20 @@ async fn crl(
         Some(path) => {
             pki::files::write_atomic(path, &bytes, pki::files::PUBLIC, true)?;
             eprintln!(
-                "CRL number {} with {} revoked certificates written to {}",
+                "CRL number {} with {} written to {}",
                 crl.number,
-                crl.entries,
+                crate::count(crl.entries, "revoked certificate", "revoked certificates"),
                 path.display()
             );
         }
         None => {
             use std::io::Write;
-            std::io::stdout().write_all(&bytes).map_err(|e| Failure::failed(format!("cannot write the CRL: {e}")))?;
+            match std::io::stdout().write_all(&bytes) {
+                Ok(()) => {}
+                // The reader went away (`| head`): end quietly, as print! does.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(crate::CLOSED_STDOUT),
+                Err(e) => return Err(Failure::failed(format!("cannot write the CRL: {e}"))),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -255,6 +289,7 @@ async fn list(dir: &CaDir, status: Option<StatusArg>, json: bool) -> Result<Exit
         Some(StatusArg::Valid) => CertificateStatus::Valid.filter(now),
         Some(StatusArg::Revoked) => CertificateStatus::Revoked.filter(now),
         Some(StatusArg::Expired) => CertificateStatus::Expired.filter(now),
+        Some(StatusArg::Undelivered) => CertificateStatus::Undelivered.filter(now),
     };
     let records = store.certificates(filter).await?;
     if json {

@@ -1,8 +1,23 @@
 //! The command-line contract (see DESIGN.md): argument definitions only.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Where gatehouse keeps its data unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./gatehouse-data";
+
+/// The names `--key-type` takes, listed in `--help` and checked as arguments are parsed.
+fn key_types() -> PossibleValuesParser {
+    PossibleValuesParser::new(pki::KeyType::ALL.map(pki::KeyType::name))
+}
+
+/// `--listen`: an IP address and a port, one sentence when it is not.
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| "give an IP address and a port from 0 to 65535, such as 127.0.0.1:8443".to_owned())
+}
 
 /// The TLS trust edge of a service: certificate authority, ACME, mTLS gateway, keyless.
 #[derive(Debug, Parser)]
@@ -18,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Where gatehouse keeps its CA, database and settings.
-    #[arg(long, global = true, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
+    #[arg(long, global = true, value_name = "DIR", env = "GATEHOUSE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// File holding the passphrase that encrypts the CA keys (or set GATEHOUSE_CA_PASSPHRASE).
     #[arg(long, global = true, value_name = "FILE")]
@@ -29,38 +44,45 @@ pub struct Global {
 pub enum Command {
     /// With nothing configured: CA, server certificate, a client bundle, and the gateway with mTLS required.
     Quickstart {
-        /// Address of the TLS listener.
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: String,
-        /// Upstream URL (default: a built-in echo server).
-        #[arg(long)]
+        /// Address and port of the TLS listener.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443", value_parser = listen_address)]
+        listen: SocketAddr,
+        /// Upstream URL, http://HOST:PORT (default: a built-in echo server).
+        #[arg(long, value_name = "URL")]
         upstream: Option<String>,
         /// Host name of the server certificate.
-        #[arg(long, default_value = "localhost")]
+        #[arg(long, value_name = "NAME", default_value = "localhost")]
         hostname: String,
     },
     /// Run the gateway (and CA services) per a configuration file.
     Serve {
-        #[arg(long, default_value = "gatehouse.toml")]
+        /// The configuration file (see examples/ and docs/gateway.md).
+        #[arg(long, value_name = "FILE", default_value = "gatehouse.toml")]
         config: PathBuf,
     },
-    /// Configuration files.
+    /// Configuration files: check one before serving it.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// The certificate authority: init, issue, sign, revoke, CRL, list.
+    /// The certificate authority: init, root, issue, sign, revoke, unrevoke, crl, list, show, batch.
     #[command(subcommand)]
     Ca(CaCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate a configuration file; errors name the key and the line.
-    Check { file: PathBuf },
+    /// Validate a configuration file and read every file it names, writing nothing; errors
+    /// name the key and the line.
+    Check {
+        /// The configuration file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ProfileArg {
+    /// A TLS server certificate (serverAuth), for host names and IP addresses.
     Server,
+    /// A TLS client certificate (clientAuth), for a user or a device.
     Client,
 }
 
@@ -75,9 +97,14 @@ impl From<ProfileArg> for pki::Profile {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StatusArg {
+    /// Delivered, not revoked, within its validity period.
     Valid,
+    /// Revoked (the CRL lists it).
     Revoked,
+    /// Past its notAfter.
     Expired,
+    /// Signed but never delivered (an interrupted or failed issuance).
+    Undelivered,
 }
 
 /// PKCS#12 output options shared by `issue` and `batch`.
@@ -98,8 +125,8 @@ pub enum CaCommand {
         /// Name in the CA certificates' subjects.
         #[arg(long, default_value = "gatehouse")]
         name: String,
-        /// ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519.
-        #[arg(long, default_value = "ecdsa-p256")]
+        /// Key type of the root and intermediate keys.
+        #[arg(long, default_value = "ecdsa-p256", value_parser = key_types(), ignore_case = true)]
         key_type: String,
         /// Validity of the CA certificates in days.
         #[arg(long, default_value_t = 3650)]
@@ -112,6 +139,7 @@ pub enum CaCommand {
     Root,
     /// Issue a certificate with a new key.
     Issue {
+        /// Certificate profile: its key usages and the issuance policy in ca.toml.
         #[arg(long, value_enum)]
         profile: ProfileArg,
         /// Common name; also the file name of the outputs.
@@ -120,10 +148,11 @@ pub enum CaCommand {
         /// Subject alternative name: DNS:x, IP:x, email:x, URI:x or a bare value (repeatable).
         #[arg(long = "san", value_name = "VALUE")]
         sans: Vec<String>,
-        /// Validity in days (default: the profile's default_days).
+        /// Validity in days (default: the profile's default_days in ca.toml).
         #[arg(long)]
         days: Option<u32>,
-        #[arg(long, default_value = "ecdsa-p256")]
+        /// Key type of the new key.
+        #[arg(long, default_value = "ecdsa-p256", value_parser = key_types(), ignore_case = true)]
         key_type: String,
         /// Output directory.
         #[arg(long, default_value = ".")]
@@ -141,12 +170,14 @@ pub enum CaCommand {
     Sign {
         /// The CSR, PEM or DER.
         csr: PathBuf,
+        /// Certificate profile: its key usages and the issuance policy in ca.toml.
         #[arg(long, value_enum)]
         profile: ProfileArg,
+        /// Validity in days (default: the profile's default_days in ca.toml).
         #[arg(long)]
         days: Option<u32>,
         /// Where to write the certificate (default: stdout).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// Revoke a certificate (durable when the command returns).
@@ -158,9 +189,18 @@ pub enum CaCommand {
         #[arg(long, default_value = "unspecified")]
         reason: String,
     },
+    /// Release a certificate on hold (revoked with reason certificateHold).
+    ///
+    /// Only a revocation with reason certificateHold can be undone (RFC 5280); the
+    /// certificate is valid again and leaves the next CRL.
+    Unrevoke {
+        /// Serial in hex, as `openssl x509 -serial` prints it.
+        serial: String,
+    },
     /// Sign a new CRL.
     Crl {
-        #[arg(long)]
+        /// Where to write the CRL (default: stdout).
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// DER instead of PEM.
         #[arg(long)]
@@ -171,29 +211,93 @@ pub enum CaCommand {
     },
     /// List issued certificates.
     List {
+        /// Only the certificates in this state (default: all).
         #[arg(long, value_enum)]
         status: Option<StatusArg>,
+        /// One JSON array, an object per certificate.
         #[arg(long)]
         json: bool,
     },
-    /// Show one certificate.
+    /// Show one certificate: its record and its PEM.
     Show {
+        /// Serial in hex, as `openssl x509 -serial` prints it.
         serial: String,
+        /// One JSON object, the PEM in its "pem" field.
         #[arg(long)]
         json: bool,
     },
     /// Issue one client bundle per CSV row (cn, optional email, optional password).
     Batch {
+        /// The CSV file: a header row naming its columns, then one row per bundle.
         csv: PathBuf,
-        #[arg(long)]
+        /// Output directory: NAME.crt, NAME.key, NAME.fullchain.pem (and NAME.p12) per row.
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
         #[command(flatten)]
         p12: P12Args,
+        /// File whose first line is the PKCS#12 password for every bundle (default: a CSV
+        /// row's password column, else a generated one written to passwords.csv).
+        #[arg(long, value_name = "FILE", requires = "p12")]
+        p12_password_file: Option<PathBuf>,
+        /// Certificate profile of every row.
         #[arg(long, value_enum, default_value = "client")]
         profile: ProfileArg,
+        /// Validity in days (default: the profile's default_days in ca.toml).
         #[arg(long)]
         days: Option<u32>,
-        #[arg(long, default_value = "ecdsa-p256")]
+        /// Key type of the new keys.
+        #[arg(long, default_value = "ecdsa-p256", value_parser = key_types(), ignore_case = true)]
         key_type: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every argument and subcommand under `command` without help text, as `gatehouse ca list --json`.
+    fn undocumented(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                let name = arg.get_long().map_or_else(|| arg.get_id().to_string(), |l| format!("--{l}"));
+                missing.push(format!("{path} {name}"));
+            }
+        }
+        for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let sub_path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                missing.push(sub_path.clone());
+            }
+            undocumented(sub, &sub_path, missing);
+        }
+    }
+
+    #[test]
+    fn every_argument_and_subcommand_has_help() {
+        let mut command = Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        undocumented(&command, "gatehouse", &mut missing);
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_type_lists_every_key_type() {
+        let command = Cli::command();
+        let ca = command.find_subcommand("ca").expect("ca");
+        for name in ["init", "issue", "batch"] {
+            let sub = ca.find_subcommand(name).expect(name);
+            let key_type = sub.get_arguments().find(|a| a.get_id() == "key_type").expect("--key-type");
+            let listed: Vec<String> = key_type.get_possible_values().iter().map(|v| v.get_name().to_owned()).collect();
+            let all: Vec<String> = pki::KeyType::ALL.iter().map(|t| t.name().to_owned()).collect();
+            assert_eq!(listed, all, "ca {name} --key-type");
+        }
+    }
 }

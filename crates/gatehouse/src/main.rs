@@ -9,9 +9,11 @@ mod ca;
 mod cli;
 mod serve;
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command, ConfigCommand};
 
@@ -77,6 +79,47 @@ impl From<gateway::InternalCaError> for Failure {
     }
 }
 
+/// `n` with its noun: "1 site", "2 sites".
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Refuses a data dir that is not a directory; `flag` is where it came from (`--data-dir`,
+/// `GATEHOUSE_DATA_DIR`, a config file's `data_dir`). A missing one is fine: it is created.
+pub fn usable_data_dir(path: &Path, flag: &str) -> Result<(), Failure> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_dir() => Err(Failure::usage(format!("{flag} {} is a file; give a directory", path.display()))),
+        _ => Ok(()),
+    }
+}
+
+/// Exit status of a command whose stdout reader went away: what a shell reports for a
+/// process SIGPIPE ended (128 + 13).
+pub const CLOSED_STDOUT: i32 = 141;
+
+/// `gatehouse ca list | head -1`: once the reader of stdout is gone, the command ends
+/// quietly, as Unix tools do when SIGPIPE ends them. Rust ignores SIGPIPE, so `print!`
+/// panics on the closed pipe instead; this hook ends the process on that one panic, with
+/// no message and SIGPIPE's status, and leaves every other panic to the default hook.
+/// (Restoring SIGPIPE's default action would need unsafe code, which this crate forbids,
+/// and would let a closed socket kill `serve`; the gateway's own log writer already drops
+/// lines stdout does not take.)
+fn end_quietly_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = match (info.payload().downcast_ref::<&str>(), info.payload().downcast_ref::<String>()) {
+            (Some(s), _) => s,
+            (_, Some(s)) => s.as_str(),
+            _ => "",
+        };
+        // std's message for a failed print; EPIPE is os error 32 on Linux and the BSDs.
+        if message.starts_with("failed printing to stdout") && message.ends_with("(os error 32)") {
+            std::process::exit(CLOSED_STDOUT);
+        }
+        default(info)
+    }));
+}
+
 fn current_thread() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -85,7 +128,13 @@ fn current_thread() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    end_quietly_when_stdout_closes();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let data_dir_flag = match matches.value_source("data_dir") {
+        Some(ValueSource::EnvVariable) => "GATEHOUSE_DATA_DIR",
+        _ => "--data-dir",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
@@ -93,7 +142,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command {
+    let result = usable_data_dir(&cli.global.data_dir, data_dir_flag).and_then(|()| match cli.command {
         Command::Ca(command) => current_thread().and_then(|rt| rt.block_on(ca::run(&cli.global, command))),
         Command::Config(ConfigCommand::Check { file }) => {
             current_thread().and_then(|rt| rt.block_on(serve::check(&cli.global, &file)))
@@ -105,7 +154,7 @@ fn main() -> ExitCode {
         Command::Quickstart { listen, upstream, hostname } => serve::runtime(None).and_then(|rt| {
             rt.block_on(serve::quickstart(&cli.global, serve::Quickstart { listen, upstream, hostname }))
         }),
-    };
+    });
     match result {
         Ok(code) => code,
         Err(failure) => {

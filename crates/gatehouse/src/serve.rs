@@ -1,6 +1,8 @@
 //! `gatehouse serve`, `gatehouse quickstart` and `gatehouse config check`:
 //! wiring of the gateway crate (configuration, internal CA, runtime).
 
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -57,18 +59,22 @@ async fn open_internal(global: &Global, data_dir: &Path) -> Result<Arc<InternalC
     Ok(Arc::new(InternalCa::open(data_dir, store, passphrase).await?))
 }
 
-fn data_dir(global: &Global, config: &Config, config_path: Option<&Path>) -> PathBuf {
-    match (&config.data_dir, config_path.and_then(Path::parent)) {
+/// The data dir of a config: its `data_dir` (relative to the file), else `--data-dir`
+/// (which `main` has checked).
+fn data_dir(global: &Global, config: &Config, config_path: &Path) -> Result<PathBuf, Failure> {
+    let dir = match (&config.data_dir, config_path.parent()) {
         (Some(d), Some(base)) if d.is_relative() => base.join(d),
         (Some(d), _) => d.clone(),
-        (None, _) => global.data_dir.clone(),
-    }
+        (None, _) => return Ok(global.data_dir.clone()),
+    };
+    crate::usable_data_dir(&dir, &format!("{}: data_dir", config_path.display()))?;
+    Ok(dir)
 }
 
 /// `gatehouse serve --config FILE`.
 pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Result<ExitCode, Failure> {
     let internal = if uses_internal_ca(&config) {
-        Some(open_internal(global, &data_dir(global, &config, Some(config_path))).await?)
+        Some(open_internal(global, &data_dir(global, &config, config_path)?).await?)
     } else {
         None
     };
@@ -91,34 +97,74 @@ pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// `gatehouse config check FILE`: parse, validate, and load every file it names.
+/// `gatehouse config check FILE`: parse, validate, and read every file it names. It only
+/// reads: certificates the internal CA would issue are issued by `serve`, so a check needs
+/// neither the CA's passphrase nor its database, and writes nothing to the data dir.
 pub async fn check(global: &Global, path: &Path) -> Result<ExitCode, Failure> {
     let config = load_config(path)?;
-    let internal = if uses_internal_ca(&config) {
-        Some(open_internal(global, &data_dir(global, &config, Some(path))).await?)
+    let data_dir = data_dir(global, &config, path)?;
+    let ca_dir = CaDir::new(&data_dir);
+    let internal = if uses_internal_ca(&config) && ca_dir.exists() {
+        let read = |file: PathBuf| gateway::trust::read_certificates(&file).map_err(|e| Failure::failed(e.to_string()));
+        Some([read(ca_dir.root_path())?, read(ca_dir.intermediate_path())?].concat())
     } else {
         None
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    let (sites, upstreams) = (config.sites.len(), config.upstreams.len());
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let metrics = gateway::metrics::Metrics::new();
-    gateway::sites::Runtime::build(config, base, provider, internal.as_ref(), &metrics)
+    gateway::check(&config, base, internal.as_deref())
         .await
         .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-    println!("{}: ok ({sites} sites, {upstreams} upstreams)", path.display());
+    if uses_internal_ca(&config) && internal.is_none() {
+        eprintln!(
+            "note: no CA in {} yet: `serve` needs one there for internal_ca (run `gatehouse ca init`)",
+            data_dir.display()
+        );
+    }
+    let (sites, upstreams) = (config.sites.len(), config.upstreams.len());
+    println!(
+        "{}: ok ({}, {})",
+        path.display(),
+        crate::count(sites, "site", "sites"),
+        crate::count(upstreams, "upstream", "upstreams")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Options of `gatehouse quickstart`.
 pub struct Quickstart {
-    pub listen: String,
+    pub listen: SocketAddr,
     pub upstream: Option<String>,
     pub hostname: String,
 }
 
 /// `gatehouse quickstart`: CA, server certificate, a first client bundle, and the gateway with mTLS required.
 pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode, Failure> {
+    let mut hosts = vec![options.hostname.clone()];
+    if options.hostname == "localhost" {
+        hosts.push("127.0.0.1".into());
+    }
+    for h in &hosts {
+        SubjectAltName::parse(h).map_err(|e| Failure::usage(format!("--hostname: {e}")))?;
+    }
+    let upstream = match options.upstream {
+        Some(url) => url,
+        None => {
+            let addr = gateway::echo::spawn_echo()
+                .await
+                .map_err(|e| Failure::failed(format!("cannot start the echo upstream: {e}")))?;
+            format!("http://{addr}")
+        }
+    };
+    // Values go into the TOML as TOML strings, quoted and escaped.
+    let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
+    let hosts_toml = hosts.iter().map(|h| quoted(h)).collect::<Vec<_>>().join(", ");
+    let toml = format!(
+        "[listen]\nhttps = {listen}\n\n[[site]]\nhosts = [{hosts_toml}]\ncertificate = {{ internal_ca = true }}\nmtls = \"require\"\ntrust = {{ internal_ca = true }}\nupstream = \"app\"\n\n[[upstream]]\nname = \"app\"\nservers = [{servers}]\n",
+        listen = quoted(&options.listen.to_string()),
+        servers = quoted(&upstream),
+    );
+    // --listen and --hostname are checked above: what the configuration refuses is the upstream.
+    let config = Config::parse(Path::new("quickstart"), &toml).map_err(|e| upstream_refused(&upstream, &e))?;
     let data_dir = global.data_dir.clone();
     let dir = CaDir::new(&data_dir);
     let passphrase = crate::ca::passphrase(global)?;
@@ -159,47 +205,68 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
     let internal: Arc<dyn Store> = Arc::new(store);
     let internal = Arc::new(InternalCa::open(&data_dir, internal, passphrase).await?);
 
-    let upstream = match options.upstream {
-        Some(url) => url,
-        None => {
-            let addr = gateway::echo::spawn_echo()
-                .await
-                .map_err(|e| Failure::failed(format!("cannot start the echo upstream: {e}")))?;
-            format!("http://{addr}")
-        }
-    };
-    let mut hosts = vec![options.hostname.clone()];
-    if options.hostname == "localhost" {
-        hosts.push("127.0.0.1".into());
-    }
-    let hosts_toml = hosts.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ");
-    for h in &hosts {
-        SubjectAltName::parse(h).map_err(|e| Failure::usage(e.to_string()))?;
-    }
-    let toml = format!(
-        "[listen]\nhttps = \"{listen}\"\n\n[[site]]\nhosts = [{hosts_toml}]\ncertificate = {{ internal_ca = true }}\nmtls = \"require\"\ntrust = {{ internal_ca = true }}\nupstream = \"app\"\n\n[[upstream]]\nname = \"app\"\nservers = [\"{upstream}\"]\n",
-        listen = options.listen
-    );
-    let config = Config::parse(Path::new("quickstart"), &toml).map_err(|e| Failure::usage(e.to_string()))?;
     let gateway = Gateway::new(config, None, Some(internal)).await?;
     let listeners = gateway.bind().await?;
-    let root = dir.root_path();
+    let hints = Hints { global, root: dir.root_path(), paths, password_path };
     let hostname = options.hostname.clone();
-    let (crt, key, p12) = (paths.crt.clone(), paths.key.clone(), paths.p12.clone());
     gateway
         .run(listeners, move |bound| {
             let url = format!("https://{hostname}:{}/", bound.https.port());
-            println!("gatehouse is serving {url} with client certificates required, in front of {upstream}");
-            println!();
-            println!("gets through (presents the first user's certificate):");
-            println!("  curl --cacert {} --cert {} --key {} {url}", root.display(), crt.display(), key.display());
-            println!("is refused (no client certificate):");
-            println!("  curl --cacert {} {url}", root.display());
-            println!();
-            println!("browser bundle: {} (password in {})", p12.display(), password_path.display());
-            println!("more users: gatehouse ca issue --profile client --cn NAME --p12");
-            println!("revoke one: gatehouse ca revoke SERIAL   (refused here within two seconds)");
+            // The gateway serves on whether or not anyone reads this.
+            let _ = std::io::stdout().write_all(hints.text(&url, &upstream).as_bytes());
         })
         .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--upstream URL` refused by the configuration: the sentence about its URL, with the flag.
+fn upstream_refused(url: &str, error: &gateway::ConfigError) -> Failure {
+    let about_url = format!("servers[0] {url:?} ");
+    let reasons: Vec<&str> =
+        error.messages.iter().map(|m| m.split_once(about_url.as_str()).map_or(m.as_str(), |(_, why)| why)).collect();
+    Failure::usage(format!("--upstream {url} {}", reasons.join("; ")))
+}
+
+/// What quickstart prints once it serves: the commands that get through and are refused,
+/// and the CA commands for more users, for this data dir.
+struct Hints<'a> {
+    global: &'a Global,
+    root: PathBuf,
+    paths: BundlePaths,
+    password_path: PathBuf,
+}
+
+impl Hints<'_> {
+    fn text(&self, url: &str, upstream: &str) -> String {
+        let q = |p: &Path| shell_word(&p.display().to_string());
+        let (root, crt, key) = (q(&self.root), q(&self.paths.crt), q(&self.paths.key));
+        // The CA commands act on this CA only with the options it was started with.
+        let mut ca = String::from("gatehouse");
+        if self.global.data_dir != Path::new(crate::cli::DEFAULT_DATA_DIR) {
+            ca += &format!(" --data-dir {}", q(&self.global.data_dir));
+        }
+        if let Some(file) = &self.global.ca_passphrase_file {
+            ca += &format!(" --ca-passphrase-file {}", q(file));
+        }
+        format!(
+            "gatehouse is serving {url} with client certificates required, in front of {upstream}\n\n\
+             gets through (presents the first user's certificate):\n  \
+             curl --cacert {root} --cert {crt} --key {key} {url}\n\
+             is refused (no client certificate):\n  curl --cacert {root} {url}\n\n\
+             browser bundle: {} (password in {})\n\
+             more users: {ca} ca issue --profile client --cn NAME --p12\n\
+             revoke one: {ca} ca revoke SERIAL   (refused here within two seconds)\n",
+            q(&self.paths.p12),
+            q(&self.password_path),
+        )
+    }
+}
+
+/// `text` as one word for a POSIX shell: as it is when it is plain, else in single quotes.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@,+".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text.to_owned();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
 }

@@ -94,11 +94,11 @@ fn batch_issues_client_bundles_with_emails() {
 }
 
 #[test]
-fn batch_with_cn_only_csv_and_no_header() {
+fn batch_with_cn_only_header_and_days() {
     let d = init_ca(&[]);
     let out = mkdir(d.join("out"));
     let csv = d.join("names.csv");
-    write(&csv, "dora\nemil\n");
+    write(&csv, "cn\ndora\nemil\n");
     let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &["--days", "7"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(summary(&err), (2, 0, 0));
@@ -107,13 +107,51 @@ fn batch_with_cn_only_csv_and_no_header() {
         assert_verifies(&d, "sslclient", &crt);
         assert!(valid_after(&crt, 6 * 86400) && !valid_after(&crt, 8 * 86400), "--days 7 not honoured");
     }
-    // header "cn" alone
-    let csv2 = d.join("names2.csv");
-    write(&csv2, "cn\nfritz\n");
-    let Out { code, stderr: err, .. } = batch(&d, &csv2, &out, &[]);
+    assert!(!exists(out.join("cn.crt")), "the header was issued as a user");
+}
+
+/// A file whose first line is not a header of known columns is refused whole: no
+/// user is named after a header, nor after a whole semicolon-separated line.
+#[test]
+fn a_csv_without_a_known_header_issues_nothing() {
+    let d = init_ca(&[]);
+    let out = mkdir(d.join("out"));
+    for (file, body) in [
+        ("plain.csv", "dora\nemil\n"),
+        ("name.csv", "name\ndora\n"),
+        ("name-mail.csv", "name,mail\ndora,dora@example.test\n"),
+        ("excel.csv", "Name;E-Mail\ndora;dora@example.test\n"),
+    ] {
+        let csv = d.join(file);
+        write(&csv, body);
+        // $ gatehouse ca batch name.csv --out out
+        let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &[]);
+        assert_eq!(code, 1, "{file}: {err}");
+        assert!(err.contains("line 1: the first line must be a header"), "{file}: {err}");
+        assert!(err.contains("cn, email, password"), "{file}: the allowed columns are not named: {err}");
+        assert!(err.contains("nothing was issued"), "{file}: {err}");
+        assert!(list_json(&d, &[]).is_empty(), "{file}: something was issued");
+        assert!(ls(&out).is_empty(), "{file}: files were written: {:?}", ls(&out));
+    }
+    let csv = d.join("nocn.csv");
+    write(&csv, "email\ndora@example.test\n");
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("has no cn column; allowed columns: cn, email, password"), "{err}");
+}
+
+/// Excel writes semicolons in many locales: the header says which delimiter the file uses.
+#[test]
+fn a_semicolon_separated_csv_is_read_by_its_header() {
+    let d = init_ca(&[]);
+    let out = mkdir(d.join("out"));
+    let csv = d.join("excel.csv");
+    write(&csv, "CN;Email\r\ndora;dora@example.test\r\nemil;\r\n");
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &[]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(summary(&err), (1, 0, 0));
-    assert!(exists(out.join("fritz.crt")) && !exists(out.join("cn.crt")));
+    assert_eq!(summary(&err), (2, 0, 0));
+    assert!(x509_ext(&out.join("dora.crt"), "subjectAltName").contains("email:dora@example.test"));
+    assert!(subject_of(&out.join("dora.crt")).contains("dora"), "{}", subject_of(&out.join("dora.crt")));
 }
 
 #[test]
@@ -162,11 +200,14 @@ fn batch_p12_legacy() {
     assert!(info.contains("MAC: sha1") && info.contains("pbeWithSHA1And3-KeyTripleDES-CBC"), "{info}");
 }
 
+/// Every bad row is reported with its line, and nothing is issued until the file is right:
+/// a duplicate found halfway must not leave half the users issued.
 #[test]
-fn bad_rows_are_reported_with_line_numbers_and_the_rest_issued() {
+fn bad_rows_are_all_reported_and_nothing_issued() {
     let d = init_ca(&[]);
     let out = mkdir(d.join("out"));
     let csv = d.join("mixed.csv");
+    let good = "cn,email,password\ngood1,good1@example.test,\ngood2,,\n";
     write(
         &csv,
         "cn,email,password\n\
@@ -180,25 +221,56 @@ fn bad_rows_are_reported_with_line_numbers_and_the_rest_issued() {
     );
     // $ gatehouse ca batch mixed.csv --out out ; echo $?
     let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &[]);
-    assert_eq!(code, 1, "any failed row -> exit 1; stderr: {err}");
+    assert_eq!(code, 1, "a bad row -> exit 1; stderr: {err}");
     for n in [3, 4, 5, 6, 8] {
         assert!(err.contains(&format!("line {n}:")), "line {n} not reported:\n{err}");
     }
     for n in [1, 2, 7] {
         assert!(!err.contains(&format!("line {n}:")), "good line {n} reported as bad:\n{err}");
     }
-    assert_eq!(summary(&err), (2, 0, 5), "{err}");
+    assert!(err.contains("line 8: the cn 'good1' repeats line 2"), "{err}");
+    assert!(err.contains("5 problems") && err.contains("nothing was issued"), "{err}");
+    assert!(list_json(&d, &[]).is_empty(), "rows were issued from a file with errors");
+    assert!(ls(&out).is_empty(), "files were written: {:?}", ls(&out));
+    assert!(!exists(d.join("name.crt")));
 
-    assert!(exists(out.join("good1.crt")) && exists(out.join("good2.crt")));
+    // fixed, it goes through
+    write(&csv, good);
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(summary(&err), (2, 0, 0), "{err}");
     assert_verifies(&d, "sslclient", &out.join("good1.crt"));
-    assert_verifies(&d, "sslclient", &out.join("good2.crt"));
-    // nothing for the bad rows, nothing outside the out dir
-    let files = ls(&out);
-    assert!(files.iter().all(|f| f.starts_with("good1.") || f.starts_with("good2.")), "unexpected files: {files:?}");
-    assert!(!exists(out.join("evil")) && !exists(d.join("name.crt")) && !exists(out.join("dave.crt")));
-    assert_eq!(list_json(&d, &[]).len(), 2, "only the good rows are recorded");
-    // the first good1 (with its e-mail) is the one issued
     assert!(x509_ext(&out.join("good1.crt"), "subjectAltName").contains("email:good1@example.test"));
+}
+
+/// `--p12-password-file`: one password for every bundle, none written to passwords.csv.
+#[test]
+fn one_password_for_every_bundle_from_a_file() {
+    let d = init_ca(&[]);
+    let out = mkdir(d.join("out"));
+    let csv = d.join("u.csv");
+    write(&csv, "cn\nann\nben\n");
+    let pw = d.join("pw.txt");
+    write(&pw, "one-for-all\n");
+    // $ gatehouse ca batch u.csv --out out --p12 --p12-password-file pw.txt
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &["--p12", "--p12-password-file", s(&pw)]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(summary(&err), (2, 0, 0));
+    for cn in ["ann", "ben"] {
+        pkcs12_opens(&out.join(format!("{cn}.p12")), "one-for-all", false);
+    }
+    assert!(!exists(out.join("passwords.csv")), "passwords.csv written although the password was given");
+
+    // a row's own password and the file's would compete: refused before anything is issued
+    let csv2 = d.join("u2.csv");
+    write(&csv2, "cn,password\ncid,own\n");
+    let Out { code, stderr: err, .. } = batch(&d, &csv2, &out, &["--p12", "--p12-password-file", s(&pw)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("line 2:") && err.contains("--p12-password-file"), "{err}");
+    assert!(!exists(out.join("cid.crt")));
+    // the password file needs --p12
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &["--p12-password-file", s(&pw)]);
+    assert_eq!(code, 2, "{err}");
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Crash safety: `kill -9` a large `ca batch` at several moments, then check the
-//! database and the files on disk agree, and that a re-run completes every row.
+//! database and the files on disk agree (a certificate counted as valid is the
+//! one on disk, one per name; passwords.csv has one line per bundle, which opens
+//! it), and that a re-run completes exactly the rows without a delivered bundle.
 //!
 //! Serials of the certificates on disk are read with OpenSSL.  Spawning
 //! `openssl x509 -serial -noout` costs ~25 ms per file here, so the bulk of the files
@@ -92,6 +94,19 @@ fn check_consistent(d: &Path, out: &Path, cache: &mut HashMap<String, (String, S
         let ser = &cache[f].1;
         assert!(listed.contains(ser), "{round}: {f} (serial {ser}) is on disk but not in `ca list --json`");
         assert!(on_disk.insert(ser.clone()), "{round}: serial {ser} used by two files");
+    }
+    // A certificate counted as valid is the one its owner has on disk, and a name has at
+    // most one: none is left valid whose key was never delivered.
+    let mut valid_of: HashMap<String, String> = HashMap::new();
+    for e in list.iter().filter(|e| e["status"] == "valid") {
+        let cn = e["common_name"].as_str().unwrap().to_owned();
+        let ser = norm_serial(e["serial"].as_str().unwrap());
+        if let Some(other) = valid_of.insert(cn.clone(), ser.clone()) {
+            panic!("{round}: {cn} has two valid certificates, {other} and {ser}");
+        }
+        let crt = format!("{cn}.crt");
+        let disk = cache.get(&crt).map(|(_, s)| s.as_str());
+        assert_eq!(disk, Some(ser.as_str()), "{round}: {cn}'s valid certificate {ser} is not the one on disk");
     }
     crts.len()
 }
@@ -191,6 +206,16 @@ fn rerun_completes(
 
     let n = check_consistent(d, out, cache, "after re-run");
     assert_eq!(n, rows, "not every row has a certificate");
+    // $ gatehouse ca list --status valid --json: exactly one per row, nothing left undelivered
+    assert_eq!(list_json(d, &["--status", "valid"]).len(), rows, "valid certificates != rows");
+    let undelivered = list_json(d, &["--status", "undelivered"]);
+    assert!(undelivered.is_empty(), "undelivered certificates left after the re-run: {}", undelivered.len());
+    // every certificate the kills interrupted is revoked as superseded, none otherwise
+    let revoked = list_json(d, &["--status", "revoked"]);
+    for e in &revoked {
+        assert_eq!(e["revocation_reason"], "superseded", "{e}");
+    }
+    eprintln!("re-run: {} certificates interrupted before delivery were revoked as superseded", revoked.len());
     for i in 0..rows {
         for ext in ["crt", "key", "fullchain.pem"] {
             let f = out.join(format!("user{i:04}.{ext}"));
@@ -242,11 +267,11 @@ fn kill_9_during_p12_batch_keeps_passwords() {
         assert!(exists(&pwfile), "{label}: .p12 files on disk but no passwords.csv");
         assert_eq!(mode(&pwfile), 0o600, "{label}: passwords.csv mode");
         let text = read(&pwfile);
-        let pws: HashMap<&str, &str> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty() && l.trim() != "cn,password")
-            .filter_map(|l| l.split_once(','))
-            .collect();
+        let mut pws: HashMap<&str, &str> = HashMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty() && l.trim() != "cn,password") {
+            let (cn, pw) = line.split_once(',').unwrap_or_else(|| panic!("{label}: bad passwords.csv line {line:?}"));
+            assert!(pws.insert(cn, pw).is_none(), "{label}: {cn} has two lines in passwords.csv");
+        }
         for f in &p12s {
             let cn = f.trim_end_matches(".p12");
             assert!(pws.contains_key(cn), "{label}: {f} on disk but its password is not in passwords.csv");

@@ -442,3 +442,47 @@ fn uri_san_that_would_forge_an_xfcc_element_is_refused_before_signing() {
     gh_ok(&d, &["ca", "issue", "--profile", "client", "--cn", "x", "--san", hostile, "--out", s(&out)]);
     assert!(x509_ext(&out.join("x.crt"), "subjectAltName").contains(hostile));
 }
+
+/// Files and record never disagree: an output directory that cannot be written is found
+/// before anything is signed, and a bundle that fails half-way leaves its certificate
+/// recorded as never delivered and revoked as superseded, not valid.
+#[test]
+fn a_bundle_that_cannot_be_delivered_leaves_no_valid_certificate() {
+    let d = init_ca(&[]);
+    let file = d.join("not-a-dir");
+    write(&file, "x");
+    // $ gatehouse ca issue --profile client --cn alice --out not-a-dir/out
+    let Out { code, stderr: err, .. } =
+        gh(&d, &["ca", "issue", "--profile", "client", "--cn", "alice", "--out", s(&file.join("out"))]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot write to") && err.contains("--out"), "{err}");
+    assert!(list_json(&d, &[]).is_empty(), "a certificate was recorded for an unwritable --out");
+
+    // A name too long for a file name is refused before signing, without echoing it whole.
+    let long = "a".repeat(300);
+    let out = mkdir(d.join("out"));
+    let Out { code, stderr: err, .. } =
+        gh(&d, &["ca", "issue", "--profile", "client", "--cn", &long, "--out", s(&out)]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.len() < 600, "the error echoes the input: {} bytes", err.len());
+    assert!(list_json(&d, &[]).is_empty(), "a certificate was recorded for an unusable name");
+
+    // NAME.crt is a directory: the key and chain are written, the certificate cannot be.
+    std::fs::create_dir(out.join("bob.crt")).unwrap();
+    let Out { code, stderr: err, .. } =
+        gh(&d, &["ca", "issue", "--profile", "client", "--cn", "bob", "--out", s(&out), "--force"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("was not delivered") && err.contains("superseded"), "{err}");
+    let list = list_json(&d, &[]);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["status"], "revoked", "{}", list[0]);
+    assert_eq!(list[0]["revocation_reason"], "superseded", "{}", list[0]);
+    assert!(list_json(&d, &["--status", "valid"]).is_empty());
+
+    // once the path is free, the same command delivers a valid one
+    std::fs::remove_dir(out.join("bob.crt")).unwrap();
+    gh_ok(&d, &["ca", "issue", "--profile", "client", "--cn", "bob", "--out", s(&out), "--force"]);
+    let valid = list_json(&d, &["--status", "valid"]);
+    assert_eq!(valid.len(), 1, "{valid:?}");
+    assert_eq!(norm_serial(valid[0]["serial"].as_str().unwrap()), norm_serial(&serial_of(&out.join("bob.crt"))));
+}

@@ -284,3 +284,44 @@ fn unknown_reason_is_a_usage_error() {
     assert_eq!(code, 2, "unknown reason: {err}");
     assert_eq!(find_serial(&list_json(&d, &[]), &serial_of(&a)).unwrap()["status"], "valid");
 }
+
+/// certificateHold is the one revocation RFC 5280 lets a CA undo: `ca unrevoke` releases
+/// it, the certificate verifies again and leaves the next CRL; every other reason is final.
+#[test]
+fn a_hold_is_released_and_leaves_the_next_crl() {
+    let (d, a, b) = setup();
+    let (sa, sb) = (serial_of(&a), serial_of(&b));
+    // $ gatehouse ca revoke SERIAL --reason certificateHold ; gatehouse ca crl --out crl.pem
+    gh_ok(&d, &["ca", "revoke", &sa, "--reason", "certificateHold"]);
+    let crl = d.join("crl.pem");
+    gh_ok(&d, &["ca", "crl", "--out", s(&crl)]);
+    assert!(crl_text(&crl, false).contains("Certificate Hold"), "{}", crl_text(&crl, false));
+    let (code, out) = verify_crl(&d, &crl, &a);
+    assert_ne!(code, 0, "a held certificate verified: {out}");
+
+    // $ gatehouse ca unrevoke SERIAL ; gatehouse ca crl --out crl2.pem
+    let said = gh_ok(&d, &["ca", "unrevoke", &sa]);
+    assert!(said.starts_with("released ") && said.contains("off the next CRL"), "{said}");
+    let crl2 = d.join("crl2.pem");
+    gh_ok(&d, &["ca", "crl", "--out", s(&crl2)]);
+    let text = crl_text(&crl2, false);
+    assert!(!text.contains(&norm_serial(&sa)) && !text.contains("Certificate Hold"), "still listed:\n{text}");
+    let (code, out) = verify_crl(&d, &crl2, &a);
+    assert_eq!(code, 0, "released certificate does not verify against the new CRL: {out}");
+    let entry = find_serial(&list_json(&d, &[]), &sa).cloned().expect("listed");
+    assert_eq!(entry["status"], "valid", "{entry}");
+
+    // releasing what is not on hold says why, and changes nothing
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "unrevoke", &sa]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is not revoked") && err.contains("certificateHold"), "{err}");
+    gh_ok(&d, &["ca", "revoke", &sb, "--reason", "keyCompromise"]);
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "unrevoke", &sb]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("revoked (keyCompromise)") && err.contains("final"), "{err}");
+    let entry = find_serial(&list_json(&d, &[]), &sb).cloned().expect("listed");
+    assert_eq!(entry["status"], "revoked", "{entry}");
+    let Out { code, stderr: err, .. } = gh(&d, &["ca", "unrevoke", "ABCDEF"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no certificate with serial"), "{err}");
+}

@@ -97,10 +97,21 @@ fn revoked_while_running_is_refused_without_a_restart() {
         .wait_refusal("handshake_refused", "revoked", REFUSAL_LIMIT)
         .unwrap_or_else(|| panic!("no handshake_refused/revoked line\n{}", gw.proc.dump()));
     assert_eq!(line["sni"], "localhost", "{line}");
+    // The line names the certificate it refused.
+    assert_eq!(line["client_serial"].as_str().map(norm_serial), Some(norm_serial(&alice.serial)), "{line}");
+    assert!(line["client_subject"].as_str().is_some_and(|s| s.contains("alice")), "{line}");
 
     // Another client of the same CA is unaffected.
     let bob = env.client("bob");
     assert!(gw.curl_cert("localhost", "/", &bob, &[]).ok());
+
+    // A hold is released with `ca unrevoke`, and the gateway lets bob in again.
+    env.gh_ok(&["ca", "revoke", &bob.serial, "--reason", "certificateHold"]);
+    let held = poll_until(REFUSAL_LIMIT, || !gw.curl_cert("localhost", "/", &bob, &[]).ok());
+    assert!(held.is_some(), "bob on hold still gets through\n{}", gw.proc.dump());
+    env.gh_ok(&["ca", "unrevoke", &bob.serial]);
+    let released = poll_until(REFUSAL_LIMIT, || gw.curl_cert("localhost", "/", &bob, &[]).ok());
+    assert!(released.is_some(), "bob still refused {REFUSAL_LIMIT:?} after `ca unrevoke`\n{}", gw.proc.dump());
 }
 
 #[test]

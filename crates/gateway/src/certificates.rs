@@ -20,13 +20,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{Error as TlsError, InconsistentKeys};
 use x509_parser::certificate::X509Certificate;
-use x509_parser::extensions::GeneralName;
 
 use crate::internal_ca::{InternalCa, InternalCaError};
 use crate::sites::{FileStamps, host_matches};
@@ -59,8 +57,8 @@ pub enum CertificateError {
     UnreadableKey {
         /// The key file.
         path: PathBuf,
-        /// What the PEM reader said.
-        source: rustls::pki_types::pem::Error,
+        /// Why it cannot be read or is not PEM.
+        source: pki::PemFileError,
     },
     /// A private key of a kind the TLS stack cannot sign with.
     #[error("the private key is unusable: {0}")]
@@ -68,9 +66,15 @@ pub enum CertificateError {
     /// The private key is not the one the certificate was issued for.
     #[error("the private key does not belong to the certificate; replace the two together")]
     KeyMismatch,
-    /// The leaf certificate cannot be parsed.
-    #[error("the certificate cannot be parsed: {0}")]
-    Malformed(String),
+    /// The chain cannot be used as it is (rustls's reason).
+    #[error("the certificate chain is unusable: {0}")]
+    Malformed(TlsError),
+    /// The leaf certificate is not X.509.
+    #[error(
+        "the leaf certificate is not a valid X.509 certificate; give the chain as PEM, leaf first, as `openssl x509` \
+         writes it"
+    )]
+    Unparsable(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
     /// `internal_ca = true` without a CA to issue from.
     #[error("a site has certificate.internal_ca = true but there is no CA in the data dir")]
     NoInternalCa,
@@ -103,7 +107,7 @@ pub fn certified_key(
     match certified.keys_match() {
         Ok(()) | Err(TlsError::InconsistentKeys(InconsistentKeys::Unknown)) => Ok(certified),
         Err(TlsError::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(CertificateError::KeyMismatch),
-        Err(e) => Err(CertificateError::Malformed(e.to_string())),
+        Err(e) => Err(CertificateError::Malformed(e)),
     }
 }
 
@@ -186,7 +190,7 @@ impl Origin {
         let (chain, key) = match self {
             Origin::Files { cert, key } => {
                 let chain = read_certificates(cert).map_err(CertificateError::UnreadableChain)?;
-                let key = PrivateKeyDer::from_pem_file(key)
+                let key = pki::read_first_pem_file(key)
                     .map_err(|source| CertificateError::UnreadableKey { path: key.clone(), source })?;
                 (chain, key)
             }
@@ -346,9 +350,8 @@ struct Leaf {
 
 impl Leaf {
     fn of(key: &CertifiedKey) -> Result<Leaf, CertificateError> {
-        let der = key.end_entity_cert().map_err(|e| CertificateError::Malformed(e.to_string()))?;
-        let (_, cert) =
-            x509_parser::parse_x509_certificate(der).map_err(|e| CertificateError::Malformed(e.to_string()))?;
+        let der = key.end_entity_cert().map_err(CertificateError::Malformed)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(CertificateError::Unparsable)?;
         let validity = cert.validity();
         Ok(Leaf {
             names: subject_alt_names(&cert),
@@ -381,22 +384,14 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// The DNS names (lowercase) and IP addresses of a certificate's subjectAltName.
+/// The DNS names (lowercase) and IP addresses of a certificate's subjectAltName, as text.
 pub(crate) fn subject_alt_names(cert: &X509Certificate<'_>) -> Vec<String> {
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
+    pki::subject_alt_names(cert)
+        .into_iter()
         .filter_map(|name| match name {
-            GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
-            GeneralName::IPAddress(bytes) => match bytes.len() {
-                4 => <[u8; 4]>::try_from(*bytes).ok().map(|b| IpAddr::from(b).to_string()),
-                16 => <[u8; 16]>::try_from(*bytes).ok().map(|b| IpAddr::from(b).to_string()),
-                _ => None,
-            },
-            _ => None,
+            pki::SubjectAltName::Dns(dns) => Some(dns),
+            pki::SubjectAltName::Ip(ip) => Some(ip.to_string()),
+            pki::SubjectAltName::Email(_) | pki::SubjectAltName::Uri(_) => None,
         })
         .collect()
 }
@@ -498,7 +493,7 @@ mod tests {
     }
 
     fn leaf_der(chain_pem: &str) -> CertificateDer<'static> {
-        CertificateDer::pem_slice_iter(chain_pem.as_bytes()).next().expect("a certificate").expect("PEM")
+        pki::read_first_pem(chain_pem.as_bytes()).expect("a PEM certificate")
     }
 
     fn to_server(client: &mut ClientConnection, server: &mut ServerConnection) {
@@ -611,8 +606,8 @@ mod tests {
         ca.install(&both, &both_key);
         let site = ca.load(&["a.test", "b.test"]).await.expect("loaded");
         let (narrow, narrow_key) = ca.issue(&["a.test"]);
-        let key = PrivateKeyDer::from_pem_slice(narrow_key.as_bytes()).expect("key");
-        let narrow_chain = CertificateDer::pem_slice_iter(narrow.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+        let key = pki::read_first_pem(narrow_key.as_bytes()).expect("key");
+        let narrow_chain = pki::read_pem(narrow.as_bytes()).unwrap();
         let refused = site.replace(certified_key(narrow_chain, key, &ca.provider).expect("a pair"));
         assert!(matches!(&refused, Err(CertificateError::NamesLost(lost)) if lost == &["b.test"]), "{refused:?}");
         assert_eq!(site.current().cert[0], leaf_der(&both));

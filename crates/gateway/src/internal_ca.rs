@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use store::Store;
 
@@ -29,12 +28,14 @@ pub enum InternalCaError {
     Unreadable {
         /// The file.
         path: PathBuf,
-        /// What the PEM reader said.
-        source: rustls::pki_types::pem::Error,
+        /// Why it cannot be read or is not PEM.
+        source: pki::PemFileError,
     },
     /// The intermediate certificate is not X.509.
-    #[error("intermediate certificate: {0}")]
-    MalformedIntermediate(x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error(
+        "the CA's intermediate certificate is not a valid X.509 certificate; restore ca/intermediate.crt from a backup"
+    )]
+    MalformedIntermediate(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
     /// The intermediate has no subjectKeyIdentifier, which revocations are looked up by.
     #[error("the intermediate certificate has no subject key identifier")]
     NoKeyIdentifier,
@@ -72,7 +73,7 @@ impl InternalCa {
             return Err(InternalCaError::NotInitialized(data_dir.to_owned()));
         }
         let read = |path: PathBuf| {
-            CertificateDer::from_pem_file(&path).map_err(|source| InternalCaError::Unreadable { path, source })
+            pki::read_first_pem_file(&path).map_err(|source| InternalCaError::Unreadable { path, source })
         };
         let root = read(dir.root_path())?;
         let intermediate = read(dir.intermediate_path())?;
@@ -175,15 +176,8 @@ impl InternalCa {
 }
 
 fn key_id_of(cert: &CertificateDer<'_>) -> Result<String, InternalCaError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert).map_err(InternalCaError::MalformedIntermediate)?;
-    parsed
-        .extensions()
-        .iter()
-        .find_map(|ext| match ext.parsed_extension() {
-            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(ki) => Some(hex::encode_upper(ki.0)),
-            _ => None,
-        })
-        .ok_or(InternalCaError::NoKeyIdentifier)
+    let key_id = pki::subject_key_id_of_der(cert).map_err(InternalCaError::MalformedIntermediate)?;
+    key_id.map(hex::encode_upper).ok_or(InternalCaError::NoKeyIdentifier)
 }
 
 /// The stored chain and key if they cover `hosts` and have over a third of their lifetime left.
@@ -192,9 +186,8 @@ fn reusable(
     key: &Path,
     hosts: &[String],
 ) -> Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(crt).ok()?.collect::<Result<_, _>>().ok()?;
-    let key = PrivateKeyDer::from_pem_file(key).ok()?;
+    let chain: Vec<CertificateDer<'static>> = pki::read_pem_file(crt).ok()?;
+    let key: PrivateKeyDer<'static> = pki::read_first_pem_file(key).ok()?;
     let (_, leaf) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
     let validity = leaf.validity();
     let (start, end) = (validity.not_before.timestamp(), validity.not_after.timestamp());

@@ -83,7 +83,7 @@ impl Gateway {
         config_path: Option<PathBuf>,
         internal: Option<Arc<InternalCa>>,
     ) -> Result<Arc<Gateway>, Error> {
-        log::start(config.log.queue_lines);
+        log::set_queue_lines(config.log.queue_lines);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let base_dir =
             config_path.as_deref().and_then(Path::parent).map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."));
@@ -246,6 +246,60 @@ impl Gateway {
         let resolved = watched.into_iter().map(|p| if p.is_absolute() { p } else { self.base_dir.join(p) });
         FileStamps::of(std::iter::once(config_path.clone()).chain(resolved))
     }
+}
+
+/// Checks a configuration the way [`Gateway::new`] would build it, reading every file it
+/// names, and builds, issues, fetches and writes nothing (`gatehouse config check`). In the
+/// order the gateway builds them: upstream pools with their TLS files; each site's
+/// certificate files, read with the key matched to the certificate; each trust store put
+/// together from its CA and CRL files. `internal_ca` is the internal CA's root and
+/// intermediate when the data dir has a CA; trust stores with `internal_ca = true` are
+/// checked with them. A site whose certificate the internal CA issues has its host names
+/// checked as the CA would take them; the certificate itself, and the CRLs of CRL URLs,
+/// are left to [`Gateway::new`]: issuing needs the CA's key and database, fetching the network.
+pub async fn check(
+    config: &Config,
+    base_dir: &Path,
+    internal_ca: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+) -> Result<(), Error> {
+    use crate::certificates::{CertificateError, CertificateSource, SiteCertificate};
+    use crate::trust::{TrustStore, read_certificates, read_crl};
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base_dir.join(p) };
+    for upstream in &config.upstreams {
+        upstream::Pool::new(upstream, base_dir)?;
+    }
+    for (index, site) in config.sites.iter().enumerate() {
+        let source = site.certificate.source().map_err(|problem| Error::CertificateTable { site: index, problem })?;
+        let hosts: Vec<String> = site.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
+        let certificate = match source {
+            CertificateSource::Files { .. } => {
+                SiteCertificate::load(source, &hosts, base_dir, &provider, None).await.map(drop)
+            }
+            // What the internal CA would be asked for: a SAN per host.
+            CertificateSource::InternalCa => hosts.iter().try_for_each(|h| match pki::SubjectAltName::parse(h) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(CertificateError::InternalCa(InternalCaError::Pki(e))),
+            }),
+        };
+        certificate.map_err(|source| Error::Certificate { site: index, source })?;
+        let Some(trust) = &site.trust else { continue };
+        let mut cas = match internal_ca {
+            Some(certificates) if trust.internal_ca => certificates.to_vec(),
+            _ => Vec::new(),
+        };
+        for file in &trust.ca_files {
+            cas.extend(read_certificates(&resolve(file))?);
+        }
+        let crls = trust.crl_files.iter().map(|f| read_crl(&resolve(f))).collect::<Result<Vec<_>, _>>()?;
+        // A store that trusts only an internal CA not at hand is put together by `serve`.
+        if !cas.is_empty() || !trust.internal_ca {
+            let cache_secs = config.tls.client_chain_cache_secs;
+            TrustStore::new(provider.clone(), cas, crls, Vec::new(), Vec::new(), None, cache_secs)?;
+        }
+    }
+    Ok(())
 }
 
 async fn wait_for_termination() {

@@ -5,7 +5,7 @@
 //! certificates (serial and subject only).
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{OnceLock, mpsc};
 
 use serde::Serialize;
@@ -72,6 +72,8 @@ pub struct HandshakeEntry {
     pub detail: String,
     /// Client certificate serial, when one was parsed.
     pub client_serial: Option<String>,
+    /// Client certificate subject DN, when one was parsed.
+    pub client_subject: Option<String>,
 }
 
 impl HandshakeEntry {
@@ -92,11 +94,12 @@ impl HandshakeEntry {
             reason,
             detail,
             client_serial,
+            client_subject: None,
         }
     }
 }
 
-/// Lines waiting for the writer at most, unless [`start`] said otherwise;
+/// Lines waiting for the writer at most, unless [`set_queue_lines`] said otherwise;
 /// past that, lines are dropped and counted.
 pub const DEFAULT_QUEUE_LINES: usize = 16_384;
 
@@ -111,20 +114,20 @@ enum Message {
 
 static QUEUE: OnceLock<mpsc::SyncSender<Message>> = OnceLock::new();
 
-/// Starts the writer with room for `lines` waiting lines (`[log] queue_lines`);
-/// without it, the first line starts one with [`DEFAULT_QUEUE_LINES`]. Once started, the size stays.
-pub fn start(lines: usize) {
-    start_writer(lines);
+/// Room for waiting lines the writer starts with (`[log] queue_lines`).
+static QUEUE_LINES: AtomicUsize = AtomicUsize::new(DEFAULT_QUEUE_LINES);
+
+/// Sets the room for `lines` waiting lines (`[log] queue_lines`). The writer
+/// thread starts with the first line, so a gateway that logs nothing runs no
+/// thread for it; once started, its size stays.
+pub fn set_queue_lines(lines: usize) {
+    QUEUE_LINES.store(lines.max(1), Ordering::Relaxed);
 }
 
-/// The queue to the writer thread.
+/// The queue to the writer thread, which the first call starts.
 fn queue() -> &'static mpsc::SyncSender<Message> {
-    start_writer(DEFAULT_QUEUE_LINES)
-}
-
-fn start_writer(lines: usize) -> &'static mpsc::SyncSender<Message> {
     QUEUE.get_or_init(|| {
-        let (sender, receiver) = mpsc::sync_channel(lines.max(1));
+        let (sender, receiver) = mpsc::sync_channel(QUEUE_LINES.load(Ordering::Relaxed));
         let spawned = std::thread::Builder::new().name("gatehouse-log".into()).spawn(move || write_lines(receiver));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the log writer; log lines will be dropped");
@@ -201,8 +204,12 @@ pub fn dropped_lines() -> u64 {
 
 /// Waits (at most `limit`) until every line queued so far is written: before the process exits.
 pub fn flush(limit: std::time::Duration) {
+    // No writer yet: no line was ever queued.
+    let Some(queue) = QUEUE.get() else {
+        return;
+    };
     let (done, written) = mpsc::sync_channel(1);
-    if queue().send(Message::Flush(done)).is_ok() {
+    if queue.send(Message::Flush(done)).is_ok() {
         let _ = written.recv_timeout(limit);
     }
 }

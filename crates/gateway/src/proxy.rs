@@ -399,6 +399,7 @@ pub fn upstream_request(
     conn.identity.apply(headers);
     headers.insert(X_FORWARDED_FOR.clone(), conn.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+    let host_as_checked_kept = host_as_checked.is_some();
     let authority_value = host_as_checked.unwrap_or_else(|| {
         HeaderValue::from_str(authority.as_str()).expect("a parsed authority is a valid header value")
     });
@@ -410,7 +411,9 @@ pub fn upstream_request(
     };
     headers.insert(X_FORWARDED_HOST.clone(), host_value);
     headers.insert(X_REQUEST_ID.clone(), id);
-    headers.insert(header::HOST, authority_value);
+    if !host_as_checked_kept {
+        headers.insert(header::HOST, authority_value);
+    }
     *req.version_mut() = http::Version::HTTP_11;
 }
 

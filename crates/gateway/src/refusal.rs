@@ -96,6 +96,9 @@ impl Refusal {
                     if let Some(refusal) = inner.downcast_ref::<Refusal>() {
                         return refusal.clone();
                     }
+                    if let Some(refused) = inner.downcast_ref::<RefusedCertificate>() {
+                        return refused.refusal.clone();
+                    }
                     match inner.downcast_ref::<webpki::Error>() {
                         Some(webpki::Error::UnsupportedCertVersion) => Refusal::Version1,
                         Some(webpki::Error::PathLenConstraintViolated | webpki::Error::MaximumPathDepthExceeded) => {
@@ -114,7 +117,50 @@ impl Refusal {
     pub(crate) fn into_rustls(self) -> rustls::Error {
         rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(self))))
     }
+
+    /// As [`into_rustls`](Self::into_rustls), naming the certificate refused: a
+    /// failed handshake keeps nothing else of it for the log line.
+    pub(crate) fn of_certificate(self, der: &[u8]) -> rustls::Error {
+        let (serial, subject) = match x509_parser::parse_x509_certificate(der) {
+            Ok((_, cert)) => (
+                Some(hex::encode_upper(pki::Serial::from_bytes(cert.raw_serial()).as_bytes())),
+                Some(cert.subject().to_string()),
+            ),
+            Err(_) => (None, None),
+        };
+        let refused = RefusedCertificate { refusal: self, serial, subject };
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(refused))))
+    }
 }
+
+/// A client certificate refused in the handshake, with who presented it.
+#[derive(Debug, Clone)]
+pub struct RefusedCertificate {
+    /// Why.
+    pub refusal: Refusal,
+    /// Its serial, uppercase hex, if it parsed.
+    pub serial: Option<String>,
+    /// Its subject DN, if it parsed.
+    pub subject: Option<String>,
+}
+
+impl RefusedCertificate {
+    /// The refused certificate a rustls error carries, if it carries one.
+    pub fn in_error(error: &rustls::Error) -> Option<&RefusedCertificate> {
+        match error {
+            rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => inner.downcast_ref(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RefusedCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.refusal.fmt(f)
+    }
+}
+
+impl std::error::Error for RefusedCertificate {}
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -169,35 +215,13 @@ pub fn summarize(der: &[u8]) -> Result<(CertSummary, Option<Vec<u8>>), Refusal> 
     if cert.version() != x509_parser::x509::X509Version::V3 {
         return Err(Refusal::Version1);
     }
-    let mut sans = Vec::new();
-    let mut authority_key_id = None;
-    for ext in cert.extensions() {
-        match ext.parsed_extension() {
-            x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) => {
-                for name in &san.general_names {
-                    use x509_parser::extensions::GeneralName;
-                    match name {
-                        GeneralName::DNSName(n) => sans.push(format!("DNS:{n}")),
-                        GeneralName::URI(n) => sans.push(format!("URI:{n}")),
-                        GeneralName::RFC822Name(n) => sans.push(format!("email:{n}")),
-                        GeneralName::IPAddress(b) if b.len() == 4 => sans.push(format!(
-                            "IP:{}",
-                            std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())
-                        )),
-                        GeneralName::IPAddress(b) if b.len() == 16 => sans.push(format!(
-                            "IP:{}",
-                            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())
-                        )),
-                        _ => {}
-                    }
-                }
-            }
-            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                authority_key_id = aki.key_identifier.as_ref().map(|k| k.0.to_vec());
-            }
-            _ => {}
+    let sans = pki::subject_alt_names(&cert).iter().map(ToString::to_string).collect();
+    let authority_key_id = cert.extensions().iter().find_map(|ext| match ext.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => {
+            aki.key_identifier.as_ref().map(|k| k.0.to_vec())
         }
-    }
+        _ => None,
+    });
     let summary = CertSummary {
         serial: hex::encode_upper(pki::Serial::from_bytes(cert.raw_serial()).as_bytes()),
         subject: cert.subject().to_string(),

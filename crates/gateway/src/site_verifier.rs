@@ -92,7 +92,7 @@ impl ClientCertVerifier for SiteVerifier {
             (HandshakePolicy::Require, Some(trust)) => trust
                 .verify(end_entity, intermediates, now)
                 .map(|_| ClientCertVerified::assertion())
-                .map_err(Refusal::into_rustls),
+                .map_err(|refusal| refusal.of_certificate(end_entity)),
             (HandshakePolicy::Require, None) => Err(Refusal::UnknownIssuer.into_rustls()),
             (HandshakePolicy::Ask | HandshakePolicy::Forward, _) => Ok(ClientCertVerified::assertion()),
         }

@@ -82,10 +82,7 @@ impl Site {
 
 /// Whether `pattern`, a name or a `*.` wildcard of one label, covers `host`.
 pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
-    match pattern.strip_prefix("*.") {
-        Some(suffix) => host.split_once('.').is_some_and(|(first, rest)| !first.is_empty() && rest == suffix),
-        None => pattern == host,
-    }
+    pki::wildcard_matches(pattern, host)
 }
 
 /// What files looked like, taken before reading them: when the files look otherwise

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use http::Uri;
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Authority;
 
 use crate::labels::labelled;
@@ -224,7 +224,7 @@ pub fn authority(uri: &Uri, headers: &HeaderMap) -> Result<Authority, TargetErro
     if hosts.next().is_some() {
         return Err(TargetError::DuplicateHost);
     }
-    let from_host = host.map(|v| parse_authority(v.as_bytes())).transpose()?;
+    let from_host = host.map(parse_authority).transpose()?;
     // `:authority` and an absolute-form target were parsed by hyper already.
     let from_target = uri.authority().map(|a| checked_authority(a.clone())).transpose()?;
     match (from_target, from_host) {
@@ -236,8 +236,8 @@ pub fn authority(uri: &Uri, headers: &HeaderMap) -> Result<Authority, TargetErro
 }
 
 /// `host[:port]`, lowercase; no userinfo, path or empty port.
-fn parse_authority(text: &[u8]) -> Result<Authority, TargetError> {
-    checked_authority(Authority::try_from(text).map_err(|_| TargetError::BadHost)?)
+fn parse_authority(value: &HeaderValue) -> Result<Authority, TargetError> {
+    checked_authority(Authority::try_from(value.as_bytes()).map_err(|_| TargetError::BadHost)?)
 }
 
 /// A parsed authority as [`parse_authority`] accepts it: `host[:port]`, lowercase.

@@ -53,15 +53,6 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The subject key identifier of a certificate, if it has one.
-fn subject_key_id(der: &CertificateDer<'_>) -> Option<Vec<u8>> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    cert.extensions().iter().find_map(|ext| match ext.parsed_extension() {
-        x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(ki) => Some(ki.0.to_vec()),
-        _ => None,
-    })
-}
-
 /// Revoked serials of the internal CA's issuing key, replaced as a whole when the database changes.
 #[derive(Debug, Default)]
 pub struct InternalRevocations {
@@ -107,7 +98,7 @@ impl TrustedCas {
             let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(TrustStoreError::UnparsableCa)?;
             names.push((cert.subject().as_raw().to_vec(), cert.issuer().as_raw().to_vec()));
             split.subjects.push(DistinguishedName::from(cert.subject().as_raw().to_vec()));
-            split.key_ids.extend(subject_key_id(der));
+            split.key_ids.extend(pki::subject_key_id(&cert));
         }
         let subjects: HashSet<&[u8]> = names.iter().map(|(subject, _)| subject.as_slice()).collect();
         let is_anchor: Vec<bool> =
@@ -172,8 +163,11 @@ impl fmt::Debug for TrustStore {
 #[derive(Debug, thiserror::Error)]
 pub enum TrustStoreError {
     /// A trusted CA certificate is not X.509.
-    #[error("a trusted CA certificate cannot be parsed: {0}")]
-    UnparsableCa(x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error(
+        "a trusted CA certificate is not a valid X.509 certificate (a CERTIFICATE block of the bundle is damaged); \
+         give the CA certificates as PEM, as `openssl x509` writes them"
+    )]
+    UnparsableCa(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
     /// webpki does not take a trusted CA certificate as an anchor.
     #[error("a trusted CA certificate is unusable: {0}")]
     UnusableCa(rustls::Error),
@@ -371,7 +365,9 @@ impl TrustStore {
             // signature; what the operator needs to hear is that the issuer is not trusted.
             let issued_by_known_key = authority_key_id.as_deref().is_none_or(|aki| {
                 self.trusted_key_ids.contains(aki)
-                    || intermediates.iter().any(|i| subject_key_id(i).as_deref() == Some(aki))
+                    || intermediates
+                        .iter()
+                        .any(|i| pki::subject_key_id_of_der(i).ok().flatten().as_deref() == Some(aki))
             });
             if refusal == Refusal::BadSignature && !issued_by_known_key { Refusal::UnknownIssuer } else { refusal }
         })?;

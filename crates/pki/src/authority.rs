@@ -13,8 +13,9 @@ use store::NewCertificate;
 use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
+use crate::host::{CnName, server_cn};
 use crate::key::KeyType;
-use crate::name::{SubjectAltName, is_dns_name, refuse_control};
+use crate::name::{SubjectAltName, refuse_control};
 use crate::profile::{CaSettings, DnField, Profile};
 use crate::serial::Serial;
 
@@ -64,6 +65,13 @@ fn ca_params(common_name: String, organization: &str, days: u32, path_len: Optio
     params
 }
 
+/// A request that passed every check, ready to sign.
+struct Prepared {
+    subject: Subject,
+    sans: Vec<SubjectAltName>,
+    days: u32,
+}
+
 /// Creates a root and an issuing intermediate.
 pub fn create_ca(init: &CaInit) -> Result<CaMaterial> {
     if init.days == 0 {
@@ -103,10 +111,20 @@ impl Subject {
         self.0.iter().find(|(f, _)| *f == DnField::CommonName).map(|(_, v)| v.as_str())
     }
 
-    /// Refuses an attribute with a control character: the subject is printed into logs,
-    /// `ca list` and the X-Forwarded-Client-Cert header.
+    /// Refuses an attribute with a control character (the subject is printed into logs,
+    /// `ca list` and the X-Forwarded-Client-Cert header) or longer than RFC 5280 allows.
     fn check(&self) -> Result<()> {
-        self.0.iter().try_for_each(|(field, value)| refuse_control(value, field.description()))
+        self.0.iter().try_for_each(|(field, value)| {
+            refuse_control(value, field.description())?;
+            field.check_length(value)
+        })
+    }
+
+    /// Replaces the first common name.
+    fn set_cn(&mut self, cn: String) {
+        if let Some((_, value)) = self.0.iter_mut().find(|(f, _)| *f == DnField::CommonName) {
+            *value = cn;
+        }
     }
 
     fn to_rcgen(&self) -> DistinguishedName {
@@ -160,7 +178,8 @@ pub struct Issuer {
     signer: rcgen::Issuer<'static, KeyPair>,
     intermediate: CertificateDer<'static>,
     root: CertificateDer<'static>,
-    key_id: String,
+    key_id: Vec<u8>,
+    key_id_hex: String,
     settings: CaSettings,
 }
 
@@ -172,18 +191,12 @@ impl Issuer {
         root: CertificateDer<'static>,
         settings: CaSettings,
     ) -> Result<Issuer> {
-        let (_, parsed) = x509_parser::parse_x509_certificate(&intermediate)
-            .map_err(|e| Error::Pkcs12(format!("intermediate certificate: {e}")))?;
-        let key_id = parsed
-            .extensions()
-            .iter()
-            .find_map(|ext| match ext.parsed_extension() {
-                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(ki) => Some(hex::encode_upper(ki.0)),
-                _ => None,
-            })
-            .unwrap_or_else(|| hex::encode_upper(parsed.tbs_certificate.serial.to_bytes_be()));
+        let (_, parsed) = x509_parser::parse_x509_certificate(&intermediate).map_err(Error::MalformedCaCertificate)?;
+        let key_id =
+            crate::x509::subject_key_id(&parsed).unwrap_or_else(|| parsed.tbs_certificate.serial.to_bytes_be());
+        let key_id_hex = hex::encode_upper(&key_id);
         let signer = rcgen::Issuer::from_ca_cert_der(&intermediate, key).map_err(Error::Signing)?;
-        Ok(Issuer { signer, intermediate, root, key_id, settings })
+        Ok(Issuer { signer, intermediate, root, key_id, key_id_hex, settings })
     }
 
     /// The settings this issuer obeys.
@@ -193,6 +206,11 @@ impl Issuer {
 
     /// Hex key identifier of the intermediate; the database groups certificates by it.
     pub fn key_id(&self) -> &str {
+        &self.key_id_hex
+    }
+
+    /// The intermediate's key identifier as bytes, for the CRL's authority key identifier.
+    pub(crate) fn key_id_bytes(&self) -> &[u8] {
         &self.key_id
     }
 
@@ -210,36 +228,86 @@ impl Issuer {
         &self.signer
     }
 
-    /// Checks a request (names well-formed, within its profile's policy) and signs a
-    /// certificate for `public_key`.
+    /// Checks a request (subject and names well-formed, within its profile's policy) and
+    /// signs a certificate for `public_key`. Nothing is signed unless every check passes.
     ///
-    /// Server certificates also get their CN as a DNS SAN when it is a host
-    /// name, since browsers ignore the CN.
+    /// A server certificate must name a host in a subject alternative name, since browsers
+    /// and rustls ignore the CN: its CN becomes one when it is an IP address (an IP SAN),
+    /// `localhost` or a host name of two or more labels (a DNS SAN, an IDN as its A-label,
+    /// which then is the CN too). Any other CN is only a display name, and the request must
+    /// carry a SAN of its own.
     pub fn issue(&self, request: &LeafRequest, public_key: &impl PublicKeyData, key_is_rsa: bool) -> Result<Issued> {
+        let profile = request.profile;
+        let prepared = self.prepare(request)?;
+        self.sign(profile, prepared, public_key, key_is_rsa)
+    }
+
+    /// Whether [`issue`](Self::issue) would accept `request`: every check, nothing signed
+    /// (so a command can refuse before it creates anything).
+    pub fn check_request(&self, request: &LeafRequest) -> Result<()> {
+        self.prepare(request).map(drop)
+    }
+
+    /// The checked subject, names and lifetime of a request.
+    fn prepare(&self, request: &LeafRequest) -> Result<Prepared> {
         let profile = request.profile;
         let policy = self.settings.policy(profile);
         let days = policy.lifetime_days(profile, request.days)?;
-        let cn = request.subject.cn().unwrap_or_default();
+        request.subject.check()?;
+        let mut subject = request.subject.clone();
         let mut sans = request.sans.clone();
-        if profile == Profile::Server && is_dns_name(cn) && (cn.contains('.') || cn == "localhost") {
-            let as_san = SubjectAltName::Dns(cn.to_ascii_lowercase());
-            if !sans.contains(&as_san) {
-                sans.insert(0, as_san);
+        for name in &sans {
+            name.check()?;
+        }
+        if let (Profile::Server, Some(cn)) = (profile, request.subject.cn()) {
+            match server_cn(cn)? {
+                CnName::Host(as_san) => {
+                    if let SubjectAltName::Dns(a_label) = &as_san
+                        && !a_label.eq_ignore_ascii_case(cn)
+                    {
+                        subject.set_cn(a_label.clone());
+                    }
+                    if !sans.contains(&as_san) {
+                        sans.insert(0, as_san);
+                    }
+                }
+                CnName::Label(why) if sans.is_empty() => {
+                    return Err(Error::InvalidName {
+                        value: cn.to_owned(),
+                        kind: "host name for a server certificate",
+                        why: format!(
+                            "{why}; a server certificate must name a host, so give a host name or IP address \
+                             as the CN, or add a subject alternative name (--san DNS:NAME with `ca issue`, \
+                             subjectAltName in the CSR)"
+                        ),
+                    });
+                }
+                CnName::Label(_) => {}
             }
         }
+        let cn = subject.cn().unwrap_or_default().to_owned();
         if cn.is_empty() && sans.is_empty() {
             return Err(Error::NoName);
         }
-        request.subject.check()?;
         for name in &sans {
-            name.check()?;
             policy.check_name(profile, name)?;
         }
+        Ok(Prepared { subject, sans, days })
+    }
 
+    /// Signs what [`prepare`](Self::prepare) checked.
+    fn sign(
+        &self,
+        profile: Profile,
+        Prepared { subject, sans, days }: Prepared,
+        public_key: &impl PublicKeyData,
+        key_is_rsa: bool,
+    ) -> Result<Issued> {
+        let cn = subject.cn().unwrap_or_default().to_owned();
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| OffsetDateTime::now_utc());
         let serial = Serial::random();
         let mut params = CertificateParams::default();
-        params.distinguished_name = request.subject.to_rcgen();
+        params.distinguished_name = subject.to_rcgen();
         params.subject_alt_names = sans.iter().map(SubjectAltName::to_rcgen).collect::<Result<_>>()?;
         params.not_before = now - CLOCK_SKEW;
         params.not_after = now + Duration::days(i64::from(days));
@@ -261,10 +329,10 @@ impl Issuer {
         let cert = params.signed_by(public_key, &self.signer).map_err(Error::Signing)?;
         let record = NewCertificate {
             serial: serial.to_string(),
-            issuer: self.key_id.clone(),
+            issuer: self.key_id_hex.clone(),
             profile: profile.name().to_owned(),
-            subject: request.subject.to_string(),
-            common_name: cn.to_owned(),
+            subject: subject.to_string(),
+            common_name: cn,
             sans: sans.iter().map(ToString::to_string).collect(),
             not_before: params.not_before.unix_timestamp(),
             not_after: params.not_after.unix_timestamp(),
@@ -278,5 +346,92 @@ impl Issuer {
         let key = key_type.generate()?;
         let issued = self.issue(request, &key, key_type.is_rsa())?;
         Ok((issued, key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issuer() -> Issuer {
+        let ca = create_ca(&CaInit { name: "t".into(), key_type: KeyType::EcdsaP256, days: 1 }).unwrap();
+        Issuer::new(ca.intermediate.der, ca.intermediate.key, ca.root.der, CaSettings::default()).unwrap()
+    }
+
+    fn server(cn: &str, sans: &[&str]) -> LeafRequest {
+        LeafRequest {
+            profile: Profile::Server,
+            subject: Subject::common_name(cn),
+            sans: sans.iter().map(|s| SubjectAltName::parse(s).unwrap()).collect(),
+            days: None,
+        }
+    }
+
+    #[test]
+    fn a_server_cn_that_names_a_host_is_its_san() {
+        let issuer = issuer();
+        let key = KeyType::EcdsaP256.generate().unwrap();
+        for (cn, sans, want_cn) in [
+            ("10.1.2.3", vec!["IP:10.1.2.3"], "10.1.2.3"),
+            ("2001:db8::1", vec!["IP:2001:db8::1"], "2001:db8::1"),
+            ("localhost", vec!["DNS:localhost"], "localhost"),
+            ("bücher.example", vec!["DNS:xn--bcher-kva.example"], "xn--bcher-kva.example"),
+        ] {
+            let issued = issuer.issue(&server(cn, &[]), &key, false).unwrap();
+            assert_eq!(issued.record.sans, sans, "{cn}");
+            assert_eq!(issued.record.common_name, want_cn, "{cn}");
+        }
+        // A display name is kept when the request names a host of its own.
+        let issued = issuer.issue(&server("single", &["DNS:db"]), &key, false).unwrap();
+        assert_eq!((issued.record.common_name.as_str(), issued.record.sans), ("single", vec!["DNS:db".to_owned()]));
+    }
+
+    #[test]
+    fn a_server_certificate_without_a_host_is_refused_before_signing() {
+        let issuer = issuer();
+        let key = KeyType::EcdsaP256.generate().unwrap();
+        for (cn, sans, said) in [
+            ("hello world", &[][..], "a space"),
+            ("single", &[], "single label"),
+            ("foo_bar.example", &[], "use a hyphen"),
+            ("999.1.1.1", &["DNS:a.example"][..], "IPv4"),
+        ] {
+            let err = issuer.issue(&server(cn, sans), &key, false).unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(err, Error::InvalidName { .. }), "{cn}: {err:?}");
+            assert!(message.contains(said), "{cn}: {message}");
+        }
+        let err = issuer.issue(&server("single", &[]), &key, false).unwrap_err().to_string();
+        assert!(err.contains("--san DNS:NAME"), "the refusal says what to pass: {err}");
+        let long = format!("{}.example.com", "a".repeat(60));
+        let err = issuer.issue(&server(&long, &[]), &key, false).unwrap_err().to_string();
+        assert!(err.contains("at most 64") && err.contains("ub-common-name"), "{err}");
+        // A client certificate names a person: its CN needs no host.
+        let client = LeafRequest { profile: Profile::Client, ..server("Alice Example", &[]) };
+        assert!(issuer.issue(&client, &key, false).is_ok());
+    }
+
+    #[test]
+    fn a_csr_goes_through_the_same_checks() {
+        let issuer = issuer();
+        let policy = &issuer.settings().server;
+        let csr = |cn: &str, sans: Vec<rcgen::SanType>| {
+            let key = KeyType::EcdsaP256.generate().unwrap();
+            let mut params = rcgen::CertificateParams::default();
+            params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            params.subject_alt_names = sans;
+            params.serialize_request(&key).unwrap().pem().unwrap()
+        };
+        let sign = |pem: &str| {
+            let csr = crate::CheckedCsr::parse(pem.as_bytes())?;
+            issuer.issue(&csr.to_request(Profile::Server, policy, None), csr.public_key(), csr.key_is_rsa())
+        };
+        let err = sign(&csr("hello world", vec![])).unwrap_err().to_string();
+        assert!(err.contains("a server certificate must name a host"), "{err}");
+        let as_dns = vec![rcgen::SanType::DnsName("10.0.0.1".try_into().unwrap())];
+        let err = sign(&csr("x", as_dns)).unwrap_err().to_string();
+        assert!(err.contains("IP:10.0.0.1"), "{err}");
+        let issued = sign(&csr("10.0.0.1", vec![])).unwrap();
+        assert_eq!(issued.record.sans, ["IP:10.0.0.1"]);
     }
 }

@@ -153,25 +153,45 @@ pub fn pem_crl(der: &[u8]) -> String {
 }
 
 fn pem_block(label: &str, der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new(label, der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
+    crate::pem::encode(label, der)
 }
 
 fn read_cert(path: &Path) -> Result<CertificateDer<'static>> {
-    let text = std::fs::read_to_string(path).map_err(Error::io("read", path))?;
-    let block = pem::parse(&text).map_err(|e| Error::BadFile {
+    let bytes = std::fs::read(path).map_err(Error::io("read", path))?;
+    crate::pem::read_first_pem(&bytes).map_err(|defect| Error::BadFile {
         path: path.to_owned(),
         what: "certificate",
-        why: e.to_string(),
-    })?;
-    if block.tag() != "CERTIFICATE" {
-        return Err(Error::BadFile {
-            path: path.to_owned(),
-            what: "certificate",
-            why: format!("PEM block is '{}'", block.tag()),
-        });
+        why: format!("{defect}; it should hold one PEM CERTIFICATE block, restore it from a backup"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyType;
+
+    #[test]
+    fn a_damaged_ca_file_is_described_and_named() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = CaDir::new(data.path());
+        dir.init(&CaInit { name: "t".into(), key_type: KeyType::EcdsaP256, days: 1 }, None, None).unwrap();
+        let root = std::fs::read_to_string(dir.root_path()).unwrap();
+        let key_path = data.path().join("ca/intermediate.key");
+        let key = std::fs::read_to_string(&key_path).unwrap();
+        for (path, text, said) in [
+            (dir.root_path(), root[..root.len() / 2].to_owned(), "no END line"),
+            (dir.root_path(), root.replacen('M', "%", 2), "base64 text"),
+            (dir.root_path(), key.clone(), "no PEM block of the kind needed"),
+            (key_path.clone(), root.clone(), "'CERTIFICATE' block"),
+            (key_path.clone(), "garbage".to_owned(), "it is not PEM"),
+        ] {
+            let original = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &text).unwrap();
+            let err = dir.issuer(None).err().expect("a damaged CA file is refused").to_string();
+            std::fs::write(&path, original).unwrap();
+            assert!(err.contains(&path.display().to_string()) && err.contains(said), "{err}");
+            assert!(!err.contains("malformedframing") && !err.contains("section"), "{err}");
+        }
+        assert!(dir.issuer(None).is_ok());
     }
-    Ok(CertificateDer::from(block.into_contents()))
 }

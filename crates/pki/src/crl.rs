@@ -148,9 +148,7 @@ pub fn build_crl(
         crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
         issuing_distribution_point: None,
         revoked_certs,
-        key_identifier_method: KeyIdMethod::PreSpecified(
-            hex::decode(issuer.key_id()).map_err(|_| Error::Pkcs12("issuer key id is not hex".into()))?,
-        ),
+        key_identifier_method: KeyIdMethod::PreSpecified(issuer.key_id_bytes().to_vec()),
     };
     let crl = params.signed_by(issuer.signer()).map_err(Error::Signing)?;
     Ok(crl.der().to_vec())

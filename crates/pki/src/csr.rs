@@ -2,9 +2,9 @@
 //! must pass before any policy is consulted (well-formed, self-signature
 //! valid, no SHA-1, no RSA below 2048 bits, a key type we can certify).
 
-use std::net::IpAddr;
-
 use rcgen::SubjectPublicKeyInfo;
+use rustls_pki_types::CertificateSigningRequestDer;
+use rustls_pki_types::pem::SectionKind;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
@@ -13,7 +13,47 @@ use x509_parser::public_key::PublicKey;
 use crate::authority::{LeafRequest, Subject};
 use crate::error::{Error, Result};
 use crate::name::{self, SubjectAltName};
+use crate::pem::PemDefect;
 use crate::profile::{DnField, Profile, ProfilePolicy};
+
+/// What is wrong with bytes given as a CSR, said as what the file is rather than as what
+/// the parser met.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsrDefect {
+    /// Nothing but white space.
+    #[error("the file is empty")]
+    Empty,
+    /// PEM text that cannot be read.
+    #[error("the file is not a PEM CSR: {0}")]
+    Pem(PemDefect),
+    /// PEM of another kind.
+    #[error("the file holds a PEM '{0}' block, not a 'CERTIFICATE REQUEST'")]
+    OtherPemBlock(String),
+    /// A certificate (PEM or DER) where a CSR belongs.
+    #[error("the file holds a certificate, not a certificate request")]
+    Certificate,
+    /// DER that stops before its structure ends.
+    #[error("the file is not a PEM CSR or DER CSR: it ends early, as if cut off")]
+    Truncated,
+    /// Bytes that are neither PEM nor a DER PKCS#10 structure.
+    #[error("the file is neither PEM text nor a DER PKCS#10 request")]
+    NotDer,
+    /// A request followed by more bytes.
+    #[error("the request is followed by {0} more bytes")]
+    Trailing(usize),
+    /// An RSA key that does not decode.
+    #[error("its RSA public key cannot be read")]
+    RsaKey,
+    /// A subject attribute that is not a string.
+    #[error("a subject attribute is not a string")]
+    SubjectAttribute,
+    /// An iPAddress name of a length other than 4 or 16 bytes.
+    #[error("an IP address SAN is {0} bytes long, where IPv4 has 4 and IPv6 16")]
+    IpLength(usize),
+    /// A SAN type gatehouse does not certify.
+    #[error("it asks for a {0} SAN, which gatehouse does not certify (DNS, IP, email and URI only)")]
+    SanType(&'static str),
+}
 
 /// Signature algorithms that use SHA-1 (RSA, the old OIW RSA OID, ECDSA, DSA).
 const SHA1_SIGNATURES: [&str; 4] = ["1.2.840.113549.1.1.5", "1.3.14.3.2.29", "1.2.840.10045.4.1", "1.2.840.10040.4.3"];
@@ -41,11 +81,11 @@ pub struct CheckedCsr {
 impl CheckedCsr {
     /// Parses a CSR (PEM or DER) and checks it.
     pub fn parse(input: &[u8]) -> Result<CheckedCsr> {
-        let der = to_der(input)?;
-        let (rest, csr) = X509CertificationRequest::from_der(&der)
-            .map_err(|e| Error::MalformedCsr(format!("not a PKCS#10 structure: {e}")))?;
+        let der = to_der(input).map_err(Error::MalformedCsr)?;
+        let (rest, csr) =
+            X509CertificationRequest::from_der(&der).map_err(|e| Error::MalformedCsr(der_defect(&der, &e)))?;
         if !rest.is_empty() {
-            return Err(Error::MalformedCsr("trailing bytes after the request".into()));
+            return Err(Error::MalformedCsr(CsrDefect::Trailing(rest.len())));
         }
         let sig_oid = csr.signature_algorithm.algorithm.to_id_string();
         if SHA1_SIGNATURES.contains(&sig_oid.as_str()) {
@@ -60,7 +100,7 @@ impl CheckedCsr {
         if key_is_rsa {
             let bits = match info.subject_pki.parsed() {
                 Ok(PublicKey::RSA(rsa)) => rsa.key_size(),
-                _ => return Err(Error::MalformedCsr("unreadable RSA public key".into())),
+                _ => return Err(Error::MalformedCsr(CsrDefect::RsaKey)),
             };
             if bits < 2048 {
                 return Err(Error::WeakRsaKey(bits));
@@ -74,7 +114,7 @@ impl CheckedCsr {
             let Some(field) = dn_field(&attr.attr_type().to_id_string()) else {
                 continue;
             };
-            let value = attr.as_str().map_err(|_| Error::MalformedCsr("a subject attribute is not a string".into()))?;
+            let value = attr.as_str().map_err(|_| Error::MalformedCsr(CsrDefect::SubjectAttribute))?;
             subject.0.push((field, value.to_owned()));
         }
         let mut sans = Vec::new();
@@ -109,15 +149,60 @@ impl CheckedCsr {
     }
 }
 
-fn to_der(input: &[u8]) -> Result<Vec<u8>> {
-    let text_start = input.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
-    if !input[text_start..].starts_with(b"-----BEGIN") {
+/// The DER of a CSR given as PEM or DER.
+fn to_der(input: &[u8]) -> std::result::Result<Vec<u8>, CsrDefect> {
+    if input.iter().all(u8::is_ascii_whitespace) {
+        return Err(CsrDefect::Empty);
+    }
+    if !crate::pem::is_pem(input) {
         return Ok(input.to_vec());
     }
-    let block = pem::parse(input).map_err(|e| Error::MalformedCsr(format!("bad PEM: {e}")))?;
-    match block.tag() {
-        "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => Ok(block.into_contents()),
-        other => Err(Error::MalformedCsr(format!("the PEM block is '{other}', not 'CERTIFICATE REQUEST'"))),
+    // Netscape-era tools label a CSR NEW CERTIFICATE REQUEST; pki-types knows RFC 7468's label.
+    let relabelled;
+    let text = if crate::pem::first_label(input).as_deref() == Some("NEW CERTIFICATE REQUEST") {
+        relabelled = String::from_utf8_lossy(input).replace("NEW CERTIFICATE REQUEST", "CERTIFICATE REQUEST");
+        relabelled.as_bytes()
+    } else {
+        input
+    };
+    match crate::pem::read_first_pem::<CertificateSigningRequestDer<'static>>(text) {
+        Ok(csr) => Ok(csr.as_ref().to_vec()),
+        Err(PemDefect::NoBlock) if crate::pem::kinds(text).first() == Some(&SectionKind::Certificate) => {
+            Err(CsrDefect::Certificate)
+        }
+        Err(PemDefect::NoBlock) => match crate::pem::first_label(text) {
+            Some(label) if label != "CERTIFICATE REQUEST" => Err(CsrDefect::OtherPemBlock(crate::error::shown(&label))),
+            _ => Err(CsrDefect::Pem(PemDefect::NoBlock)),
+        },
+        Err(defect) => Err(CsrDefect::Pem(defect)),
+    }
+}
+
+/// Why `der` is not a PKCS#10 request, from what the parser met.
+fn der_defect(der: &[u8], e: &x509_parser::nom::Err<x509_parser::error::X509Error>) -> CsrDefect {
+    use x509_parser::error::X509Error;
+    use x509_parser::nom::Err;
+    if x509_parser::parse_x509_certificate(der).is_ok() {
+        return CsrDefect::Certificate;
+    }
+    // DER begins with a SEQUENCE; what does not was never one, however the parser stopped.
+    if der.first() != Some(&0x30) {
+        return CsrDefect::NotDer;
+    }
+    match e {
+        Err::Incomplete(_) => CsrDefect::Truncated,
+        Err::Error(X509Error::Der(der_error)) | Err::Failure(X509Error::Der(der_error))
+            if matches!(
+                der_error,
+                x509_parser::der_parser::error::Error::Incomplete(_)
+                    | x509_parser::der_parser::error::Error::InvalidLength
+            ) =>
+        {
+            CsrDefect::Truncated
+        }
+        Err::Error(X509Error::NomError(x509_parser::nom::error::ErrorKind::Eof))
+        | Err::Failure(X509Error::NomError(x509_parser::nom::error::ErrorKind::Eof)) => CsrDefect::Truncated,
+        _ => CsrDefect::NotDer,
     }
 }
 
@@ -139,17 +224,17 @@ fn general_name(name: &GeneralName<'_>) -> Result<SubjectAltName> {
         GeneralName::DNSName(n) => name::dns(n),
         GeneralName::RFC822Name(n) => name::email(n),
         GeneralName::URI(n) => name::uri(n),
-        GeneralName::IPAddress(bytes) => {
-            let ip = match bytes.len() {
-                4 => IpAddr::from(<[u8; 4]>::try_from(*bytes).expect("length checked")),
-                16 => IpAddr::from(<[u8; 16]>::try_from(*bytes).expect("length checked")),
-                _ => {
-                    return Err(Error::MalformedCsr("an IP address SAN has a bad length".into()));
-                }
-            };
-            Ok(SubjectAltName::Ip(ip))
-        }
-        other => Err(Error::MalformedCsr(format!("the SAN {other} is of a type gatehouse does not certify"))),
+        GeneralName::IPAddress(bytes) => crate::x509::ip_address(bytes)
+            .map(SubjectAltName::Ip)
+            .ok_or(Error::MalformedCsr(CsrDefect::IpLength(bytes.len()))),
+        other => Err(Error::MalformedCsr(CsrDefect::SanType(match other {
+            GeneralName::DirectoryName(_) => "directory name",
+            GeneralName::OtherName(..) => "other name",
+            GeneralName::RegisteredID(_) => "registered ID",
+            GeneralName::X400Address(_) => "X.400 address",
+            GeneralName::EDIPartyName(_) => "EDI party name",
+            _ => "kind of",
+        }))),
     }
 }
 
@@ -218,16 +303,51 @@ mod tests {
 
     #[test]
     fn refuses_garbage_and_wrong_pem_blocks() {
-        assert!(matches!(CheckedCsr::parse(b"hello"), Err(Error::MalformedCsr(_))));
+        assert!(matches!(CheckedCsr::parse(b"hello"), Err(Error::MalformedCsr(CsrDefect::NotDer))));
         let cert = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
-        let err = CheckedCsr::parse(cert.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("CERTIFICATE REQUEST"), "{err}");
+        assert!(matches!(CheckedCsr::parse(cert.as_bytes()), Err(Error::MalformedCsr(CsrDefect::Certificate))));
+        let key = "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n";
+        let err = CheckedCsr::parse(key.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("'EC PARAMETERS' block, not a 'CERTIFICATE REQUEST'"), "{err}");
+    }
+
+    /// Each way a CSR file goes wrong gets a sentence about the file, never the parser's words.
+    #[test]
+    fn malformed_csrs_are_described_as_files() {
+        let pem_text = csr_pem(&["a.example.com"]);
+        let der = to_der(pem_text.as_bytes()).unwrap();
+        let cut_pem = &pem_text[..pem_text.len() / 2];
+        let damaged = pem_text.replacen('M', "%", 3);
+        let legacy = pem_text.replace("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST");
+        let mut trailing = der.clone();
+        trailing.extend_from_slice(b"xx");
+        let ca = crate::create_ca(&crate::CaInit { name: "t".into(), key_type: KeyType::EcdsaP256, days: 1 }).unwrap();
+        let cases: [(&[u8], CsrDefect); 8] = [
+            (b"", CsrDefect::Empty),
+            (b" \n", CsrDefect::Empty),
+            (&der[..der.len() / 2], CsrDefect::Truncated),
+            (&der[..3], CsrDefect::Truncated),
+            (cut_pem.as_bytes(), CsrDefect::Pem(PemDefect::NoEnd)),
+            (damaged.as_bytes(), CsrDefect::Pem(PemDefect::BadBase64)),
+            (&trailing, CsrDefect::Trailing(2)),
+            (&ca.root.der, CsrDefect::Certificate),
+        ];
+        for (input, want) in cases {
+            let err = CheckedCsr::parse(input).unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(&err, Error::MalformedCsr(got) if *got == want), "{want:?}: {err:?}");
+            for internal in ["Nom", "Der(", "Eof", "Parsing", "Incomplete", "bytes/chars"] {
+                assert!(!message.contains(internal), "{want:?}: parser words in {message}");
+            }
+            assert!(message.contains("`openssl req -new`"), "{message}");
+        }
+        assert!(CheckedCsr::parse(legacy.as_bytes()).is_ok(), "the NEW CERTIFICATE REQUEST label is read");
     }
 
     #[test]
     fn refuses_a_tampered_signature() {
         let pem_text = csr_pem(&["a.example.com"]);
-        let mut der = pem::parse(&pem_text).unwrap().into_contents();
+        let mut der = to_der(pem_text.as_bytes()).unwrap();
         let last = der.len() - 3;
         der[last] ^= 0x01;
         assert!(matches!(CheckedCsr::parse(&der), Err(Error::CsrSignature)));

@@ -1,30 +1,48 @@
 //! The one error type of the CA core. Each variant's message is a sentence
-//! that says what was wrong and what to do about it.
+//! that says what was wrong and what to do about it, and quotes what it was
+//! given only in part ([`shown`]), so a pasted file cannot flood a terminal.
 
 use std::path::PathBuf;
+
+use crate::csr::CsrDefect;
+
+/// Longest part of a user's value an error message quotes, in characters.
+const QUOTED_CHARS: usize = 64;
+
+/// A value as an error message quotes it: control characters escaped, so the message cannot
+/// rewrite a terminal or a log line, and cut after [`QUOTED_CHARS`] characters with the length said.
+pub(crate) fn shown(value: &str) -> String {
+    let length = value.chars().count();
+    if length <= QUOTED_CHARS {
+        return value.escape_debug().to_string();
+    }
+    let head: String = value.chars().take(QUOTED_CHARS).collect();
+    format!("{}... ({length} characters)", head.escape_debug())
+}
 
 /// Why a CA operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A key type name that gatehouse does not know.
-    #[error("unknown key type '{0}'; use one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")]
+    #[error("unknown key type '{}'; use one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519", shown(.0))]
     UnknownKeyType(String),
     /// A revocation reason name that is not one of RFC 5280's.
     #[error(
-        "unknown revocation reason '{0}'; use one of unspecified, keyCompromise, cACompromise, affiliationChanged, \
-         superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise"
+        "unknown revocation reason '{}'; use one of unspecified, keyCompromise, cACompromise, affiliationChanged, \
+         superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise",
+        shown(.0)
     )]
     UnknownReason(String),
     /// A serial number that is not hex.
-    #[error("'{0}' is not a certificate serial; give it in hex as `openssl x509 -serial` prints it")]
+    #[error("'{}' is not a certificate serial; give it in hex as `openssl x509 -serial` prints it", shown(.0))]
     MalformedSerial(String),
     /// A subject alternative name or subject attribute that is malformed or cannot be encoded.
-    // Control characters in the value are shown escaped, so the message cannot rewrite a terminal or a log line.
-    #[error("'{}' is not a valid {kind}: {why}", .value.escape_debug())]
+    #[error("'{}' is not a valid {kind}: {why}", shown(.value))]
     InvalidName {
         /// The name as given.
         value: String,
-        /// What it should have been: `DNS name`, `IP address`, `email address`, `URI`, `common name (CN)`, ...
+        /// What it should have been: `DNS name`, `IP address`, `email address`, `URI`,
+        /// `subject alternative name`, `common name (CN)`, ...
         kind: &'static str,
         /// What is wrong with it and what to do.
         why: String,
@@ -34,7 +52,8 @@ pub enum Error {
     NoName,
     /// A name outside the profile's policy.
     #[error(
-        "{name} is outside the {profile} profile's policy ({key} in ca.toml); ask the CA operator to allow it or request another name"
+        "{} is outside the {profile} profile's policy ({key} in ca.toml); ask the CA operator to allow it or request another name",
+        shown(.name)
     )]
     PolicyViolation {
         /// The profile that refused.
@@ -52,7 +71,7 @@ pub enum Error {
          headers such as X-Forwarded-Client-Cert use it as a separator; request a URI without ',' and ';' \
          (no SPIFFE ID has them), or let the CA operator set allow_uri_separators = true under \
          [profiles.{profile}] in ca.toml",
-        .uri.escape_debug()
+        shown(.uri)
     )]
     UriSeparator {
         /// The profile that refused.
@@ -77,9 +96,9 @@ pub enum Error {
     /// Zero days requested.
     #[error("a certificate must be valid for at least one day; give --days 1 or more")]
     ZeroLifetime,
-    /// Input that is not a PKCS#10 CSR.
-    #[error("this is not a valid CSR ({0}); make one with `openssl req -new` and pass the PEM or DER file")]
-    MalformedCsr(String),
+    /// Input that is not a PKCS#10 CSR gatehouse can read.
+    #[error("this is not a CSR gatehouse can sign: {0}; give the CSR as `openssl req -new` writes it (PEM or DER)")]
+    MalformedCsr(CsrDefect),
     /// The CSR's self-signature does not verify.
     #[error(
         "the CSR signature does not verify against its own public key; the request was altered or is corrupt, make it again"
@@ -143,7 +162,18 @@ pub enum Error {
     },
     /// PKCS#12 encoding failed.
     #[error("cannot build the PKCS#12 bundle: {0}")]
-    Pkcs12(String),
+    Pkcs12(#[source] p12_keystore::error::Error),
+    /// A PKCS#12 bundle was asked for without a certificate.
+    #[error("a PKCS#12 bundle needs the certificate of its key, and none was given")]
+    Pkcs12WithoutCertificate,
+    /// A private key could not be written as (encrypted) PKCS#8.
+    #[error("cannot encode the private key as PKCS#8: {0}")]
+    KeyEncoding(#[source] pkcs8::Error),
+    /// The issuing CA's certificate does not parse, although it was read as PEM.
+    #[error(
+        "the CA's intermediate certificate is not a valid X.509 certificate; restore ca/intermediate.crt from a backup"
+    )]
+    MalformedCaCertificate(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
     /// The CRL's nextUpdate would not be after thisUpdate.
     #[error("the CRL must be valid for at least one hour; give --next-update-hours 1 or more")]
     CrlValidity,
@@ -159,6 +189,17 @@ pub enum Error {
         at: String,
         /// Reason name.
         reason: &'static str,
+    },
+    /// Releasing a certificate that is not on hold.
+    #[error(
+        "certificate {serial} is {state}; only a revocation with reason certificateHold can be released \
+         (RFC 5280), any other revocation is final"
+    )]
+    NotOnHold {
+        /// Serial.
+        serial: String,
+        /// "not revoked", or "revoked (keyCompromise)" and so on.
+        state: String,
     },
     /// The CA settings file is invalid (a configuration error).
     #[error(transparent)]

@@ -125,6 +125,7 @@ impl fmt::Debug for Passphrase {
 }
 
 const ENCRYPTED_LABEL: &str = "ENCRYPTED PRIVATE KEY";
+const PLAIN_LABEL: &str = "PRIVATE KEY";
 
 /// PBKDF2-HMAC-SHA256 rounds for keys at rest (OWASP's 2023 figure). PBKDF2
 /// rather than scrypt because OpenSSL's default scrypt memory limit refuses
@@ -137,29 +138,21 @@ const PBKDF2_ITERATIONS: u32 = 600_000;
 /// tool reads, and the public key is derivable anyway.
 pub fn private_key_der(key: &KeyPair) -> Result<Zeroizing<Vec<u8>>> {
     let der = Zeroizing::new(key.serialize_der());
-    let mut info = pkcs8::PrivateKeyInfo::try_from(der.as_slice())
-        .map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))?;
+    let mut info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).map_err(Error::KeyEncoding)?;
     if info.public_key.is_none() {
         return Ok(der);
     }
     info.public_key = None;
-    let v1 = info.to_der().map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))?;
+    let v1 = info.to_der().map_err(|e| Error::KeyEncoding(e.into()))?;
     Ok(Zeroizing::new(v1))
 }
 
 /// Encodes a private key as PKCS#8 PEM, encrypted when a passphrase is given.
 pub fn encode_private_key(key: &KeyPair, passphrase: Option<&Passphrase>) -> Result<Zeroizing<String>> {
     let der = private_key_der(key)?;
-    let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice())
-        .map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))?;
+    let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).map_err(Error::KeyEncoding)?;
     match passphrase {
-        None => {
-            let block = pem::Pem::new("PRIVATE KEY", der.to_vec());
-            let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
-            let pem = Zeroizing::new(pem::encode_config(&block, config));
-            drop(Zeroizing::new(block.into_contents()));
-            Ok(pem)
-        }
+        None => Ok(Zeroizing::new(crate::pem::encode(PLAIN_LABEL, &der))),
         Some(passphrase) => {
             let mut salt = [0u8; 16];
             let mut iv = [0u8; 16];
@@ -167,31 +160,44 @@ pub fn encode_private_key(key: &KeyPair, passphrase: Option<&Passphrase>) -> Res
                 .and_then(|()| aws_lc_rs::rand::fill(&mut iv))
                 .expect("the OS random number generator failed");
             let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(PBKDF2_ITERATIONS, &salt, &iv)
-                .map_err(|e| Error::Pkcs12(format!("private key encryption: {e}")))?;
-            let encrypted = info
-                .encrypt_with_params(params, passphrase.bytes())
-                .map_err(|e| Error::Pkcs12(format!("private key encryption: {e}")))?;
-            encrypted
-                .to_pem(ENCRYPTED_LABEL, LineEnding::LF)
-                .map_err(|e| Error::Pkcs12(format!("private key encoding: {e}")))
+                .map_err(|e| Error::KeyEncoding(e.into()))?;
+            let encrypted = info.encrypt_with_params(params, passphrase.bytes()).map_err(Error::KeyEncoding)?;
+            encrypted.to_pem(ENCRYPTED_LABEL, LineEnding::LF).map_err(|e| Error::KeyEncoding(e.into()))
         }
     }
 }
 
 /// Reads a PKCS#8 PEM private key (plain or encrypted) from `path`.
+///
+/// pki-types has no section kind for encrypted PKCS#8, so that one block is read by the
+/// pkcs8 crate, which decrypts it; every other PEM goes through [`read_first_pem`](crate::read_first_pem).
 pub fn decode_private_key(path: &Path, pem_text: &str, passphrase: Option<&Passphrase>) -> Result<KeyPair> {
     let bad = |why: String| Error::BadFile { path: path.to_owned(), what: "private key", why };
-    let block = pem::parse(pem_text).map_err(|e| bad(format!("not PEM ({e})")))?;
-    let der: Zeroizing<Vec<u8>> = if block.tag() == ENCRYPTED_LABEL {
-        let passphrase = passphrase.ok_or_else(|| Error::PassphraseNeeded(path.to_owned()))?;
-        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(block.contents())
-            .map_err(|e| bad(format!("malformed encrypted key ({e})")))?;
-        let plain = info.decrypt(passphrase.bytes()).map_err(|_| Error::WrongPassphrase(path.to_owned()))?;
-        Zeroizing::new(plain.as_bytes().to_vec())
-    } else if block.tag() == "PRIVATE KEY" {
-        Zeroizing::new(block.contents().to_vec())
-    } else {
-        return Err(bad(format!("expected a PKCS#8 'PRIVATE KEY' block, found '{}'", block.tag())));
+    let label = crate::pem::first_label(pem_text.as_bytes());
+    let der: Zeroizing<Vec<u8>> = match label.as_deref() {
+        Some(ENCRYPTED_LABEL) => {
+            let passphrase = passphrase.ok_or_else(|| Error::PassphraseNeeded(path.to_owned()))?;
+            let (_, document) = pkcs8::SecretDocument::from_pem(pem_text).map_err(|_| {
+                bad(format!("its {ENCRYPTED_LABEL} block is damaged or cut off; restore it from a backup"))
+            })?;
+            let info = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes()).map_err(|_| {
+                bad(format!("its {ENCRYPTED_LABEL} block is not PKCS#8 (RFC 5958); restore it from a backup"))
+            })?;
+            let plain = info.decrypt(passphrase.bytes()).map_err(|_| Error::WrongPassphrase(path.to_owned()))?;
+            Zeroizing::new(plain.as_bytes().to_vec())
+        }
+        Some(PLAIN_LABEL) => {
+            let key: rustls_pki_types::PrivatePkcs8KeyDer<'static> = crate::pem::read_first_pem(pem_text.as_bytes())
+                .map_err(|defect| bad(format!("{defect}; restore it from a backup")))?;
+            Zeroizing::new(key.secret_pkcs8_der().to_vec())
+        }
+        Some(other) => {
+            return Err(bad(format!(
+                "it holds a '{}' block, where a PKCS#8 '{PLAIN_LABEL}' or '{ENCRYPTED_LABEL}' block belongs",
+                crate::error::shown(other)
+            )));
+        }
+        None => return Err(bad("it is not PEM; it should hold a PKCS#8 'PRIVATE KEY' block".to_owned())),
     };
     let der = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_slice());
     KeyPair::try_from(&der).map_err(|e| bad(format!("unsupported key ({e})")))

@@ -1,13 +1,15 @@
 //! Subject alternative names: parsing what users type (`DNS:x`, `IP:x`,
 //! `email:x`, `URI:x`, or a bare value) and what CSRs carry, refusing
 //! characters that have no place in a name, and matching names against the
-//! patterns of a profile's policy.
+//! patterns of a profile's policy. What a host name in a certificate may be is
+//! [`crate::host`]'s.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, shown};
+use crate::host::{ends_in_number, host_name, ip_literal, looks_like_ipv6};
 
 /// One subject alternative name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -33,26 +35,48 @@ impl SubjectAltName {
         }
     }
 
-    /// Parses `DNS:x`, `IP:x`, `email:x`, `URI:x` (prefix case-insensitive), or
-    /// a bare value: an IP if it parses as one, email if it has `@`, URI if it has `://`, else DNS.
+    /// Parses `DNS:x`, `IP:x`, `email:x`, `URI:x` (prefix case-insensitive), or a bare
+    /// value: an IP if it parses as one (IPv6 also in brackets), URI if it has `://`, email
+    /// if it has `@`, an IP address attempt if it looks like one, else DNS. Any other
+    /// `WORD:` prefix is an unknown SAN type, and a number after the colon a port.
     pub fn parse(input: &str) -> Result<Self> {
         let input = input.trim();
-        if let Some((prefix, value)) = input.split_once(':') {
+        if let Some(addr) = ip_literal(input) {
+            return Ok(SubjectAltName::Ip(addr));
+        }
+        if let Some((prefix, value)) = input.split_once(':')
+            && !value.starts_with("//")
+        {
             let value = value.trim();
             match prefix.to_ascii_lowercase().as_str() {
                 "dns" => return dns(value),
                 "ip" | "ip address" => return ip(value),
                 "email" | "rfc822" => return email(value),
                 "uri" => return uri(value),
+                _ if looks_like_ipv6(input) => return ip(input),
+                _ if !value.is_empty() && value.chars().all(|c| c.is_ascii_digit()) => {
+                    return Err(invalid(
+                        input,
+                        SAN,
+                        format!("a certificate names a host without its port; leave out ':{value}'"),
+                    ));
+                }
+                _ if is_type_word(prefix) => {
+                    return Err(invalid(
+                        input,
+                        SAN,
+                        format!("unknown SAN type {}; use DNS:, IP:, email: or URI:", shown(prefix)),
+                    ));
+                }
                 _ => {}
             }
         }
-        if let Ok(addr) = input.parse::<IpAddr>() {
-            Ok(SubjectAltName::Ip(addr))
-        } else if input.contains("://") {
+        if input.contains("://") {
             uri(input)
         } else if input.contains('@') {
             email(input)
+        } else if looks_like_ipv6(input) || ends_in_number(input) {
+            ip(input)
         } else {
             dns(input)
         }
@@ -62,7 +86,10 @@ impl SubjectAltName {
     /// nothing malformed is signed whichever way a request was put together.
     pub(crate) fn check(&self) -> Result<()> {
         match self {
-            SubjectAltName::Dns(v) => dns(v).map(drop),
+            SubjectAltName::Dns(v) => match dns(v)? {
+                SubjectAltName::Dns(canonical) if canonical.eq_ignore_ascii_case(v) => Ok(()),
+                canonical => Err(invalid(v, DNS, format!("a certificate carries it as {canonical}; give that form"))),
+            },
             SubjectAltName::Ip(_) => Ok(()),
             SubjectAltName::Email(v) => email(v).map(drop),
             SubjectAltName::Uri(v) => uri(v).map(drop),
@@ -101,6 +128,7 @@ impl FromStr for SubjectAltName {
     }
 }
 
+const SAN: &str = "subject alternative name";
 const DNS: &str = "DNS name";
 const IP: &str = "IP address";
 const EMAIL: &str = "email address";
@@ -111,7 +139,7 @@ fn invalid(value: &str, kind: &'static str, why: impl Into<String>) -> Error {
 }
 
 /// A character as an error message names it; invisible ones by code point.
-fn describe(c: char) -> String {
+pub(crate) fn describe(c: char) -> String {
     match c {
         ' ' => "a space".to_owned(),
         c if c.is_control() => format!("the control character U+{:04X}", u32::from(c)),
@@ -169,7 +197,9 @@ fn rfc3986_violation(uri: &str) -> Option<String> {
     None
 }
 
-/// Whether `name` is a syntactically valid DNS name, a leftmost `*` label allowed.
+/// Whether `name` is a syntactically valid DNS name, a leftmost `*` label allowed: the
+/// loose check of host patterns in the gateway's configuration, which match what clients
+/// send (SNI, Host). What a certificate may name is stricter (pki's `host` module).
 pub fn is_dns_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_empty() || name.len() > 253 {
@@ -188,22 +218,34 @@ pub fn is_dns_name(name: &str) -> bool {
 // The checks of one kind of name take the value as it is, untrimmed: [`SubjectAltName::parse`]
 // trims what a person typed, a CSR's names are certified exactly as requested or not at all.
 
-/// A DNS name (lowercased).
+/// A DNS name, as a certificate may carry it: lowercase, an IDN as its A-label.
 pub(crate) fn dns(value: &str) -> Result<SubjectAltName> {
     refuse_control(value, DNS)?;
-    let value = value.to_ascii_lowercase();
-    if !is_dns_name(&value) {
-        return Err(invalid(
-            &value,
-            DNS,
-            "use letters, digits and hyphens in dot-separated labels; '*' only as the whole first label",
-        ));
+    if let Some(addr) = ip_literal(value) {
+        return Err(invalid(value, DNS, format!("it is an IP address, which a certificate names as IP:{addr}")));
     }
-    Ok(SubjectAltName::Dns(value))
+    host_name(value).map(SubjectAltName::Dns).map_err(|why| invalid(value, DNS, why))
+}
+
+/// Whether a `WORD:` prefix names a SAN type (`DNS`, `IP Address`, ...) rather than starting a value.
+fn is_type_word(prefix: &str) -> bool {
+    prefix.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-' || c == '_')
 }
 
 fn ip(value: &str) -> Result<SubjectAltName> {
-    value.parse().map(SubjectAltName::Ip).map_err(|_| invalid(value, IP, "not an IPv4 or IPv6 address"))
+    ip_literal(value).map(SubjectAltName::Ip).ok_or_else(|| {
+        let why = if looks_like_ipv6(value) {
+            "it is not an IPv6 address; give eight groups of hex digits separated by ':', '::' standing for \
+             a run of zero groups, such as 2001:db8::1 (without a %zone)"
+        } else if value.contains('.') && !value.contains(':') {
+            "an IPv4 address is four numbers from 0 to 255 separated by dots, such as 10.1.2.3, without \
+             leading zeros"
+        } else {
+            "give an IPv4 address such as 10.1.2.3 or an IPv6 address such as 2001:db8::1"
+        };
+        invalid(value, IP, why)
+    })
 }
 
 /// An RFC 822 email address.
@@ -212,7 +254,7 @@ pub(crate) fn email(value: &str) -> Result<SubjectAltName> {
     match value.split_once('@') {
         Some((local, domain))
             if !local.is_empty()
-                && is_dns_name(domain)
+                && host_name(domain).is_ok_and(|d| d == domain.to_ascii_lowercase())
                 && !domain.contains('*')
                 && value.is_ascii()
                 && !value.contains(char::is_whitespace) =>
@@ -247,13 +289,17 @@ pub fn dns_matches(pattern: &str, name: &str) -> bool {
     if pattern == "*" {
         return true;
     }
-    if let Some(suffix) = pattern.strip_prefix("*.") {
-        return match name.split_once('.') {
-            Some((first, rest)) => rest == suffix && !first.is_empty(),
-            None => false,
-        };
+    wildcard_matches(&pattern, name)
+}
+
+/// Whether `pattern`, an exact name or a `*.` wildcard standing for exactly one label,
+/// covers `name` (both lowercase): `*.example.com` covers `www.example.com` and the literal
+/// `*.example.com`, not `example.com` nor `a.b.example.com` (RFC 6125 §6.4.3, as browsers match).
+pub fn wildcard_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => name.split_once('.').is_some_and(|(first, rest)| !first.is_empty() && rest == suffix),
+        None => pattern == name,
     }
-    pattern == name
 }
 
 /// Matches text against a glob where `*` stands for any run of characters.
@@ -384,6 +430,90 @@ mod tests {
         assert!(email("a@example.org ").is_err());
         assert!(SubjectAltName::Uri("spiffe://t/a b".into()).check().is_err());
         assert!(SubjectAltName::Uri("spiffe://t/a".into()).check().is_ok());
+    }
+
+    fn refusal(input: &str) -> (&'static str, String) {
+        match SubjectAltName::parse(input) {
+            Err(Error::InvalidName { kind, why, .. }) => (kind, why),
+            other => panic!("{input:?} should be refused as a name, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ip_literals_are_ip_names_and_ipv4_attempts_are_refused() {
+        for (input, want) in [
+            ("10.1.2.3", "IP:10.1.2.3"),
+            ("2001:db8::1", "IP:2001:db8::1"),
+            ("[2001:db8::1]", "IP:2001:db8::1"),
+            ("fe80::1", "IP:fe80::1"),
+            ("IP:[::1]", "IP:::1"),
+        ] {
+            assert_eq!(SubjectAltName::parse(input).unwrap().to_string(), want, "{input}");
+        }
+        // The WHATWG rule: a last label that is a number makes the name an IPv4 attempt.
+        for input in ["999.1.1.1", "1.2.3", "10.1.2.3.4", "010.1.2.3", "host.0x1f", "DNS:999.1.1.1", "a.b.123"] {
+            let (_, why) = refusal(input);
+            assert!(why.contains("10.1.2.3") && (why.contains("IPv4") || why.contains("0 to 255")), "{input}: {why}");
+        }
+        let (kind, why) = refusal("DNS:10.1.2.3");
+        assert_eq!(kind, DNS);
+        assert!(why.contains("IP:10.1.2.3"), "{why}");
+        assert_eq!(refusal("2001:db8::zz").0, IP);
+        assert_eq!(refusal("fe80::1%eth0").0, IP);
+    }
+
+    #[test]
+    fn unknown_types_and_ports_are_named_as_such() {
+        let (kind, why) = refusal("FOO:bar");
+        assert_eq!(kind, SAN);
+        assert_eq!(why, "unknown SAN type FOO; use DNS:, IP:, email: or URI:");
+        assert!(refusal("mailto:alice@example.org").1.starts_with("unknown SAN type mailto;"));
+        assert!(refusal("www.example.com:8443").1.contains("leave out ':8443'"));
+        // A URI without the prefix still reads as one; "IP Address:" is openssl's spelling.
+        assert!(matches!(SubjectAltName::parse("spiffe://td/x"), Ok(SubjectAltName::Uri(_))));
+        assert!(matches!(SubjectAltName::parse("IP Address:10.0.0.1"), Ok(SubjectAltName::Ip(_))));
+    }
+
+    #[test]
+    fn host_names_follow_the_stated_rules() {
+        let dns_of = |input: &str| match SubjectAltName::parse(input) {
+            Ok(SubjectAltName::Dns(name)) => name,
+            other => panic!("{input}: {other:?}"),
+        };
+        assert_eq!(dns_of("bücher.example"), "xn--bcher-kva.example");
+        assert_eq!(dns_of("DNS:BÜCHER.Example"), "xn--bcher-kva.example");
+        assert_eq!(dns_of("xn--bcher-kva.example"), "xn--bcher-kva.example");
+        assert_eq!(dns_of("*.bücher.example"), "*.xn--bcher-kva.example");
+        assert_eq!(dns_of("db"), "db", "a single label asked for as a SAN is certified");
+        assert_eq!(dns_of("localhost"), "localhost");
+        assert_eq!(dns_of("a-b.example"), "a-b.example");
+        for (input, named) in [
+            ("foo_bar.example.com", "use a hyphen instead"),
+            ("hello world", "a space"),
+            ("example.com.", "trailing dot"),
+            ("a..example", "empty label"),
+            ("-a.example", "hyphen"),
+            ("f*.example.com", "whole leftmost label"),
+            ("a.*.example.com", "whole leftmost label"),
+            ("*", "whole leftmost label"),
+            ("*.com", "two or more labels"),
+            ("xn--zz.example", "internationalized"),
+            ("\u{2603}\u{fe0f}.", "trailing dot"),
+        ] {
+            let (kind, why) = refusal(&format!("DNS:{input}"));
+            assert_eq!(kind, DNS, "{input}");
+            assert!(why.contains(named), "{input}: {why}");
+        }
+        let long_label = format!("{}.example", "a".repeat(64));
+        assert!(refusal(&long_label).1.contains("at most 63"));
+    }
+
+    #[test]
+    fn an_error_quotes_a_huge_value_only_in_part() {
+        let huge = format!("{}.example", "a_".repeat(500_000));
+        let message = SubjectAltName::parse(&huge).unwrap_err().to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.contains("characters)") && message.contains("at most 253"), "{message}");
     }
 
     #[test]

@@ -31,14 +31,13 @@ pub fn build_pkcs12(
     password: &str,
     format: Pkcs12Format,
 ) -> Result<Vec<u8>> {
-    let p12_error = |e: p12_keystore::error::Error| Error::Pkcs12(e.to_string());
-    let key = PrivateKey::from_der(key_pkcs8).map_err(p12_error)?;
+    let key = PrivateKey::from_der(key_pkcs8).map_err(Error::Pkcs12)?;
     let certs = chain
         .iter()
         .map(|der| Certificate::from_der(der))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(p12_error)?;
-    let leaf = chain.first().ok_or_else(|| Error::Pkcs12("no certificate given".into()))?;
+        .map_err(Error::Pkcs12)?;
+    let leaf = chain.first().ok_or(Error::Pkcs12WithoutCertificate)?;
     let local_key_id = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, leaf).as_ref().to_vec();
     let mut store = KeyStore::new();
     store.add_entry(friendly_name, KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, certs)));
@@ -53,7 +52,7 @@ pub fn build_pkcs12(
         .mac_algorithm(mac)
         .mac_iterations(ITERATIONS)
         .write()
-        .map_err(p12_error)
+        .map_err(Error::Pkcs12)
 }
 
 /// A random password for a bundle: 20 characters from an alphabet without

@@ -87,6 +87,36 @@ impl DnField {
         }
     }
 
+    /// The most characters RFC 5280 (Appendix A, the `ub-` bounds) allows in the attribute.
+    pub fn upper_bound(self) -> usize {
+        match self {
+            DnField::CommonName | DnField::Organization | DnField::OrganizationalUnit => 64,
+            DnField::State | DnField::Locality => 128,
+            DnField::Country => 2,
+        }
+    }
+
+    /// Refuses a value longer than [`upper_bound`](Self::upper_bound), or a country that is not two letters.
+    pub(crate) fn check_length(self, value: &str) -> Result<()> {
+        let length = value.chars().count();
+        let why = match self {
+            DnField::Country if length != 2 || !value.chars().all(|c| c.is_ascii_alphabetic()) => {
+                "a country is its two-letter ISO 3166 code, such as DE or US".to_owned()
+            }
+            DnField::CommonName if length > self.upper_bound() => format!(
+                "it is {length} characters long, and RFC 5280 allows at most {} (ub-common-name); give a shorter \
+                 CN, and put a longer host name in a subject alternative name (--san DNS:NAME)",
+                self.upper_bound()
+            ),
+            _ if length > self.upper_bound() => format!(
+                "it is {length} characters long, and RFC 5280 allows at most {}; shorten it",
+                self.upper_bound()
+            ),
+            _ => return Ok(()),
+        };
+        Err(Error::InvalidName { value: value.to_owned(), kind: self.description(), why })
+    }
+
     pub(crate) fn to_rcgen(self) -> rcgen::DnType {
         match self {
             DnField::CommonName => rcgen::DnType::CommonName,
@@ -328,8 +358,20 @@ impl CaSettings {
 /// One line for a TOML error: `line L, column C: message`.
 fn toml_error(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
-        Some(span) => format!("{}: {}", line_col(text, span.start), e.message().trim_end()),
-        None => e.message().trim_end().to_owned(),
+        Some(span) => format!("{}: {}", line_col(text, span.start), plain_toml_message(e.message())),
+        None => plain_toml_message(e.message()),
+    }
+}
+
+/// serde's words for a value of the wrong type ("expected u32") in the words of ca.toml.
+fn plain_toml_message(message: &str) -> String {
+    let message = message.trim_end();
+    match message.split_once("expected ") {
+        Some((found, "u32" | "u8" | "u64" | "usize")) => {
+            format!("{found}expected a whole number (0 or more), such as 90; write it without quotes")
+        }
+        Some((found, "a boolean")) => format!("{found}expected true or false, without quotes"),
+        _ => message.to_owned(),
     }
 }
 
@@ -442,6 +484,24 @@ mod tests {
         // The pattern still decides first.
         policy.allowed_uris = vec!["spiffe://example.org/*".into()];
         assert!(matches!(policy.check_name(Profile::Client, &hostile), Err(Error::PolicyViolation { .. })));
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_says_what_to_write() {
+        let err = CaSettings::parse(Path::new("ca.toml"), "[profiles.server]\nmax_days = \"ninety\"\n").unwrap_err();
+        assert!(err.message.contains("line 2") && err.message.contains("a whole number"), "{}", err.message);
+        assert!(!err.message.contains("u32"), "{}", err.message);
+    }
+
+    #[test]
+    fn subject_attributes_are_bounded_as_rfc_5280_bounds_them() {
+        assert!(DnField::CommonName.check_length(&"a".repeat(64)).is_ok());
+        let err = DnField::CommonName.check_length(&"a".repeat(65)).unwrap_err().to_string();
+        assert!(err.contains("65 characters") && err.contains("at most 64") && err.contains("--san DNS:"), "{err}");
+        assert!(err.len() < 400, "the message quotes the CN only in part: {err}");
+        assert!(DnField::Locality.check_length(&"l".repeat(128)).is_ok());
+        assert!(DnField::Country.check_length("DE").is_ok());
+        assert!(DnField::Country.check_length("Germany").unwrap_err().to_string().contains("ISO 3166"));
     }
 
     #[test]

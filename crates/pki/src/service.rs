@@ -3,7 +3,7 @@
 //! issuance database; the order is always sign, then record durably, then
 //! hand the result out, so nothing leaves the CA unrecorded.
 
-use store::{CertificateRecord, ListFilter, Revocation, RevokeOutcome, Store};
+use store::{CertificateRecord, ListFilter, ReleaseOutcome, Revocation, RevokeOutcome, Store};
 use time::{Duration, OffsetDateTime};
 
 use crate::authority::{Issued, Issuer, LeafRequest};
@@ -45,6 +45,37 @@ impl<S: Store> CertificateAuthority<S> {
     pub async fn record(&self, issued: &[&Issued]) -> Result<()> {
         let records: Vec<_> = issued.iter().map(|i| i.record.clone()).collect();
         self.store.record_issued(&records).await?;
+        Ok(())
+    }
+
+    /// Records signed certificates whose files are still to be written, all or
+    /// none, durably: they count as valid only once [`delivered`](Self::delivered)
+    /// says their files exist.
+    pub async fn record_undelivered(&self, issued: &[&Issued]) -> Result<()> {
+        let records: Vec<_> = issued.iter().map(|i| i.record.clone()).collect();
+        self.store.record_undelivered(&records).await?;
+        Ok(())
+    }
+
+    /// Marks certificates recorded with [`record_undelivered`](Self::record_undelivered) as delivered.
+    pub async fn delivered(&self, serials: &[String]) -> Result<()> {
+        self.store.mark_delivered(serials).await?;
+        Ok(())
+    }
+
+    /// Certificates recorded but never delivered (and not revoked since).
+    pub async fn undelivered(&self) -> Result<Vec<CertificateRecord>> {
+        Ok(self.store.certificates(ListFilter::Undelivered).await?)
+    }
+
+    /// Revokes a certificate that was never delivered, as superseded: its key
+    /// may sit in a half-written bundle, so it must not stay usable.
+    pub async fn supersede(&self, serial: &str) -> Result<()> {
+        let revocation = Revocation {
+            revoked_at: OffsetDateTime::now_utc().unix_timestamp(),
+            reason: RevocationReason::Superseded.code(),
+        };
+        self.store.revoke(serial, revocation).await?;
         Ok(())
     }
 
@@ -91,6 +122,22 @@ pub async fn revoke(store: &impl Store, serial: &Serial, reason: RevocationReaso
     }
 }
 
+/// Releases a certificate on hold (revoked with reason certificateHold): it
+/// is valid again and leaves the next CRL. Any other revocation is final.
+pub async fn release_hold(store: &impl Store, serial: &Serial) -> Result<()> {
+    match store.release_hold(&serial.to_string()).await? {
+        ReleaseOutcome::Released => Ok(()),
+        ReleaseOutcome::NotFound => Err(Error::UnknownSerial(serial.to_string())),
+        ReleaseOutcome::NotOnHold(revocation) => Err(Error::NotOnHold {
+            serial: serial.to_string(),
+            state: match revocation {
+                None => "not revoked".to_owned(),
+                Some(r) => format!("revoked ({})", RevocationReason::from_code(r.reason).name()),
+            },
+        }),
+    }
+}
+
 /// Where a certificate stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertificateStatus {
@@ -100,6 +147,9 @@ pub enum CertificateStatus {
     Revoked,
     /// Past its notAfter.
     Expired,
+    /// Signed and recorded, but its files were never written (an
+    /// interrupted or failed issuance); not counted as issued.
+    Undelivered,
 }
 
 impl CertificateStatus {
@@ -107,6 +157,8 @@ impl CertificateStatus {
     pub fn of(record: &CertificateRecord, now: i64) -> CertificateStatus {
         if record.revocation.is_some() {
             CertificateStatus::Revoked
+        } else if !record.delivered {
+            CertificateStatus::Undelivered
         } else if record.certificate.not_after < now {
             CertificateStatus::Expired
         } else {
@@ -114,12 +166,13 @@ impl CertificateStatus {
         }
     }
 
-    /// `valid`, `revoked` or `expired`.
+    /// `valid`, `revoked`, `expired` or `undelivered`.
     pub fn name(self) -> &'static str {
         match self {
             CertificateStatus::Valid => "valid",
             CertificateStatus::Revoked => "revoked",
             CertificateStatus::Expired => "expired",
+            CertificateStatus::Undelivered => "undelivered",
         }
     }
 
@@ -129,6 +182,7 @@ impl CertificateStatus {
             CertificateStatus::Valid => ListFilter::Valid { now },
             CertificateStatus::Revoked => ListFilter::Revoked,
             CertificateStatus::Expired => ListFilter::Expired { now },
+            CertificateStatus::Undelivered => ListFilter::Undelivered,
         }
     }
 }

@@ -15,7 +15,9 @@
 mod record;
 mod sqlite;
 
-pub use record::{CertificateRecord, ListFilter, NewCertificate, Revocation, RevokeOutcome, RevokedEntry};
+pub use record::{
+    CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevokeOutcome, RevokedEntry,
+};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -65,6 +67,17 @@ pub trait Store: Send + Sync {
     /// Fails with [`StoreError::SerialExists`] if any serial is already recorded.
     async fn record_issued(&self, certificates: &[NewCertificate]) -> Result<()>;
 
+    /// Records certificates whose files are still to be written, all or none:
+    /// recorded so nothing leaves the CA unrecorded, but not counted as valid
+    /// until [`mark_delivered`](Store::mark_delivered).
+    async fn record_undelivered(&self, certificates: &[NewCertificate]) -> Result<()>;
+
+    /// Marks certificates recorded with [`record_undelivered`](Store::record_undelivered) as delivered.
+    async fn mark_delivered(&self, serials: &[String]) -> Result<()>;
+
+    /// Undoes a revocation with reason certificateHold (RFC 5280 allows only that one).
+    async fn release_hold(&self, serial: &str) -> Result<ReleaseOutcome>;
+
     /// The certificate with this serial (uppercase hex), if recorded.
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>>;
 
@@ -86,6 +99,15 @@ pub trait Store: Send + Sync {
 impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     async fn record_issued(&self, certificates: &[NewCertificate]) -> Result<()> {
         (**self).record_issued(certificates).await
+    }
+    async fn record_undelivered(&self, certificates: &[NewCertificate]) -> Result<()> {
+        (**self).record_undelivered(certificates).await
+    }
+    async fn mark_delivered(&self, serials: &[String]) -> Result<()> {
+        (**self).mark_delivered(serials).await
+    }
+    async fn release_hold(&self, serial: &str) -> Result<ReleaseOutcome> {
+        (**self).release_hold(serial).await
     }
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
         (**self).certificate(serial).await

@@ -41,6 +41,11 @@ pub struct CertificateRecord {
     pub issued_at: i64,
     /// Set once revoked.
     pub revocation: Option<Revocation>,
+    /// Whether its files reached their owner. A certificate recorded with
+    /// [`Store::record_undelivered`](crate::Store::record_undelivered) is not
+    /// until [`Store::mark_delivered`](crate::Store::mark_delivered); it is
+    /// not counted as valid meanwhile.
+    pub delivered: bool,
 }
 
 /// A revoked certificate as a CRL lists it.
@@ -63,12 +68,23 @@ pub enum RevokeOutcome {
     NotFound,
 }
 
+/// What [`Store::release_hold`](crate::Store::release_hold) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// The hold is released: the certificate is valid again.
+    Released,
+    /// Not on hold: not revoked (`None`) or revoked for another reason.
+    NotOnHold(Option<Revocation>),
+    /// No certificate has this serial.
+    NotFound,
+}
+
 /// Which certificates to list. Status is judged at `now` (unix seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListFilter {
     /// Everything recorded.
     All,
-    /// Not revoked and not expired at `now`.
+    /// Delivered, not revoked and not expired at `now`.
     Valid {
         /// The time to judge expiry at.
         now: i64,
@@ -80,4 +96,6 @@ pub enum ListFilter {
         /// The time to judge expiry at.
         now: i64,
     },
+    /// Recorded, never delivered, not revoked.
+    Undelivered,
 }

@@ -14,11 +14,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 
-use crate::record::{CertificateRecord, ListFilter, NewCertificate, Revocation, RevokeOutcome, RevokedEntry};
+use crate::record::{
+    CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevokeOutcome, RevokedEntry,
+};
 use crate::{Result, Store, StoreError};
 
 /// Schema migrations, applied in order; index + 1 is the version they lead to.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE certificates (
     serial            TEXT PRIMARY KEY NOT NULL,
     issuer            TEXT NOT NULL,
@@ -38,7 +41,12 @@ CREATE TABLE crl_numbers (
     issuer TEXT PRIMARY KEY NOT NULL,
     last   INTEGER NOT NULL
 ) STRICT;
-"#];
+"#,
+    r#"
+ALTER TABLE certificates ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX certificates_undelivered ON certificates (common_name) WHERE delivered = 0;
+"#,
+];
 
 /// The issuance database in one SQLite file.
 #[derive(Debug, Clone)]
@@ -78,6 +86,58 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
+    /// Inserts certificates in one transaction, all or none.
+    async fn insert(&self, certificates: &[NewCertificate], delivered: bool) -> Result<()> {
+        let issued_at = now_unix();
+        let mut tx = self.pool.begin().await?;
+        for cert in certificates {
+            let sans = serde_json::to_string(&cert.sans).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let inserted = sqlx::query(
+                "INSERT INTO certificates (serial, issuer, profile, subject, common_name, sans, not_before, \
+                 not_after, der, issued_at, delivered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&cert.serial)
+            .bind(&cert.issuer)
+            .bind(&cert.profile)
+            .bind(&cert.subject)
+            .bind(&cert.common_name)
+            .bind(sans)
+            .bind(cert.not_before)
+            .bind(cert.not_after)
+            .bind(&cert.der)
+            .bind(issued_at)
+            .bind(delivered)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    return Err(StoreError::SerialExists(cert.serial.clone()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A certificate's revocation, read inside `tx`: `None` when no certificate has this
+/// serial, `Some(None)` when it is not revoked.
+async fn revocation_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    serial: &str,
+) -> Result<Option<Option<Revocation>>> {
+    let row: Option<(Option<i64>, Option<i64>)> =
+        sqlx::query_as("SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?")
+            .bind(serial)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.map(|(revoked_at, reason)| {
+        revoked_at
+            .map(|revoked_at| Revocation { revoked_at, reason: reason.and_then(|r| u8::try_from(r).ok()).unwrap_or(0) })
+    }))
 }
 
 fn now_unix() -> i64 {
@@ -111,45 +171,53 @@ fn record_from_row(row: &SqliteRow) -> Result<CertificateRecord> {
         },
         issued_at: row.try_get("issued_at")?,
         revocation,
+        delivered: row.try_get("delivered")?,
     })
 }
 
 const SELECT_CERTIFICATE: &str = "SELECT serial, issuer, profile, subject, common_name, sans, not_before, not_after, \
-     der, issued_at, revoked_at, revocation_reason FROM certificates";
+     der, issued_at, revoked_at, revocation_reason, delivered FROM certificates";
+
+/// RFC 5280 CRLReason certificateHold: the one revocation that can be released.
+const CERTIFICATE_HOLD: i64 = 6;
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn record_issued(&self, certificates: &[NewCertificate]) -> Result<()> {
-        let issued_at = now_unix();
+        self.insert(certificates, true).await
+    }
+
+    async fn record_undelivered(&self, certificates: &[NewCertificate]) -> Result<()> {
+        self.insert(certificates, false).await
+    }
+
+    async fn mark_delivered(&self, serials: &[String]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for cert in certificates {
-            let sans = serde_json::to_string(&cert.sans).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let inserted = sqlx::query(
-                "INSERT INTO certificates (serial, issuer, profile, subject, common_name, sans, not_before, \
-                 not_after, der, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&cert.serial)
-            .bind(&cert.issuer)
-            .bind(&cert.profile)
-            .bind(&cert.subject)
-            .bind(&cert.common_name)
-            .bind(sans)
-            .bind(cert.not_before)
-            .bind(cert.not_after)
-            .bind(&cert.der)
-            .bind(issued_at)
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Ok(_) => {}
-                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                    return Err(StoreError::SerialExists(cert.serial.clone()));
-                }
-                Err(e) => return Err(e.into()),
-            }
+        for serial in serials {
+            sqlx::query("UPDATE certificates SET delivered = 1 WHERE serial = ?")
+                .bind(serial)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn release_hold(&self, serial: &str) -> Result<ReleaseOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = match revocation_of(&mut tx, serial).await? {
+            None => ReleaseOutcome::NotFound,
+            Some(Some(revocation)) if i64::from(revocation.reason) == CERTIFICATE_HOLD => {
+                sqlx::query("UPDATE certificates SET revoked_at = NULL, revocation_reason = NULL WHERE serial = ?")
+                    .bind(serial)
+                    .execute(&mut *tx)
+                    .await?;
+                ReleaseOutcome::Released
+            }
+            Some(revocation) => ReleaseOutcome::NotOnHold(revocation),
+        };
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
@@ -163,9 +231,10 @@ impl Store for SqliteStore {
     async fn certificates(&self, filter: ListFilter) -> Result<Vec<CertificateRecord>> {
         let (condition, now) = match filter {
             ListFilter::All => ("1 = 1 OR ? IS NULL", 0),
-            ListFilter::Valid { now } => ("revoked_at IS NULL AND not_after >= ?", now),
+            ListFilter::Valid { now } => ("revoked_at IS NULL AND delivered = 1 AND not_after >= ?", now),
             ListFilter::Revoked => ("revoked_at IS NOT NULL OR ? IS NULL", 0),
-            ListFilter::Expired { now } => ("revoked_at IS NULL AND not_after < ?", now),
+            ListFilter::Expired { now } => ("revoked_at IS NULL AND delivered = 1 AND not_after < ?", now),
+            ListFilter::Undelivered => ("revoked_at IS NULL AND delivered = 0 OR ? IS NULL", 0),
         };
         let sql = format!("{SELECT_CERTIFICATE} WHERE {condition} ORDER BY issued_at, rowid");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).fetch_all(&self.pool).await?;
@@ -174,18 +243,10 @@ impl Store for SqliteStore {
 
     async fn revoke(&self, serial: &str, revocation: Revocation) -> Result<RevokeOutcome> {
         let mut tx = self.pool.begin().await?;
-        let existing: Option<(Option<i64>, Option<i64>)> =
-            sqlx::query_as("SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?")
-                .bind(serial)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let outcome = match existing {
+        let outcome = match revocation_of(&mut tx, serial).await? {
             None => RevokeOutcome::NotFound,
-            Some((Some(revoked_at), reason)) => RevokeOutcome::AlreadyRevoked(Revocation {
-                revoked_at,
-                reason: reason.and_then(|r| u8::try_from(r).ok()).unwrap_or(0),
-            }),
-            Some((None, _)) => {
+            Some(Some(earlier)) => RevokeOutcome::AlreadyRevoked(earlier),
+            Some(None) => {
                 sqlx::query("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?")
                     .bind(revocation.revoked_at)
                     .bind(i64::from(revocation.reason))
@@ -289,6 +350,66 @@ mod tests {
         let revoked = store.revoked("AB").await.unwrap();
         assert_eq!(revoked, vec![RevokedEntry { serial: "01".into(), revocation: first }]);
         assert!(store.revoked("CD").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn undelivered_certificates_count_once_delivered() {
+        let (_dir, store) = open().await;
+        store.record_undelivered(&[cert("01", 100), cert("02", 100)]).await.unwrap();
+        store.record_issued(&[cert("03", 100)]).await.unwrap();
+        let serials = |v: Vec<CertificateRecord>| v.into_iter().map(|r| r.certificate.serial).collect::<Vec<_>>();
+        assert_eq!(serials(store.certificates(ListFilter::Valid { now: 0 }).await.unwrap()), ["03"]);
+        assert_eq!(serials(store.certificates(ListFilter::Undelivered).await.unwrap()), ["01", "02"]);
+        assert!(!store.certificate("01").await.unwrap().unwrap().delivered);
+
+        store.mark_delivered(&["01".into()]).await.unwrap();
+        assert_eq!(serials(store.certificates(ListFilter::Valid { now: 0 }).await.unwrap()), ["01", "03"]);
+        // an undelivered certificate revoked is revoked, no longer undelivered
+        store.revoke("02", Revocation { revoked_at: 5, reason: 4 }).await.unwrap();
+        assert!(store.certificates(ListFilter::Undelivered).await.unwrap().is_empty());
+        assert_eq!(serials(store.certificates(ListFilter::Revoked).await.unwrap()), ["02"]);
+    }
+
+    #[tokio::test]
+    async fn only_a_hold_is_released() {
+        let (_dir, store) = open().await;
+        store.record_issued(&[cert("01", 100), cert("02", 100)]).await.unwrap();
+        assert_eq!(store.release_hold("01").await.unwrap(), ReleaseOutcome::NotOnHold(None));
+        assert_eq!(store.release_hold("FF").await.unwrap(), ReleaseOutcome::NotFound);
+        store.revoke("01", Revocation { revoked_at: 5, reason: 6 }).await.unwrap();
+        let key_compromise = Revocation { revoked_at: 5, reason: 1 };
+        store.revoke("02", key_compromise).await.unwrap();
+        assert_eq!(store.release_hold("01").await.unwrap(), ReleaseOutcome::Released);
+        assert!(store.certificate("01").await.unwrap().unwrap().revocation.is_none());
+        assert!(store.revoked("AB").await.unwrap().iter().all(|r| r.serial != "01"));
+        assert_eq!(store.release_hold("02").await.unwrap(), ReleaseOutcome::NotOnHold(Some(key_compromise)));
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_is_migrated_with_its_certificates_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            // The database as the first schema left it.
+            let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+                .unwrap()
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new().connect_with(options).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(MIGRATIONS[0])).execute(&pool).await.unwrap();
+            sqlx::raw_sql("PRAGMA user_version = 1").execute(&pool).await.unwrap();
+            sqlx::query(
+                "INSERT INTO certificates (serial, issuer, profile, subject, common_name, sans, not_before, \
+                 not_after, der, issued_at) VALUES ('0A', 'AB', 'client', 'CN=x', 'x', '[]', 0, 100, X'3000', 1)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let record = store.certificate("0A").await.unwrap().unwrap();
+        assert!(record.delivered, "a certificate issued before delivery was tracked counts as delivered");
+        assert_eq!(store.certificates(ListFilter::Valid { now: 0 }).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ use crate::identity::IdentityHeaders;
 use crate::log::{HandshakeEntry, write_line};
 use crate::metrics::Metrics;
 use crate::proxy::{self, ClientCert, Connection};
-use crate::refusal::HandshakeRefusal;
+use crate::refusal::{HandshakeRefusal, RefusedCertificate};
 use crate::sites::{Runtime, Site};
 use crate::trust::{Refusal, RevocationWatch, summarize};
 
@@ -89,8 +89,9 @@ async fn accept(gateway: &Gateway, listener: &TcpListener, shutdown: &mut watch:
             Admission::Refused { client, open, log } => {
                 gateway.metrics.connection_refused_per_ip();
                 if log {
+                    let connections = if open == 1 { "connection" } else { "connections" };
                     tracing::warn!(
-                        "client {client} has {open} connections open, limits.max_connections_per_ip; \
+                        "client {client} has {open} {connections} open, limits.max_connections_per_ip; \
                          its further connections are closed at accept (logged once per 10 s per client)"
                     );
                 }
@@ -155,8 +156,9 @@ async fn connection(gateway: Arc<Gateway>, accepted: Accepted, shutdown: watch::
 
 /// Why a connection ended before its TLS handshake completed.
 enum HandshakeFailure {
-    /// Refused: the client certificate (`mtls = "require"`) or an oversized message.
-    Refused(HandshakeRefusal),
+    /// Refused: the client certificate (`mtls = "require"`, with its serial and
+    /// subject when it parsed) or an oversized message.
+    Refused(HandshakeRefusal, Option<RefusedCertificate>),
     /// Not TLS, a protocol error, a reset.
     Failed(io::Error),
     /// Not done within `limits.header_read_timeout_ms`.
@@ -169,10 +171,13 @@ impl HandshakeFailure {
         match rustls_error {
             Some(rustls::Error::InvalidMessage(
                 InvalidMessage::HandshakePayloadTooLarge | InvalidMessage::CertificatePayloadTooLarge,
-            )) => HandshakeFailure::Refused(HandshakeRefusal::TooLarge),
+            )) => HandshakeFailure::Refused(HandshakeRefusal::TooLarge, None),
             Some(e) => match Refusal::from_rustls(e) {
                 Refusal::Other(_) | Refusal::Malformed if !is_cert_error(e) => HandshakeFailure::Failed(error),
-                refusal => HandshakeFailure::Refused(HandshakeRefusal::ClientCertificate(refusal)),
+                refusal => HandshakeFailure::Refused(
+                    HandshakeRefusal::ClientCertificate(refusal),
+                    RefusedCertificate::in_error(e).cloned(),
+                ),
             },
             None => HandshakeFailure::Failed(error),
         }
@@ -198,7 +203,7 @@ async fn client_hello(tcp: TcpStream, timeout: Duration) -> Result<StartHandshak
 fn pick_site(runtime: &Runtime, report: &Report<'_>) -> Option<Arc<Site>> {
     let site = runtime.site_for_sni(report.sni.as_deref()).cloned();
     if site.is_none() {
-        report.handshake_refused(&HandshakeRefusal::UnknownServerName { sni: report.sni.clone() });
+        report.handshake_refused(&HandshakeRefusal::UnknownServerName { sni: report.sni.clone() }, None);
     }
     site
 }
@@ -252,17 +257,19 @@ struct Report<'a> {
 
 impl Report<'_> {
     /// Counts a refused handshake and writes its `handshake_refused` line.
-    fn handshake_refused(&self, refusal: &HandshakeRefusal) {
+    fn handshake_refused(&self, refusal: &HandshakeRefusal, certificate: Option<RefusedCertificate>) {
         self.metrics.handshake_refused(refusal);
         if self.log {
-            let entry = HandshakeEntry::new(
+            let (serial, subject) = certificate.map(|c| (c.serial, c.subject)).unwrap_or_default();
+            let mut entry = HandshakeEntry::new(
                 "handshake_refused",
                 self.peer,
                 self.sni.clone(),
                 refusal.label(),
                 refusal.to_string(),
-                None,
+                serial,
             );
+            entry.client_subject = subject;
             write_line(&entry);
         }
     }
@@ -271,7 +278,7 @@ impl Report<'_> {
     /// message is logged; anything else (not TLS, a reset, a timeout) is only counted.
     fn handshake_failed(&self, failure: HandshakeFailure) {
         match failure {
-            HandshakeFailure::Refused(refusal) => self.handshake_refused(&refusal),
+            HandshakeFailure::Refused(refusal, certificate) => self.handshake_refused(&refusal, certificate),
             HandshakeFailure::Failed(e) => {
                 self.metrics.tls_error();
                 tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
@@ -287,9 +294,10 @@ impl Report<'_> {
     fn client_cert_refused(&self, refusal: &Refusal, chain: &[CertificateDer<'static>]) {
         self.metrics.client_cert_refused(refusal);
         if self.log {
-            let serial = chain.first().and_then(|c| summarize(c).ok()).map(|(s, _)| s.serial);
+            let summary = chain.first().and_then(|c| summarize(c).ok()).map(|(s, _)| s);
+            let (serial, subject) = summary.map(|s| (Some(s.serial), Some(s.subject))).unwrap_or_default();
             let detail = refusal.to_string();
-            let entry = HandshakeEntry::new(
+            let mut entry = HandshakeEntry::new(
                 "client_cert_refused",
                 self.peer,
                 self.sni.clone(),
@@ -297,6 +305,7 @@ impl Report<'_> {
                 detail,
                 serial,
             );
+            entry.client_subject = subject;
             write_line(&entry);
         }
     }

@@ -30,24 +30,10 @@ const DRAIN_TIME: Duration = Duration::from_secs(30);
 
 type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Waits for `sent` on `conn`: through an [`Exchange`] when `finish_if_cancelled`
-/// (a box per request), else directly (a cancelled request then closes its connection).
-pub(super) async fn exchange<E: Send + 'static>(
-    finish_if_cancelled: bool,
-    sent: impl Future<Output = Result<Response<Incoming>, E>> + Send + 'static,
-    server: &Arc<Server>,
-    conn: Connection,
-    in_flight: InFlight,
-) -> (Result<Response<Incoming>, E>, Connection, InFlight) {
-    if finish_if_cancelled {
-        Exchange::new(sent, server, conn, in_flight, Result::ok).await
-    } else {
-        (sent.await, conn, in_flight)
-    }
-}
-
 /// A request sent on `conn`; resolves to the send's outcome with the
-/// connection and the in-flight count handed back.
+/// connection and the in-flight count handed back. Used for HTTP/2 clients
+/// only (a box per request); otherwise the send is awaited directly and a
+/// cancelled request closes its connection.
 pub(super) struct Exchange<T: Send + 'static> {
     pending: Pending<T>,
     parked: Option<(Arc<Server>, Connection, InFlight)>,

@@ -18,7 +18,7 @@ use super::balance::Balancer;
 use super::body::{Lease, OriginBody};
 use super::config::{self, HealthCheck, UpstreamConfig};
 use super::connect::{Connection, Connector};
-use super::exchange::exchange;
+use super::exchange::Exchange;
 use super::health;
 use super::request::Outgoing;
 use super::server::{Ejection, InFlight, Server};
@@ -184,7 +184,11 @@ impl Pool {
             let keep_copy = idle_for >= REUSE_RACE;
             let req = out.take(server.authority(), keep_copy).ok_or_else(|| already_sent(server))?;
             let sent = conn.sender.try_send_request(req);
-            let (outcome, conn, back) = exchange(out.finish_if_cancelled, sent, server, conn, in_flight).await;
+            let (outcome, conn, back) = if out.finish_if_cancelled {
+                Exchange::new(sent, server, conn, in_flight, Result::ok).await
+            } else {
+                (sent.await, conn, in_flight)
+            };
             in_flight = back;
             match outcome {
                 Ok(response) => return Ok(hand_back(server, conn, response, in_flight)),
@@ -207,7 +211,10 @@ impl Pool {
             }
         }
         let opening = Instant::now();
-        let mut conn = match self.connector.connect(server).await {
+        // Boxed: opening a connection (TCP, TLS, the HTTP/1.1 handshake) is a large future
+        // that most requests never run; inline, every request's future would carry its
+        // size, and move it at each await above.
+        let mut conn = match Box::pin(self.connector.connect(server)).await {
             Ok(conn) => {
                 self.connect_durations.observe(opening.elapsed());
                 server.connect_succeeded();
@@ -220,7 +227,11 @@ impl Pool {
         };
         let req = out.take(server.authority(), false).ok_or_else(|| already_sent(server))?;
         let sent = conn.sender.send_request(req);
-        let (outcome, conn, in_flight) = exchange(out.finish_if_cancelled, sent, server, conn, in_flight).await;
+        let (outcome, conn, in_flight) = if out.finish_if_cancelled {
+            Exchange::new(sent, server, conn, in_flight, Result::ok).await
+        } else {
+            (sent.await, conn, in_flight)
+        };
         match outcome {
             Ok(response) => Ok(hand_back(server, conn, response, in_flight)),
             Err(e) => Err(exchange_failed(server, &e)),

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::TlsConnector;
 
@@ -93,9 +92,8 @@ fn read_file(upstream: &str, key: &str, path: &PathBuf) -> Result<Vec<u8>, Upstr
 
 fn read_certs(upstream: &str, key: &str, path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, UpstreamError> {
     let pem = read_file(upstream, key, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| refuse(upstream, format!("{key} {} is not valid PEM: {e}", path.display())))?;
+    let certs: Vec<CertificateDer<'static>> =
+        pki::read_pem(&pem).map_err(|e| refuse(upstream, format!("{key} {} is not valid PEM: {e}", path.display())))?;
     if certs.is_empty() {
         return Err(refuse(upstream, format!("{key} {} holds no CERTIFICATE block", path.display())));
     }
@@ -104,7 +102,7 @@ fn read_certs(upstream: &str, key: &str, path: &PathBuf) -> Result<Vec<Certifica
 
 fn read_key(upstream: &str, path: &PathBuf) -> Result<PrivateKeyDer<'static>, UpstreamError> {
     let pem = read_file(upstream, "tls.client_key", path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+    pki::read_first_pem::<PrivateKeyDer<'static>>(&pem).map_err(|e| {
         refuse(
             upstream,
             format!("tls.client_key {} holds no usable PEM private key (PKCS#8, RSA or EC): {e}", path.display()),
