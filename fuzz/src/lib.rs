@@ -523,3 +523,83 @@ pub fn check_csr(data: &[u8]) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// acme_jws
+// ---------------------------------------------------------------------------
+
+/// The ACME problem types the JWS layer answers with (badNonce is the server's).
+const JWS_PROBLEMS: [&str; 4] = ["malformed", "badSignatureAlgorithm", "badPublicKey", "unauthorized"];
+
+/// The account key of the seeds in `seeds/acme_jws` (made by Python's `cryptography`).
+const SEED_ACCOUNT_KEY: &str = r#"{"kty":"EC","crv":"P-256","x":"nem9YAaLGvaJUKjeK_8kb7x0tdVun1SvG3gbYlJX9NY","y":"KhFHLnJB8OKsau95kODiAhY_vUxlIHIyRGGBcHBV_ac"}"#;
+
+/// The HMAC key of the seeds' external account binding (kid `eab-1`).
+const SEED_EAB_KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+const SEED_NEW_ACCOUNT_URL: &str = "https://acme.test/acme/new-account";
+
+fn check_jws_error(what: &str, error: &acme::jws::JwsError, data: &[u8]) {
+    assert!(JWS_PROBLEMS.contains(&error.problem_type()), "{what} has the problem type {}", error.problem_type());
+    check_message(what, &error.to_string(), data);
+}
+
+/// A key's thumbprint is 43 base64url characters, and its stored form is the same key.
+fn check_key(key: &acme::jws::Jwk) {
+    let thumbprint = key.thumbprint();
+    assert!(
+        thumbprint.len() == 43 && thumbprint.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "a thumbprint that is not 43 base64url characters: {thumbprint:?}"
+    );
+    let stored = acme::jws::Jwk::from_json(&key.to_json()).expect("a key's stored form reads back");
+    assert_eq!(stored, *key, "a key's stored form is another key");
+    assert!(!key.spki_der().is_empty(), "a key without a SubjectPublicKeyInfo");
+}
+
+fn check_eab(binding: &serde_json::Value, outer: &acme::jws::Jwk, data: &[u8]) {
+    let hmac_key = |kid: &str| (kid == "eab-1").then(|| SEED_EAB_KEY.to_vec());
+    match acme::jws::verify_external_account_binding(binding, outer, SEED_NEW_ACCOUNT_URL, hmac_key) {
+        Ok(kid) => assert_eq!(kid, "eab-1", "a binding accepted for a kid with no key"),
+        Err(e) => check_jws_error("a binding refusal", &e, data),
+    }
+}
+
+/// `acme::jws::parse` on any bytes, then `verify` with the key the request carries, its
+/// payload as JSON, and the bytes as a JWK and as an external account binding: never
+/// panics; every refusal is one line under 1 KiB, in words, with one of the JWS layer's
+/// problem types; every key accepted has a 43-character thumbprint and reads back from
+/// its stored form.
+pub fn check_jws(data: &[u8]) {
+    match acme::jws::parse(data) {
+        Err(e) => check_jws_error("a request refusal", &e, data),
+        Ok(request) => {
+            if let acme::jws::KeyRef::Jwk(key) = &request.key {
+                check_key(key);
+                if let Err(e) = request.verify(key) {
+                    check_jws_error("a signature refusal", &e, data);
+                }
+            }
+            match request.payload_json::<serde_json::Value>() {
+                Ok(payload) => {
+                    if let (Some(binding), acme::jws::KeyRef::Jwk(key)) =
+                        (payload.get("externalAccountBinding"), &request.key)
+                    {
+                        check_eab(binding, key, data);
+                    }
+                }
+                Err(e) => check_jws_error("a payload refusal", &e, data),
+            }
+        }
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+        match acme::jws::Jwk::from_json(&value) {
+            Ok(key) => check_key(&key),
+            Err(e) => check_jws_error("a key refusal", &e, data),
+        }
+        static SEED_KEY: OnceLock<acme::jws::Jwk> = OnceLock::new();
+        let outer = SEED_KEY.get_or_init(|| {
+            acme::jws::Jwk::from_json(&serde_json::from_str(SEED_ACCOUNT_KEY).expect("JSON")).expect("the seeds' key")
+        });
+        check_eab(&value, outer, data);
+    }
+}

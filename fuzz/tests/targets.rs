@@ -334,3 +334,80 @@ fn csr_check() {
     }
     run.finish();
 }
+
+/// Pieces spliced into JWS bodies and their decoded headers: the members and values
+/// ACME parsers get wrong.
+const JWS_PIECES: &[&str] = &[
+    "{", "}", "[", "]", ",", ":", "\"", "\\", "=", "+", "/", "-", "_", "null", "true", "false", "0", "1e999",
+    "\"protected\":", "\"payload\":", "\"signature\":", "\"header\":{}", "\"signatures\":[]", "\"alg\":\"none\"",
+    "\"alg\":\"HS256\"", "\"alg\":\"ES384\"", "\"jwk\":{}", "\"kid\":\"\"", "\"crit\":[\"b64\"]", "\"b64\":false",
+    "\"kty\":\"RSA\"", "\"crv\":\"P-521\"", "\"d\":\"AA\"", "\u{e9}", "\x00", "\n", "\u{feff}",
+];
+
+#[test]
+fn acme_jws() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let mut run = Run::new("acme_jws");
+    let seeds = corpus(&dirs("acme_jws"), None);
+    assert!(seeds.len() >= 6, "the seeds are there");
+    for (file, data) in &seeds {
+        run.check(|| format!("{} {}", file.display(), short(&String::from_utf8_lossy(data))), || {
+            gatehouse_fuzz::check_jws(data)
+        });
+    }
+    let mut rng = Rng::new(0x5eed_0006);
+    let texts: Vec<String> = seeds.iter().filter_map(|(_, d)| String::from_utf8(d.clone()).ok()).collect();
+    // The bodies damaged: cut, bytes flipped, pieces spliced in.
+    for _ in 0..3_000 {
+        let mut bytes = rng.pick(&texts).clone().into_bytes();
+        match rng.below(3) {
+            0 => bytes.truncate(rng.below(bytes.len() + 1)),
+            1 => {
+                for _ in 0..1 + rng.below(4) {
+                    let at = rng.below(bytes.len());
+                    bytes[at] ^= 1 << rng.below(8);
+                }
+            }
+            _ => {
+                let at = rng.below(bytes.len() + 1);
+                bytes.splice(at..at, rng.pick(JWS_PIECES).bytes());
+            }
+        }
+        run.check(|| short(&String::from_utf8_lossy(&bytes)), || gatehouse_fuzz::check_jws(&bytes));
+    }
+    // The protected headers damaged, decoded and encoded again, so that the damage
+    // gets past base64url: the header checks and the key checks.
+    for _ in 0..3_000 {
+        let text = rng.pick(&texts);
+        let Ok(serde_json::Value::Object(mut body)) = serde_json::from_str::<serde_json::Value>(text) else { continue };
+        let Some(protected) = body.get("protected").and_then(|p| p.as_str()) else { continue };
+        let Ok(header) = URL_SAFE_NO_PAD.decode(protected) else { continue };
+        let mut header = String::from_utf8_lossy(&header).into_owned();
+        for _ in 0..1 + rng.below(3) {
+            let at = header.floor_char_boundary(rng.below(header.len() + 1));
+            if rng.below(2) == 0 {
+                let piece = *rng.pick(JWS_PIECES);
+                header.insert_str(at, piece);
+            } else {
+                let end = header.floor_char_boundary((at + rng.below(12)).min(header.len()));
+                header.replace_range(at..end, "");
+            }
+        }
+        body.insert("protected".into(), URL_SAFE_NO_PAD.encode(&header).into());
+        let bytes = serde_json::Value::Object(body).to_string().into_bytes();
+        run.check(|| short(&header), || gatehouse_fuzz::check_jws(&bytes));
+    }
+    // Random bytes, and a body of the size limit and one byte over it.
+    for _ in 0..500 {
+        let len = rng.below(128);
+        let bytes = rng.bytes(len);
+        run.check(|| format!("{bytes:?}"), || gatehouse_fuzz::check_jws(&bytes));
+    }
+    for len in [acme::jws::MAX_BODY_BYTES, acme::jws::MAX_BODY_BYTES + 1] {
+        let bytes = vec![b'{'; len];
+        run.check(|| format!("{len} bytes of '{{'"), || gatehouse_fuzz::check_jws(&bytes));
+    }
+    run.finish();
+}

@@ -12,7 +12,7 @@ use store::{CertificateRecord, ListFilter, SqliteStore, Store};
 
 use crate::Failure;
 use crate::bundle::{self, BundlePaths, P12Request};
-use crate::cli::{CaCommand, Global, StatusArg};
+use crate::cli::{AcmeCommand, CaCommand, Global, StatusArg};
 
 pub async fn run(global: &Global, command: CaCommand) -> Result<ExitCode, Failure> {
     let dir = CaDir::new(&global.data_dir);
@@ -55,6 +55,9 @@ pub async fn run(global: &Global, command: CaCommand) -> Result<ExitCode, Failur
         }
         CaCommand::List { status, json } => list(&dir, status, json).await,
         CaCommand::Show { serial, json } => show(&dir, &serial, json).await,
+        CaCommand::Acme { command: AcmeCommand::Eab { command } } => {
+            crate::acme_keys::eab(&open_store(&dir).await?, command).await
+        }
         CaCommand::Batch { csv, out, p12, p12_password_file, profile, days, key_type } => {
             let format = p12.p12.then_some(if p12.legacy { Pkcs12Format::Legacy } else { Pkcs12Format::Modern });
             let p12 = match format {
@@ -94,7 +97,7 @@ async fn open_store(dir: &CaDir) -> Result<SqliteStore, Failure> {
     Ok(SqliteStore::open(&dir.database()).await?)
 }
 
-async fn open_ca(global: &Global, dir: &CaDir) -> Result<CertificateAuthority<SqliteStore>, Failure> {
+pub(crate) async fn open_ca(global: &Global, dir: &CaDir) -> Result<CertificateAuthority<SqliteStore>, Failure> {
     let issuer = dir.issuer(passphrase(global)?.as_ref())?;
     let store = open_store(dir).await?;
     Ok(CertificateAuthority::new(issuer, store))
@@ -278,6 +281,7 @@ fn record_json(record: &CertificateRecord, now: i64) -> serde_json::Value {
         "issued_at": pki::rfc3339(record.issued_at),
         "revoked_at": record.revocation.map(|r| pki::rfc3339(r.revoked_at)),
         "revocation_reason": record.revocation.map(|r| RevocationReason::from_code(r.reason).name()),
+        "source": c.source,
     })
 }
 

@@ -118,8 +118,45 @@ pub struct P12Args {
     pub legacy: bool,
 }
 
+/// `ca acme ...`: what the ACME server's operator manages by hand.
+#[derive(Debug, Subcommand)]
+pub enum AcmeCommand {
+    /// External account binding keys (RFC 8555 7.3.4), for `eab_required = true`.
+    Eab {
+        #[command(subcommand)]
+        command: EabCommand,
+    },
+}
+
+/// `ca acme eab ...`.
+#[derive(Debug, Subcommand)]
+pub enum EabCommand {
+    /// Make a key id and HMAC key for one account; printed once, never again.
+    New {
+        /// What or whom the key is for (shown by `list`).
+        #[arg(long)]
+        label: String,
+    },
+    /// List the keys: label, when made, and the account each one created or its revocation.
+    List {
+        /// One JSON object per key, in an array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key that has not been used: no account can be created with it any more.
+    Revoke {
+        /// The key id, as `eab new` printed it.
+        kid: String,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
+    /// The ACME server's external account binding keys.
+    Acme {
+        #[command(subcommand)]
+        command: AcmeCommand,
+    },
     /// Create a root and an issuing intermediate CA.
     Init {
         /// Name in the CA certificates' subjects.

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod acme_keys;
 mod batch;
 mod bundle;
 mod ca;

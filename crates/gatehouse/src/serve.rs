@@ -71,8 +71,56 @@ fn data_dir(global: &Global, config: &Config, config_path: &Path) -> Result<Path
     Ok(dir)
 }
 
+/// Starts the `[acme_server]`: the internal CA's issuer and database, a TLS
+/// certificate from that CA for its listener, and the accept loop.
+async fn start_acme_server(
+    global: &Global,
+    data_dir: &Path,
+    settings: &gateway::config::AcmeServerSettings,
+) -> Result<(), Failure> {
+    let dir = CaDir::new(data_dir);
+    let ca = crate::ca::open_ca(global, &dir).await?;
+    let store = SqliteStore::open(&dir.database()).await?;
+    let internal = open_internal(global, data_dir).await?;
+    let mut hosts = vec!["localhost".to_owned()];
+    if !settings.listen.ip().is_unspecified() {
+        hosts.push(settings.listen.ip().to_string());
+    }
+    hosts.extend(settings.hosts.iter().cloned());
+    let (chain, key) = internal.site_certificate(&hosts).await?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+        .map_err(|e| Failure::failed(format!("acme_server: its TLS certificate cannot be used: {e}")))?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acme = acme::Settings {
+        http_01_port: settings.http_01_port,
+        tls_alpn_01_port: settings.tls_alpn_01_port,
+        dns_resolver: settings.dns_resolver,
+        eab_required: settings.eab_required,
+        orders_per_hour: settings.orders_per_hour,
+        failed_validations_per_hour: settings.failed_validations_per_hour,
+    };
+    let server = acme::AcmeServer::new(ca, store, &acme).map_err(|e| Failure::failed(format!("acme_server: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| Failure::failed(format!("acme_server: cannot listen on {}: {e}", settings.listen)))?;
+    let bound = listener.local_addr().unwrap_or(settings.listen);
+    tokio::spawn(Arc::new(server).serve(listener, Arc::new(tls)));
+    eprintln!("gatehouse serving ACME on https://{bound}/acme/directory");
+    Ok(())
+}
+
 /// `gatehouse serve --config FILE`.
 pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Result<ExitCode, Failure> {
+    if let Some(settings) = &config.acme_server {
+        start_acme_server(global, &data_dir(global, &config, config_path)?, settings).await?;
+        if config.sites.is_empty() {
+            gateway::wait_for_termination().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let internal = if uses_internal_ca(&config) {
         Some(open_internal(global, &data_dir(global, &config, config_path)?).await?)
     } else {

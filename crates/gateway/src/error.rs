@@ -20,6 +20,9 @@ pub enum Error {
     /// A reload was asked of a gateway started without a configuration file.
     #[error("this gateway has no configuration file to reload")]
     NoConfigFile,
+    /// The configuration has sites but no `[listen]` table.
+    #[error("the configuration has no [listen] table; add one with https = \"ADDRESS:PORT\"")]
+    NoListener,
     /// A site's `certificate` table names no source.
     #[error("site[{site}].certificate {problem}")]
     CertificateTable {

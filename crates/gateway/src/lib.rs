@@ -148,7 +148,7 @@ impl Gateway {
 
     /// Binds the listeners; then serve with [`Gateway::run`].
     pub async fn bind(&self) -> Result<(TcpListener, Option<TcpListener>, Option<TcpListener>), Error> {
-        let listen = self.runtime.load().config.listen.clone();
+        let listen = self.runtime.load().config.listen.clone().ok_or(Error::NoListener)?;
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })
         };
@@ -302,7 +302,8 @@ pub async fn check(
     Ok(())
 }
 
-async fn wait_for_termination() {
+/// Waits for SIGTERM or Ctrl-C.
+pub async fn wait_for_termination() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

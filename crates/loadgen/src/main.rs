@@ -1,8 +1,13 @@
 //! gatehouse-loadgen: an mTLS load generator for comparing TLS reverse
-//! proxies (see bench/gateway/README.md), and the tiny backend they proxy to.
+//! proxies (see bench/gateway/README.md), the tiny backend they proxy to, and
+//! full ACME orders against an ACME server (see bench/acme/README.md).
 
+mod acme;
+mod acme_order;
 mod backend;
 mod client;
+mod dns;
+mod http01;
 mod idle;
 mod proc;
 mod report;
@@ -49,6 +54,52 @@ enum Cmd {
     },
     /// Markdown tables (medians) from a JSON-lines file written by bench/gateway/compare.sh
     Report { file: PathBuf },
+    /// Full ACME orders (account, order, http-01, finalize, download) against an ACME server
+    Acme(AcmeArgs),
+}
+
+#[derive(Args)]
+struct AcmeArgs {
+    /// The ACME directory URL (https://HOST:PORT/...)
+    #[arg(long)]
+    directory: String,
+    /// PEM file with the root that issued the ACME server's TLS certificate
+    #[arg(long)]
+    ca: PathBuf,
+    /// Orders in all (after one account per client)
+    #[arg(long, default_value_t = 200)]
+    orders: u64,
+    /// Concurrent clients, each with its own account and connection
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Seconds: stop starting orders after this long, even if fewer than --orders were made
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Port of the in-process http-01 responder on 127.0.0.1 (the server's http-01 port)
+    #[arg(long)]
+    http_01_port: u16,
+    /// Also answer DNS on this UDP address: A 127.0.0.1 for every name (for servers
+    /// that cannot resolve *.localhost themselves, e.g. pebble -dnsserver)
+    #[arg(long)]
+    dns_listen: Option<SocketAddr>,
+    /// Milliseconds between order refreshes while validating or issuing (Retry-After ignored)
+    #[arg(long, default_value_t = 5.0)]
+    poll_ms: f64,
+    /// Seconds one order may take before it counts as an error
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Names are PREFIX{N}.localhost
+    #[arg(long, default_value = "o")]
+    name_prefix: String,
+    /// Runtime threads (1 = tokio current_thread)
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Server process(es) whose CPU time counts (comma-separated or repeated)
+    #[arg(long = "pid", value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// Print one JSON object on stdout
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -132,6 +183,7 @@ fn main() {
     let threads = match &cli.cmd {
         Cmd::Run(a) => a.t.threads,
         Cmd::Idle(a) => a.t.threads,
+        Cmd::Acme(a) => a.threads,
         _ => 1,
     };
     let result = match cli.cmd {
@@ -197,6 +249,28 @@ async fn async_main(cmd: Cmd) -> Result<(), BoxError> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 idle::print_text(&r);
+            }
+            Ok(())
+        }
+        Cmd::Acme(a) => {
+            let r = acme::run(acme::AcmeParams {
+                directory: a.directory,
+                ca: a.ca,
+                orders: a.orders,
+                concurrency: a.concurrency.max(1),
+                duration: a.duration.map(secs).transpose()?,
+                http_01_port: a.http_01_port,
+                dns_listen: a.dns_listen,
+                poll: secs(a.poll_ms / 1e3)?,
+                timeout: secs(a.timeout)?,
+                name_prefix: a.name_prefix,
+                pids: a.pids,
+            })
+            .await?;
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                acme::print_text(&r);
             }
             Ok(())
         }

@@ -69,7 +69,18 @@ fn ca_params(common_name: String, organization: &str, days: u32, path_len: Optio
 struct Prepared {
     subject: Subject,
     sans: Vec<SubjectAltName>,
-    days: u32,
+    lifetime: Duration,
+    /// clientAuth besides the profile's EKU.
+    client_auth: bool,
+}
+
+/// What an issuance may set beyond its profile's defaults (an ACME profile's lifetime and EKUs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IssueOptions {
+    /// Lifetime in hours instead of the profile's default days (at most its max_days).
+    pub hours: Option<u32>,
+    /// clientAuth as well as serverAuth.
+    pub client_auth: bool,
 }
 
 /// Creates a root and an issuing intermediate.
@@ -237,8 +248,27 @@ impl Issuer {
     /// which then is the CN too). Any other CN is only a display name, and the request must
     /// carry a SAN of its own.
     pub fn issue(&self, request: &LeafRequest, public_key: &impl PublicKeyData, key_is_rsa: bool) -> Result<Issued> {
+        self.issue_with(request, public_key, key_is_rsa, IssueOptions::default())
+    }
+
+    /// As [`issue`](Self::issue), with a lifetime in hours and EKUs an ACME profile sets.
+    pub fn issue_with(
+        &self,
+        request: &LeafRequest,
+        public_key: &impl PublicKeyData,
+        key_is_rsa: bool,
+        options: IssueOptions,
+    ) -> Result<Issued> {
         let profile = request.profile;
-        let prepared = self.prepare(request)?;
+        let mut prepared = self.prepare(request)?;
+        if let Some(hours) = options.hours {
+            let max = self.settings.policy(profile).max_days;
+            if hours == 0 || hours > max.saturating_mul(24) {
+                return Err(Error::LifetimeTooLong { profile: profile.name(), days: hours.div_ceil(24), max });
+            }
+            prepared.lifetime = Duration::hours(i64::from(hours));
+        }
+        prepared.client_auth = options.client_auth;
         self.sign(profile, prepared, public_key, key_is_rsa)
     }
 
@@ -292,14 +322,14 @@ impl Issuer {
         for name in &sans {
             policy.check_name(profile, name)?;
         }
-        Ok(Prepared { subject, sans, days })
+        Ok(Prepared { subject, sans, lifetime: Duration::days(i64::from(days)), client_auth: false })
     }
 
     /// Signs what [`prepare`](Self::prepare) checked.
     fn sign(
         &self,
         profile: Profile,
-        Prepared { subject, sans, days }: Prepared,
+        Prepared { subject, sans, lifetime, client_auth }: Prepared,
         public_key: &impl PublicKeyData,
         key_is_rsa: bool,
     ) -> Result<Issued> {
@@ -310,7 +340,7 @@ impl Issuer {
         params.distinguished_name = subject.to_rcgen();
         params.subject_alt_names = sans.iter().map(SubjectAltName::to_rcgen).collect::<Result<_>>()?;
         params.not_before = now - CLOCK_SKEW;
-        params.not_after = now + Duration::days(i64::from(days));
+        params.not_after = now + lifetime;
         params.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = if key_is_rsa {
@@ -322,6 +352,9 @@ impl Issuer {
             Profile::Server => ExtendedKeyUsagePurpose::ServerAuth,
             Profile::Client => ExtendedKeyUsagePurpose::ClientAuth,
         }];
+        if client_auth && profile == Profile::Server {
+            params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        }
         params.use_authority_key_identifier_extension = true;
         if let Some(url) = &self.settings.crl_url {
             params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![url.clone()] }];
@@ -337,6 +370,7 @@ impl Issuer {
             not_before: params.not_before.unix_timestamp(),
             not_after: params.not_after.unix_timestamp(),
             der: cert.der().to_vec(),
+            source: None,
         };
         Ok(Issued { serial, der: cert.der().clone(), record })
     }

@@ -27,7 +27,7 @@ mod serial;
 mod service;
 mod x509;
 
-pub use authority::{CaCertificate, CaInit, CaMaterial, Issued, Issuer, LeafRequest, Subject, create_ca};
+pub use authority::{CaCertificate, CaInit, CaMaterial, IssueOptions, Issued, Issuer, LeafRequest, Subject, create_ca};
 pub use ca_dir::{CaDir, pem_cert, pem_crl};
 pub use crl::{RevocationReason, build_crl};
 pub use csr::{CheckedCsr, CsrDefect};
@@ -36,7 +36,7 @@ pub use key::{KeyType, Passphrase, decode_private_key, encode_private_key, priva
 pub use name::{SubjectAltName, dns_matches, is_dns_name, wildcard_matches};
 pub use pem::{PemDefect, PemFileError, read_first_pem, read_first_pem_file, read_pem, read_pem_file};
 pub use pkcs12::{Pkcs12Format, build_pkcs12, generate_password};
-pub use profile::{CaSettings, DnField, Profile, ProfilePolicy, line_col};
+pub use profile::{AcmeProfile, CaSettings, DnField, Profile, ProfilePolicy, line_col};
 pub use roster::{COLUMNS as ROSTER_COLUMNS, RosterProblem, RosterRow, read_roster};
 pub use serial::Serial;
 pub use service::{CertificateAuthority, CertificateStatus, Crl, release_hold, revoke, rfc3339};

@@ -230,6 +230,55 @@ pub struct CaSettings {
     pub server: ProfilePolicy,
     /// Client profile policy.
     pub client: ProfilePolicy,
+    /// The ACME server's profiles (draft-ietf-acme-profiles), by name; all issue under the
+    /// server policy.
+    pub acme_profiles: std::collections::BTreeMap<String, AcmeProfile>,
+}
+
+/// One ACME profile: what a certificate ordered under it is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeProfile {
+    /// Shown in the directory.
+    pub description: String,
+    /// Lifetime of its certificates, hours.
+    pub hours: u32,
+    /// Whether its certificates carry clientAuth besides serverAuth.
+    #[serde(default)]
+    pub client_auth: bool,
+    /// The identifier types an order under it may carry (`dns`, `ip`).
+    pub identifiers: Vec<String>,
+}
+
+impl AcmeProfile {
+    /// `server`, `shortlived` and `node`: what a CA offers when ca.toml names none.
+    pub fn defaults() -> std::collections::BTreeMap<String, AcmeProfile> {
+        let profile = |description: &str, hours, client_auth, identifiers: &[&str]| AcmeProfile {
+            description: description.to_owned(),
+            hours,
+            client_auth,
+            identifiers: identifiers.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        [
+            ("server", profile("TLS server certificate for DNS names, 90 days", 90 * 24, false, &["dns"])),
+            (
+                "shortlived",
+                profile("TLS server certificate, 160 hours, for DNS names and IP addresses", 160, false, &["dns", "ip"]),
+            ),
+            (
+                "node",
+                profile(
+                    "certificate for a node that serves TLS and connects as a client (serverAuth and clientAuth), 90 days",
+                    90 * 24,
+                    true,
+                    &["dns", "ip"],
+                ),
+            ),
+        ]
+        .into_iter()
+        .map(|(name, p)| (name.to_owned(), p))
+        .collect()
+    }
 }
 
 impl Default for CaSettings {
@@ -239,6 +288,7 @@ impl Default for CaSettings {
             crl_next_update_hours: 168,
             server: ProfilePolicy::defaults(Profile::Server),
             client: ProfilePolicy::defaults(Profile::Client),
+            acme_profiles: AcmeProfile::defaults(),
         }
     }
 }
@@ -250,6 +300,7 @@ struct SettingsFile {
     crl_next_update_hours: Option<u32>,
     #[serde(default)]
     profiles: ProfilesFile,
+    acme_profiles: Option<std::collections::BTreeMap<String, AcmeProfile>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -317,7 +368,28 @@ impl CaSettings {
                 .client
                 .map(|p| p.resolve(Profile::Client))
                 .unwrap_or_else(|| ProfilePolicy::defaults(Profile::Client)),
+            acme_profiles: file.acme_profiles.clone().unwrap_or_else(AcmeProfile::defaults),
         };
+        let mut settings = settings;
+        if file.acme_profiles.is_none() {
+            // The defaults fit a server policy that allows less than their 90 days.
+            let most = settings.server.max_days.saturating_mul(24);
+            for profile in settings.acme_profiles.values_mut() {
+                profile.hours = profile.hours.min(most);
+            }
+        }
+        for (name, p) in &settings.acme_profiles {
+            if p.hours == 0 || p.hours > settings.server.max_days.saturating_mul(24) {
+                return Err(err(format!(
+                    "acme_profiles.{name}: hours ({}) must be between 1 and the server profile's max_days in hours ({})",
+                    p.hours,
+                    settings.server.max_days.saturating_mul(24)
+                )));
+            }
+            if let Some(kind) = p.identifiers.iter().find(|k| *k != "dns" && *k != "ip") {
+                return Err(err(format!("acme_profiles.{name}: identifier type {kind:?} is not \"dns\" or \"ip\"")));
+            }
+        }
         for (name, p) in [("server", &settings.server), ("client", &settings.client)] {
             if p.default_days == 0 || p.default_days > p.max_days {
                 return Err(err(format!(
@@ -420,6 +492,25 @@ allowed_ips = ["0.0.0.0/0", "::/0"]
 allowed_emails = ["*"]
 allowed_uris = ["*"]
 allow_uri_separators = false
+
+# Profiles the ACME server offers (`[acme_server]` in the serve config); an order names
+# one, or gets "server". Each issues under the server policy above.
+#   hours: lifetime; client_auth: add clientAuth to serverAuth; identifiers: "dns", "ip"
+[acme_profiles.server]
+description = "TLS server certificate for DNS names, 90 days"
+hours = 2160
+identifiers = ["dns"]
+
+[acme_profiles.shortlived]
+description = "TLS server certificate, 160 hours, for DNS names and IP addresses"
+hours = 160
+identifiers = ["dns", "ip"]
+
+[acme_profiles.node]
+description = "certificate for a node that serves TLS and connects as a client (serverAuth and clientAuth), 90 days"
+hours = 2160
+client_auth = true
+identifiers = ["dns", "ip"]
 "#;
 
 #[cfg(test)]

@@ -12,9 +12,12 @@
 
 #![forbid(unsafe_code)]
 
+mod acme;
 mod record;
 mod sqlite;
+mod sqlite_acme;
 
+pub use acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeIdentifier, AcmeOrder, AcmeStore};
 pub use record::{
     CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevokeOutcome, RevokedEntry,
 };

@@ -21,6 +21,8 @@ pub struct NewCertificate {
     pub not_after: i64,
     /// The certificate, DER.
     pub der: Vec<u8>,
+    /// Where the request came from when not the CLI: `acme:ACCOUNT/ORDER` for ACME.
+    pub source: Option<String>,
 }
 
 /// A revocation: when, and why (RFC 5280 CRLReason code).

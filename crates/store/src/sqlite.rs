@@ -46,12 +46,76 @@ CREATE TABLE crl_numbers (
 ALTER TABLE certificates ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1;
 CREATE INDEX certificates_undelivered ON certificates (common_name) WHERE delivered = 0;
 "#,
+    r#"
+ALTER TABLE certificates ADD COLUMN source TEXT;
+CREATE TABLE acme_nonces (
+    nonce   TEXT PRIMARY KEY NOT NULL,
+    expires INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TABLE acme_accounts (
+    id         TEXT PRIMARY KEY NOT NULL,
+    thumbprint TEXT NOT NULL UNIQUE,
+    jwk        TEXT NOT NULL,
+    contact    TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    eab_kid    TEXT,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE acme_orders (
+    id                 TEXT PRIMARY KEY NOT NULL,
+    account_id         TEXT NOT NULL REFERENCES acme_accounts (id),
+    status             TEXT NOT NULL,
+    identifiers        TEXT NOT NULL,
+    authorizations     TEXT NOT NULL,
+    not_before         INTEGER,
+    not_after          INTEGER,
+    profile            TEXT,
+    replaces           TEXT,
+    expires            INTEGER NOT NULL,
+    error              TEXT,
+    certificate_serial TEXT,
+    created_at         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX acme_orders_account ON acme_orders (account_id, created_at);
+CREATE INDEX acme_orders_certificate ON acme_orders (certificate_serial) WHERE certificate_serial IS NOT NULL;
+CREATE TABLE acme_authorizations (
+    id               TEXT PRIMARY KEY NOT NULL,
+    account_id       TEXT NOT NULL REFERENCES acme_accounts (id),
+    identifier_type  TEXT NOT NULL,
+    identifier_value TEXT NOT NULL,
+    wildcard         INTEGER NOT NULL,
+    status           TEXT NOT NULL,
+    expires          INTEGER NOT NULL
+) STRICT;
+CREATE INDEX acme_authorizations_reuse
+    ON acme_authorizations (account_id, identifier_type, identifier_value, wildcard, status);
+CREATE TABLE acme_challenges (
+    id               TEXT PRIMARY KEY NOT NULL,
+    authorization_id TEXT NOT NULL REFERENCES acme_authorizations (id),
+    position         INTEGER NOT NULL,
+    kind             TEXT NOT NULL,
+    token            TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    validated_at     INTEGER,
+    failed_at        INTEGER,
+    error            TEXT
+) STRICT;
+CREATE INDEX acme_challenges_authorization ON acme_challenges (authorization_id, position);
+CREATE TABLE acme_eab_keys (
+    kid        TEXT PRIMARY KEY NOT NULL,
+    label      TEXT NOT NULL,
+    hmac_key   BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    account_id TEXT
+) STRICT;
+"#,
 ];
 
 /// The issuance database in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -71,8 +135,17 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// A transaction that takes the write lock at its start (`BEGIN IMMEDIATE`). One
+    /// that read first and wrote later would fail at once with "database is locked"
+    /// (SQLite cannot move a WAL read snapshot forward into a write) if another
+    /// connection, say the ACME server while `ca revoke` runs, wrote in between;
+    /// this one waits its turn within the busy timeout instead.
+    pub(crate) async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
@@ -90,12 +163,12 @@ impl SqliteStore {
     /// Inserts certificates in one transaction, all or none.
     async fn insert(&self, certificates: &[NewCertificate], delivered: bool) -> Result<()> {
         let issued_at = now_unix();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         for cert in certificates {
             let sans = serde_json::to_string(&cert.sans).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let inserted = sqlx::query(
                 "INSERT INTO certificates (serial, issuer, profile, subject, common_name, sans, not_before, \
-                 not_after, der, issued_at, delivered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 not_after, der, issued_at, delivered, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&cert.serial)
             .bind(&cert.issuer)
@@ -108,6 +181,7 @@ impl SqliteStore {
             .bind(&cert.der)
             .bind(issued_at)
             .bind(delivered)
+            .bind(&cert.source)
             .execute(&mut *tx)
             .await;
             match inserted {
@@ -168,6 +242,7 @@ fn record_from_row(row: &SqliteRow) -> Result<CertificateRecord> {
             not_before: row.try_get("not_before")?,
             not_after: row.try_get("not_after")?,
             der: row.try_get("der")?,
+            source: row.try_get("source")?,
         },
         issued_at: row.try_get("issued_at")?,
         revocation,
@@ -176,7 +251,7 @@ fn record_from_row(row: &SqliteRow) -> Result<CertificateRecord> {
 }
 
 const SELECT_CERTIFICATE: &str = "SELECT serial, issuer, profile, subject, common_name, sans, not_before, not_after, \
-     der, issued_at, revoked_at, revocation_reason, delivered FROM certificates";
+     der, issued_at, revoked_at, revocation_reason, delivered, source FROM certificates";
 
 /// RFC 5280 CRLReason certificateHold: the one revocation that can be released.
 const CERTIFICATE_HOLD: i64 = 6;
@@ -192,7 +267,7 @@ impl Store for SqliteStore {
     }
 
     async fn mark_delivered(&self, serials: &[String]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         for serial in serials {
             sqlx::query("UPDATE certificates SET delivered = 1 WHERE serial = ?")
                 .bind(serial)
@@ -204,7 +279,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_hold(&self, serial: &str) -> Result<ReleaseOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let outcome = match revocation_of(&mut tx, serial).await? {
             None => ReleaseOutcome::NotFound,
             Some(Some(revocation)) if i64::from(revocation.reason) == CERTIFICATE_HOLD => {
@@ -242,7 +317,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke(&self, serial: &str, revocation: Revocation) -> Result<RevokeOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let outcome = match revocation_of(&mut tx, serial).await? {
             None => RevokeOutcome::NotFound,
             Some(Some(earlier)) => RevokeOutcome::AlreadyRevoked(earlier),
@@ -304,6 +379,7 @@ mod tests {
             not_before: 0,
             not_after,
             der: vec![0x30, 0x00],
+            source: None,
         }
     }
 

@@ -16,12 +16,14 @@
 //! - [`time`]: Unix times and the date forms of openssl and RFC 3339.
 //! - [`curl`]: curl runs and what the echo upstream received.
 //! - [`upstream`]: servers the gateway forwards to (python echo, static files, nginx).
+//! - [`acme`]: ACME peers (bind9, certbot, lego, pebble) and gatehouse's ACME server as a fixture.
 //! - [`gateway`]: `gatehouse serve` as a fixture, its config pieces and /metrics.
 
 // Each test binary compiles this module on its own and uses only a part of it;
 // without this, every binary warns about the helpers the others use.
 #![allow(dead_code)]
 
+pub mod acme;
 pub mod ca;
 pub mod curl;
 pub mod encoding;
@@ -39,8 +41,8 @@ pub mod upstream;
 // unused would otherwise warn about its re-export.
 #[allow(unused_imports)]
 pub use self::{
-    ca::*, curl::*, encoding::*, env::*, files::*, gatehouse::*, gateway::*, net::*, openssl::*, process::*, time::*,
-    upstream::*,
+    acme::*, ca::*, curl::*, encoding::*, env::*, files::*, gatehouse::*, gateway::*, net::*, openssl::*, process::*,
+    time::*, upstream::*,
 };
 
 pub use serde_json::Value;

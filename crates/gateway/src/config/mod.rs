@@ -83,8 +83,8 @@ fn one_line(message: &str) -> String {
 pub struct Config {
     /// Data dir of the internal CA (default: the `--data-dir` of the command).
     pub data_dir: Option<PathBuf>,
-    /// Listening addresses.
-    pub listen: Listen,
+    /// Listening addresses (required when there are sites).
+    pub listen: Option<Listen>,
     /// TLS settings shared by every site.
     #[serde(default)]
     pub tls: TlsSettings,
@@ -106,6 +106,52 @@ pub struct Config {
     /// Upstream pools.
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
+    /// The ACME server on the internal CA, when configured.
+    pub acme_server: Option<AcmeServerSettings>,
+}
+
+/// `[acme_server]`: an RFC 8555 server issuing from the internal CA.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeServerSettings {
+    /// Its HTTPS listener; the directory is `https://HOST:PORT/acme/directory`.
+    pub listen: SocketAddr,
+    /// Port http-01 challenges are fetched from.
+    #[serde(default = "default_http_01_port")]
+    pub http_01_port: u16,
+    /// Port tls-alpn-01 challenges are checked on.
+    #[serde(default = "default_tls_alpn_01_port")]
+    pub tls_alpn_01_port: u16,
+    /// DNS server (`IP:PORT`) for identifiers and dns-01 records; default the system's.
+    pub dns_resolver: Option<SocketAddr>,
+    /// Names its own TLS certificate carries besides `localhost` and the listen address.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Whether a new account needs an external account binding (`gatehouse ca acme eab new`).
+    #[serde(default)]
+    pub eab_required: bool,
+    /// New orders an account may place per hour.
+    #[serde(default = "default_orders_per_hour")]
+    pub orders_per_hour: u32,
+    /// Failed challenge validations an account may have per hour.
+    #[serde(default = "default_failed_validations_per_hour")]
+    pub failed_validations_per_hour: u32,
+}
+
+fn default_orders_per_hour() -> u32 {
+    300
+}
+
+fn default_failed_validations_per_hour() -> u32 {
+    60
+}
+
+fn default_http_01_port() -> u16 {
+    80
+}
+
+fn default_tls_alpn_01_port() -> u16 {
+    443
 }
 
 /// Listening addresses.
@@ -425,8 +471,11 @@ impl Config {
                 ));
             }
         };
-        if self.sites.is_empty() {
-            problems.push("no [[site]] is configured; add one with hosts, certificate and upstream".to_owned());
+        if self.sites.is_empty() && self.acme_server.is_none() {
+            problems.push(
+                "no [[site]] and no [acme_server] is configured; add a site with hosts, certificate and upstream"
+                    .to_owned(),
+            );
         }
         let mut seen_hosts = HashSet::new();
         for (i, site) in self.sites.iter().enumerate() {
@@ -589,7 +638,7 @@ servers = ["http://127.0.0.1:3000"]
             messages(&text),
             [
                 "line 2, column 1: backlog: unknown field `backlog`, expected one of `data_dir`, `listen`, `tls`, \
-                 `limits`, `identity`, `runtime`, `log`, `site`, `upstream`",
+                 `limits`, `identity`, `runtime`, `log`, `site`, `upstream`, `acme_server`",
                 "line 20, column 10: log.access: invalid type: string \"no\", expected a boolean",
                 "line 26, column 1: site[0].colour: unknown field `colour`, expected one of `hosts`, `certificate`, \
                  `mtls`, `trust`, `upstream`, `hsts_max_age`, `route`",

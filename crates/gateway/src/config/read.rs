@@ -11,7 +11,9 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use pki::line_col;
 
-use super::{Config, IdentitySettings, Limits, Listen, LogSettings, RuntimeSettings, SiteConfig, TlsSettings};
+use super::{
+    AcmeServerSettings, Config, IdentitySettings, Limits, Listen, LogSettings, RuntimeSettings, SiteConfig, TlsSettings,
+};
 use crate::upstream::UpstreamConfig;
 
 /// Deserializes the document one top-level table at a time, and each element
@@ -34,6 +36,7 @@ pub(super) fn read_tables(text: &str) -> Result<Config, Vec<String>> {
             "log" => problems.read::<LogSettings>(name, value),
             "site" => problems.read_each::<SiteConfig>(name, value),
             "upstream" => problems.read_each::<UpstreamConfig>(name, value),
+            "acme_server" => problems.read::<AcmeServerSettings>(name, value),
             _ => {
                 // Config's own derive, given a table of just this key, names it and lists the known ones.
                 let alone: DeTable = [(key.clone(), value.clone())].into_iter().collect();
@@ -48,7 +51,8 @@ pub(super) fn read_tables(text: &str) -> Result<Config, Vec<String>> {
     // The map iterates keys by name; the operator reads the file top to bottom.
     found.sort_by_key(|(offset, _)| *offset);
     let mut messages: Vec<String> = found.into_iter().map(|(_, message)| message).collect();
-    if !root.get_ref().contains_key("listen") {
+    // Sites need a listener; an ACME-only configuration does not.
+    if !root.get_ref().contains_key("listen") && root.get_ref().contains_key("site") {
         messages.push("missing field `listen`; add a [listen] table with https = \"ADDRESS:PORT\"".to_owned());
     }
     if !messages.is_empty() {
