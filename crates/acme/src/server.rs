@@ -174,6 +174,17 @@ impl AcmeServer {
     /// Serves HTTPS on `listener` until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        // Expired nonces are swept now and then rather than on each use.
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.nonce_sweep(now()).await {
+                    tracing::warn!(error = %e, "ACME server: sweeping expired nonces failed");
+                }
+            }
+        });
         loop {
             let (tcp, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,

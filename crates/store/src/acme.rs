@@ -110,6 +110,8 @@ pub trait AcmeStore: Send + Sync {
     async fn nonce_insert(&self, nonce: &str, expires: i64) -> Result<()>;
     /// Uses a nonce up: `true` once, if it was issued and has not expired at `now`.
     async fn nonce_take(&self, nonce: &str, now: i64) -> Result<bool>;
+    /// Forgets the nonces expired at `now`; returns how many.
+    async fn nonce_sweep(&self, now: i64) -> Result<u64>;
 
     /// Records a new account; `false` when an account already has its key.
     async fn account_insert(&self, account: &AcmeAccount) -> Result<bool>;

@@ -111,7 +111,7 @@ impl AcmeStore for SqliteStore {
         sqlx::query("INSERT INTO acme_nonces (nonce, expires) VALUES (?, ?)")
             .bind(nonce)
             .bind(expires)
-            .execute(&self.pool)
+            .execute(&self.nonces)
             .await?;
         Ok(())
     }
@@ -120,11 +120,14 @@ impl AcmeStore for SqliteStore {
         let taken = sqlx::query("DELETE FROM acme_nonces WHERE nonce = ? AND expires >= ?")
             .bind(nonce)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.nonces)
             .await?;
-        // Expired ones go with the ones used: the table holds only live nonces.
-        sqlx::query("DELETE FROM acme_nonces WHERE expires < ?").bind(now).execute(&self.pool).await?;
         Ok(taken.rows_affected() == 1)
+    }
+
+    async fn nonce_sweep(&self, now: i64) -> Result<u64> {
+        let swept = sqlx::query("DELETE FROM acme_nonces WHERE expires < ?").bind(now).execute(&self.nonces).await?;
+        Ok(swept.rows_affected())
     }
 
     async fn account_insert(&self, account: &AcmeAccount) -> Result<bool> {
@@ -479,6 +482,8 @@ mod tests {
         assert!(!store.nonce_take("n1", 50).await.unwrap(), "a nonce was used twice");
         assert!(!store.nonce_take("n2", 101).await.unwrap(), "an expired nonce was taken");
         assert!(!store.nonce_take("never", 50).await.unwrap());
+        store.nonce_insert("n3", 100).await.unwrap();
+        assert_eq!(store.nonce_sweep(101).await.unwrap(), 2, "the expired n2 and n3 are swept");
     }
 
     #[tokio::test]
