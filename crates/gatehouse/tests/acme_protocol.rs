@@ -465,17 +465,24 @@ fn bad_requests_get_their_error_type_and_change_nothing() {
 }
 
 /// Finalizes an authorized order with a CSR for `names`; returns the leaf's PEM file.
-fn finalize_and_fetch(client: &Client, order_url: &str, order: &Value, names: &[&str], file: &str) -> PathBuf {
-    let (_key, der) = csr(names);
+/// Returns the leaf's PEM file and the PEM file of its key.
+fn finalize_and_fetch(
+    client: &Client,
+    order_url: &str,
+    order: &Value,
+    names: &[&str],
+    file: &str,
+) -> (PathBuf, PathBuf) {
+    let (key, der) = csr(names);
     let answer = client.post(order["finalize"].as_str().unwrap(), Some(&json!({ "csr": B64.encode(&der) })));
     assert_eq!(answer.status, 200, "{}", answer.body);
     let order = client.post(order_url, None).json();
     let chain = client.post(order["certificate"].as_str().unwrap(), None).body;
-    server().env.write(file, &chain[..chain.find("-----END CERTIFICATE-----").unwrap() + 26])
+    (server().env.write(file, &chain[..chain.find("-----END CERTIFICATE-----").unwrap() + 26]), key)
 }
 
 #[test]
-fn profiles_set_lifetime_key_usage_and_the_identifiers_taken() {
+fn profiles_set_lifetime_key_usage_and_the_identifiers_taken_and_a_key_holder_revokes() {
     let client = Client::new().register();
     let directory = send(&url("directory"), None).json();
     for name in ["server", "shortlived", "node"] {
@@ -498,7 +505,7 @@ fn profiles_set_lifetime_key_usage_and_the_identifiers_taken() {
         json!({ "profile": "shortlived", "identifiers": [{ "type": "ip", "value": "127.0.0.1" }] }),
     );
     assert_eq!(order["profile"], "shortlived");
-    let leaf = finalize_and_fetch(&client, &order_url, &order, &["127.0.0.1"], "short.pem");
+    let (leaf, _) = finalize_and_fetch(&client, &order_url, &order, &["127.0.0.1"], "short.pem");
     let dates = openssl_ok(&["x509", "-in", s(&leaf), "-noout", "-startdate", "-enddate"]);
     let get = |k: &str| openssl_time(dates.lines().find_map(|l| l.strip_prefix(k)).unwrap());
     let hours = (get("notAfter=") - get("notBefore=")) / 3600;
@@ -523,7 +530,7 @@ fn profiles_set_lifetime_key_usage_and_the_identifiers_taken() {
         &client,
         json!({ "profile": "node", "identifiers": [{ "type": "dns", "value": "node1.localhost" }] }),
     );
-    let leaf = finalize_and_fetch(&client, &order_url, &order, &["node1.localhost"], "node.pem");
+    let (leaf, key) = finalize_and_fetch(&client, &order_url, &order, &["node1.localhost"], "node.pem");
     let eku = x509_ext(&leaf, "extendedKeyUsage");
     assert!(eku.contains("TLS Web Server Authentication") && eku.contains("TLS Web Client Authentication"), "{eku}");
     for purpose in ["sslserver", "sslclient"] {
@@ -538,6 +545,31 @@ fn profiles_set_lifetime_key_usage_and_the_identifiers_taken() {
             s(&leaf),
         ]);
     }
+    // RFC 8555 7.6: revoked by whoever holds the certificate's key, with no account.
+    let pkcs8 = std::process::Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-nocrypt", "-in", s(&key), "-outform", "DER"])
+        .output()
+        .unwrap()
+        .stdout;
+    let holder = Client { key: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).unwrap(), kid: None };
+    let leaf_der = std::process::Command::new("openssl")
+        .args(["x509", "-in", s(&leaf), "-outform", "DER"])
+        .output()
+        .unwrap()
+        .stdout;
+    let stranger = Client::new();
+    let refused = stranger.post(&url("revoke-cert"), Some(&json!({ "certificate": B64.encode(&leaf_der) })));
+    assert_eq!(refused.problem(), "unauthorized", "another key may not revoke it: {}", refused.body);
+    let revoked = holder.post(&url("revoke-cert"), Some(&json!({ "certificate": B64.encode(&leaf_der), "reason": 1 })));
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let serial = norm_serial(&serial_of(&leaf));
+    let entry = find_serial(&list_json(&server().env.data(), &[]), &serial).cloned().unwrap();
+    assert_eq!(
+        (entry["status"].as_str(), entry["revocation_reason"].as_str()),
+        (Some("revoked"), Some("keyCompromise"))
+    );
+    let again = holder.post(&url("revoke-cert"), Some(&json!({ "certificate": B64.encode(&leaf_der) })));
+    assert_eq!(again.problem(), "alreadyRevoked", "{}", again.body);
 }
 
 /// With `eab_required = true` an account needs a key from `ca acme eab new`, used once;
