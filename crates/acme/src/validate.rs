@@ -18,12 +18,12 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::{Resolver, TokioResolver};
 use http_body_util::{BodyExt, Empty, Limited};
+use pki::SubjectAltName;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use store::AcmeIdentifier;
 use tokio::net::TcpStream;
-use x509_parser::extensions::GeneralName;
 
 /// Time allowed for one attempt at a challenge (resolve, connect, read).
 const ATTEMPT_TIME: Duration = Duration::from_secs(10);
@@ -236,30 +236,16 @@ fn check_alpn_certificate(
     expected: &[u8],
 ) -> Result<(), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| "does not parse".to_owned())?;
-    let names: Vec<String> = match cert.subject_alternative_name() {
-        Ok(Some(san)) => san
-            .value
-            .general_names
-            .iter()
-            .map(|n| match n {
-                GeneralName::DNSName(d) => d.to_ascii_lowercase(),
-                GeneralName::IPAddress(b) if b.len() == 4 => {
-                    IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()).to_string()
-                }
-                GeneralName::IPAddress(b) if b.len() == 16 => {
-                    IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()).to_string()
-                }
-                other => format!("{other:?}"),
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    // The one place SANs are read (pki); a name of a type it leaves out still counts here.
+    let names = pki::subject_alt_names(&cert);
+    let all_names = cert.subject_alternative_name().ok().flatten().map_or(0, |san| san.value.general_names.len());
     let wanted = match identifier.value.parse::<IpAddr>() {
-        Ok(ip) => ip.to_string(),
-        Err(_) => identifier.value.to_ascii_lowercase(),
+        Ok(ip) => SubjectAltName::Ip(ip),
+        Err(_) => SubjectAltName::Dns(identifier.value.to_ascii_lowercase()),
     };
-    if names != [wanted.clone()] {
-        return Err(format!("names {names:?}, not exactly {wanted}"));
+    if names != [wanted.clone()] || all_names != 1 {
+        let shown: Vec<String> = names.iter().map(ToString::to_string).collect();
+        return Err(format!("names {shown:?}, not exactly {wanted}"));
     }
     let extension = cert
         .extensions()
