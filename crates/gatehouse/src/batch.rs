@@ -13,6 +13,10 @@
 //! - every other undelivered certificate of a row's name is revoked as
 //!   superseded (its key may sit in a half-written bundle) before the row
 //!   is issued again;
+//! - the files a row being issued again left (NAME.key, NAME.p12,
+//!   NAME.fullchain.pem without NAME.crt) are removed, durably, before
+//!   passwords.csv is rewritten, so no bundle from an interrupted run sits
+//!   on disk beside a password that is not its own;
 //! - passwords.csv keeps one line per bundle on disk, the password of that
 //!   bundle: lines of rows being issued again are replaced.
 
@@ -125,6 +129,7 @@ pub async fn run(
     }
 
     let todo = reconcile(ca, out, &rows, &mut tally).await?;
+    remove_partial_bundles(out, &todo)?;
     let mut passwords = Passwords::load(out, &todo)?;
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(todo.len() as u64);
@@ -247,6 +252,35 @@ async fn reconcile<'a>(
     }
     tally.superseded = superseded.len();
     Ok(todo)
+}
+
+/// Removes what an interrupted run wrote of the bundles about to be issued
+/// again (their NAME.crt, written last, is missing), and makes the removal
+/// durable: a PKCS#12 left from that run would otherwise outlive its line in
+/// passwords.csv, or sit beside the new password of its row.
+fn remove_partial_bundles(out: &Path, todo: &[&RosterRow]) -> Result<(), Failure> {
+    let mut removed = 0;
+    for row in todo {
+        let paths = BundlePaths::new(out, &row.cn);
+        for path in [&paths.key, &paths.p12, &paths.fullchain] {
+            match std::fs::remove_file(path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Failure::failed(format!(
+                        "cannot remove {} left by an interrupted run: {e}; remove it by hand and run again",
+                        path.display()
+                    )));
+                }
+            }
+        }
+    }
+    if removed > 0 {
+        pki::files::sync_dir(out)?;
+        let files = crate::count(removed, "file", "files");
+        eprintln!("removed {files} of bundles an interrupted run left without their certificate");
+    }
+    Ok(())
 }
 
 /// passwords.csv: `cn,password` for each bundle whose password was generated.

@@ -308,6 +308,35 @@ fn rerun_skips_existing_bundles() {
     assert_eq!(mode(out.join("passwords.csv")), 0o600);
 }
 
+/// A row an interrupted run left without its NAME.crt (written last) is issued
+/// again, and what that run wrote of it is removed first: no old PKCS#12 stays
+/// beside the row's new password.
+#[test]
+fn rerun_replaces_a_partial_bundle() {
+    let d = init_ca(&[]);
+    let out = mkdir(d.join("out"));
+    let csv = d.join("u.csv");
+    write(&csv, "cn,email,password\nu1,,\nu2,,\n");
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &["--p12"]);
+    assert_eq!(code, 0, "{err}");
+    let old_p12 = read_bytes(out.join("u2.p12"));
+    // what a kill -9 between u2.p12 and u2.crt leaves
+    std::fs::remove_file(out.join("u2.crt")).unwrap();
+
+    // $ gatehouse ca batch u.csv --out out --p12    (again)
+    let Out { code, stderr: err, .. } = batch(&d, &csv, &out, &["--p12"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(summary(&err), (1, 1, 0), "{err}");
+    assert!(err.contains("removed 3 files of bundles an interrupted run left"), "{err}");
+    assert!(read_bytes(out.join("u2.p12")) != old_p12, "u2.p12 was not replaced");
+    let pws = passwords(&out);
+    assert_eq!(pws.iter().filter(|(cn, _)| cn == "u2").count(), 1, "{pws:?}");
+    for cn in ["u1", "u2"] {
+        let pw = &pws.iter().find(|(c, _)| c == cn).unwrap_or_else(|| panic!("{cn} not in passwords.csv: {pws:?}")).1;
+        pkcs12_opens(&out.join(format!("{cn}.p12")), pw, false);
+    }
+}
+
 #[test]
 fn batch_requires_out() {
     let d = init_ca(&[]);
