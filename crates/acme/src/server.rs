@@ -54,6 +54,9 @@ pub struct Settings {
     pub orders_per_hour: u32,
     /// Failed challenge validations an account may have per hour before it must wait.
     pub failed_validations_per_hour: u32,
+    /// Retry-After of renewal information, seconds (shorter for a certificate whose
+    /// lifetime is short: a tenth of it): how soon clients see a revocation.
+    pub renewal_info_retry_secs: u64,
 }
 
 /// The profile of an order that names none.
@@ -71,8 +74,6 @@ const VALIDATION_PAUSE: Duration = Duration::from_secs(1);
 const POLL_AFTER: u64 = 1;
 /// Seconds a rate-limited account is asked to wait: the limits count the last hour.
 const RATE_LIMIT_RETRY: u64 = 3600;
-/// Seconds before renewal information is worth asking for again.
-const RENEWAL_INFO_RETRY: u64 = 6 * 3600;
 
 /// The ACME server over one CA and its database.
 pub struct AcmeServer {

@@ -60,6 +60,18 @@ pub enum Command {
         #[arg(long, value_name = "FILE", default_value = "gatehouse.toml")]
         config: PathBuf,
     },
+    /// Obtain and renew certificates through ACME for a machine not behind the gateway:
+    /// write them where its services read them and run their reload commands.
+    Agent {
+        /// The agent's configuration file (see examples/consul-agent.toml and docs/acme.md).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// One pass, for cron and systemd timers: obtain what is missing, renew what is
+        /// due, then exit (0 all in place, 1 a certificate failed, 2 bad configuration,
+        /// 3 a reload command failed).
+        #[arg(long)]
+        once: bool,
+    },
     /// Configuration files: check one before serving it.
     #[command(subcommand)]
     Config(ConfigCommand),

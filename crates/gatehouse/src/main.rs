@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod acme_keys;
+mod agent;
 mod batch;
 mod bundle;
 mod ca;
@@ -139,7 +140,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // Warnings, and the certificate lifecycle (obtained, renewed, scheduled), rare and
+                // what an operator looks for first.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,gateway::acme_client=info,gateway::certificates=info")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -152,6 +157,9 @@ fn main() -> ExitCode {
             let rt = serve::runtime(loaded.runtime.worker_threads)?;
             rt.block_on(serve::serve(&cli.global, &config, loaded))
         }),
+        Command::Agent { config, once } => {
+            serve::runtime(None).and_then(|rt| rt.block_on(agent::run(&cli.global, &config, once)))
+        }
         Command::Quickstart { listen, upstream, hostname } => serve::runtime(None).and_then(|rt| {
             rt.block_on(serve::quickstart(&cli.global, serve::Quickstart { listen, upstream, hostname }))
         }),

@@ -101,6 +101,7 @@ async fn start_acme_server(
         eab_required: settings.eab_required,
         orders_per_hour: settings.orders_per_hour,
         failed_validations_per_hour: settings.failed_validations_per_hour,
+        renewal_info_retry_secs: settings.renewal_info_retry_secs.max(1),
     };
     let server = acme::AcmeServer::new(ca, store, &acme).map_err(|e| Failure::failed(format!("acme_server: {e}")))?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -126,8 +127,10 @@ pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Resul
     } else {
         None
     };
+    // ACME accounts and certificates are kept in the data dir.
+    let acme_dir = if config.acme.is_empty() { None } else { Some(data_dir(global, &config, config_path)?) };
     // Anything Gateway::new refuses is in the configuration (a file it names, a trust store).
-    let gateway = Gateway::new(config, Some(config_path.to_owned()), internal)
+    let gateway = Gateway::new(config, Some(config_path.to_owned()), internal, acme_dir.as_deref())
         .await
         .map_err(|e| Failure::usage(format!("{}: {e}", config_path.display())))?;
     let listeners = gateway.bind().await?;
@@ -253,7 +256,7 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
     let internal: Arc<dyn Store> = Arc::new(store);
     let internal = Arc::new(InternalCa::open(&data_dir, internal, passphrase).await?);
 
-    let gateway = Gateway::new(config, None, Some(internal)).await?;
+    let gateway = Gateway::new(config, None, Some(internal), None).await?;
     let listeners = gateway.bind().await?;
     let hints = Hints { global, root: dir.root_path(), paths, password_path };
     let hostname = options.hostname.clone();

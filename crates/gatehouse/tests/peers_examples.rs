@@ -120,3 +120,16 @@ fn example_naming_missing_files_is_refused_naming_them() {
     assert!(o.stderr.contains("origin-ca.pem"), "the missing file is not named:\n{}", o.all());
     assert!(o.stderr.contains("tls.ca"), "the key is not named:\n{}", o.all());
 }
+
+/// The `gatehouse agent` example (examples/agent/, not a gateway configuration) is read
+/// and validated whole: as shipped, the one thing it lacks is the fleet CA's root, a
+/// file of the user's own, which the agent names (exit 2) before contacting anything.
+#[test]
+fn the_agent_example_is_valid_but_for_the_fleet_root_it_names() {
+    let env = Env::new();
+    let example = examples_dir().join("agent/consul-node.toml");
+    let o = env.gh(&["agent", "--config", s(&example), "--once"]);
+    assert_eq!(o.code, 2, "{}", o.all());
+    assert!(o.stderr.contains("ca_bundle /etc/gatehouse/fleet-root.pem"), "{}", o.all());
+    assert_eq!(o.stderr.lines().count(), 1, "one error, not one per key: {}", o.all());
+}

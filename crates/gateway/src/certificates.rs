@@ -26,6 +26,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{Error as TlsError, InconsistentKeys};
 use x509_parser::certificate::X509Certificate;
 
+use crate::acme_client::{AcmeClient, AcmeConfig, Managed, Stored};
 use crate::internal_ca::{InternalCa, InternalCaError};
 use crate::sites::{FileStamps, host_matches};
 use crate::trust::{TrustError, read_certificates};
@@ -44,6 +45,9 @@ pub enum CertificateSource {
     /// `{ internal_ca = true }`: issued by the internal CA for the site's host names,
     /// renewed when a third of its lifetime is left.
     InternalCa,
+    /// `{ acme = "NAME" }`: obtained and renewed through the `[[acme]]` table of that name
+    /// (see [`crate::acme_client`]).
+    Acme(String),
 }
 
 /// Why a certificate cannot be served.
@@ -84,6 +88,15 @@ pub enum CertificateError {
     /// A replacement that covers fewer of the site's names than the certificate serving.
     #[error("the new certificate does not cover {}, which the one serving does", .0.join(", "))]
     NamesLost(Vec<String>),
+    /// `acme = "NAME"` without an ACME client or table (a configuration that failed validation).
+    #[error("a site has certificate.acme = \"{0}\" but there is no such [[acme]] table")]
+    NoAcme(String),
+    /// A certificate the ACME client kept cannot be read.
+    #[error("the certificate kept in the data dir is unusable: {0}")]
+    Kept(String),
+    /// The placeholder served until the first ACME certificate could not be made.
+    #[error("cannot make the placeholder certificate: {0}")]
+    Placeholder(String),
     /// A replacement outside its validity period while the certificate serving is within its own.
     #[error("the new certificate is not valid now (from {not_before} to {not_after}) and the one serving is")]
     NotValidNow {
@@ -111,6 +124,26 @@ pub fn certified_key(
     }
 }
 
+/// What certificates can come from besides files: the internal CA, and ACME accounts.
+#[derive(Clone, Copy, Default)]
+pub struct Issuers<'a> {
+    /// The internal CA, when the data dir has one.
+    pub internal: Option<&'a Arc<InternalCa>>,
+    /// The process's ACME client.
+    pub acme: Option<&'a Arc<AcmeClient>>,
+    /// The configuration's `[[acme]]` tables.
+    pub acme_tables: &'a [AcmeConfig],
+}
+
+/// The `CertifiedKey` of a certificate the ACME client keeps.
+pub fn stored_key(stored: &Stored, provider: &CryptoProvider) -> Result<CertifiedKey, CertificateError> {
+    let chain = pki::read_pem(stored.chain_pem.as_bytes())
+        .map_err(|e| CertificateError::Kept(format!("the chain is not PEM: {e}")))?;
+    let key = pki::read_first_pem(stored.key_pem.as_bytes())
+        .map_err(|e| CertificateError::Kept(format!("the key is not PEM: {e}")))?;
+    certified_key(chain, key, provider)
+}
+
 /// What happened when a site's certificate was looked at again ([`SiteCertificate::refresh`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refresh {
@@ -127,11 +160,15 @@ pub enum Refresh {
 pub struct SiteCertificate {
     source: CertificateSource,
     hosts: Vec<String>,
+    /// The `[[acme]]` table of an ACME source, as it was when loaded.
+    acme_table: Option<AcmeConfig>,
     origin: Origin,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<CertifiedKey>,
     /// What the files looked like when last read, and since.
     files: Mutex<FilesSeen>,
+    /// Dropped with the site: its ACME renewal task stops.
+    acme_stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 /// What a site's certificate files looked like (taken before reading them): when last
@@ -166,6 +203,7 @@ impl FilesSeen {
 enum Origin {
     Files { cert: PathBuf, key: PathBuf },
     InternalCa(Arc<InternalCa>),
+    Acme(Arc<Managed>),
 }
 
 impl fmt::Display for Origin {
@@ -173,6 +211,7 @@ impl fmt::Display for Origin {
         match self {
             Origin::Files { cert, key } => write!(f, "{} with key {}", cert.display(), key.display()),
             Origin::InternalCa(_) => f.write_str("the internal CA"),
+            Origin::Acme(managed) => write!(f, "ACME ({})", managed.acme.name),
         }
     }
 }
@@ -181,7 +220,7 @@ impl Origin {
     fn stamps(&self) -> FileStamps {
         match self {
             Origin::Files { cert, key } => FileStamps::of([cert, key]),
-            Origin::InternalCa(_) => FileStamps::default(),
+            Origin::InternalCa(_) | Origin::Acme(_) => FileStamps::default(),
         }
     }
 
@@ -195,6 +234,26 @@ impl Origin {
                 (chain, key)
             }
             Origin::InternalCa(ca) => ca.site_certificate(hosts).await.map_err(CertificateError::InternalCa)?,
+            Origin::Acme(managed) => {
+                let kept = managed.stored().map(|stored| stored_key(&stored, provider));
+                return match kept {
+                    Some(Ok(key)) => Ok(key),
+                    Some(Err(e)) => {
+                        tracing::warn!(
+                            hosts = %hosts.join(","), acme = %managed.acme.name, error = %e,
+                            "the kept certificate is unusable; serving a self-signed placeholder until the ACME order completes"
+                        );
+                        crate::acme_client::placeholder(hosts, provider).map_err(CertificateError::Placeholder)
+                    }
+                    None => {
+                        tracing::warn!(
+                            hosts = %hosts.join(","), acme = %managed.acme.name,
+                            "no certificate yet; serving a self-signed placeholder until the ACME order completes"
+                        );
+                        crate::acme_client::placeholder(hosts, provider).map_err(CertificateError::Placeholder)
+                    }
+                };
+            }
         };
         certified_key(chain, key, provider)
     }
@@ -209,13 +268,28 @@ impl SiteCertificate {
         hosts: &[String],
         base_dir: &Path,
         provider: &Arc<CryptoProvider>,
-        internal: Option<&Arc<InternalCa>>,
+        issuers: &Issuers<'_>,
     ) -> Result<SiteCertificate, CertificateError> {
         let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base_dir.join(p) };
+        let mut acme_table = None;
         let origin = match source {
             CertificateSource::Files { cert, key } => Origin::Files { cert: resolve(cert), key: resolve(key) },
             CertificateSource::InternalCa => {
-                Origin::InternalCa(internal.cloned().ok_or(CertificateError::NoInternalCa)?)
+                Origin::InternalCa(issuers.internal.cloned().ok_or(CertificateError::NoInternalCa)?)
+            }
+            CertificateSource::Acme(name) => {
+                let no_acme = || CertificateError::NoAcme(name.clone());
+                let table = issuers.acme_tables.iter().find(|t| t.name == *name).ok_or_else(no_acme)?;
+                let client = issuers.acme.cloned().ok_or_else(no_acme)?;
+                acme_table = Some(table.clone());
+                let names = hosts.to_vec();
+                Origin::Acme(Arc::new(Managed {
+                    acme: table.clone(),
+                    names,
+                    base_dir: base_dir.to_owned(),
+                    client,
+                    standalone: None,
+                }))
             }
         };
         let stamps = origin.stamps();
@@ -237,17 +311,48 @@ impl SiteCertificate {
         Ok(SiteCertificate {
             source: source.clone(),
             hosts: hosts.to_vec(),
+            acme_table,
             origin,
             provider: provider.clone(),
             current: ArcSwap::from_pointee(key),
             files: Mutex::new(FilesSeen { read: stamps, changed: None }),
+            acme_stop: Mutex::new(None),
         })
     }
 
-    /// Whether this is the certificate of a site with `source` and `hosts`: a reloaded
-    /// configuration keeps it (and what it serves now) rather than loading it anew.
-    pub fn is_for(&self, source: &CertificateSource, hosts: &[String]) -> bool {
-        self.source == *source && self.hosts == hosts
+    /// Starts renewing an ACME certificate (obtaining it first when the site has none):
+    /// a task of its own, which stops when the site is dropped. Nothing for other sources.
+    pub fn start(self: &Arc<Self>) {
+        let Origin::Acme(managed) = &self.origin else { return };
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        *self.acme_stop.lock().unwrap_or_else(PoisonError::into_inner) = Some(stop);
+        tokio::spawn(crate::acme_client::site::keep_site(Arc::downgrade(self), managed.clone(), stopped));
+    }
+
+    /// Whether this is the certificate of a site with `source` and `hosts` (and, for an
+    /// ACME source, the same `[[acme]]` table): a reloaded configuration keeps it (and
+    /// what it serves now) rather than loading it anew.
+    pub fn is_for(&self, source: &CertificateSource, hosts: &[String], acme_tables: &[AcmeConfig]) -> bool {
+        let table = match source {
+            CertificateSource::Acme(name) => acme_tables.iter().find(|t| t.name == *name),
+            _ => None,
+        };
+        self.source == *source && self.hosts == hosts && self.acme_table.as_ref() == table
+    }
+
+    /// The TLS provider its keys are loaded with.
+    pub(crate) fn provider(&self) -> &CryptoProvider {
+        &self.provider
+    }
+
+    /// The hosts of the site.
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+
+    /// notAfter of the certificate serving, Unix seconds (for `/metrics`).
+    pub fn not_after(&self) -> Option<i64> {
+        Leaf::of(&self.current()).ok().map(|l| l.not_after)
     }
 
     /// The certificate served now.
@@ -267,6 +372,8 @@ impl SiteCertificate {
                 self.files.lock().unwrap_or_else(PoisonError::into_inner).due(now)
             }
             Origin::InternalCa(_) => renewal_due,
+            // Its own task renews it (see `start`).
+            Origin::Acme(_) => false,
         };
         if !due {
             return Refresh::Unchanged;
@@ -341,16 +448,19 @@ impl ResolvesServerCert for SiteCertificate {
 }
 
 /// What the checks need of a leaf certificate.
-struct Leaf {
-    names: Vec<String>,
-    serial: String,
-    not_before: i64,
-    not_after: i64,
+pub(crate) struct Leaf {
+    pub(crate) names: Vec<String>,
+    pub(crate) serial: String,
+    pub(crate) not_before: i64,
+    pub(crate) not_after: i64,
 }
 
 impl Leaf {
     fn of(key: &CertifiedKey) -> Result<Leaf, CertificateError> {
-        let der = key.end_entity_cert().map_err(CertificateError::Malformed)?;
+        Leaf::from_der(key.end_entity_cert().map_err(CertificateError::Malformed)?)
+    }
+
+    pub(crate) fn from_der(der: &[u8]) -> Result<Leaf, CertificateError> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(CertificateError::Unparsable)?;
         let validity = cert.validity();
         Ok(Leaf {
@@ -362,7 +472,7 @@ impl Leaf {
     }
 
     /// Whether a subjectAltName covers `host` (a site's host name, IP address or wildcard).
-    fn covers(&self, host: &str) -> bool {
+    pub(crate) fn covers(&self, host: &str) -> bool {
         self.names.iter().any(|name| match (name.parse::<IpAddr>(), host.parse::<IpAddr>()) {
             (Ok(name), Ok(host)) => name == host,
             (Err(_), Err(_)) => host_matches(name, host),
@@ -375,12 +485,12 @@ impl Leaf {
         hosts.iter().map(String::as_str).filter(|h| !self.covers(h)).collect()
     }
 
-    fn valid_at(&self, unix: i64) -> bool {
+    pub(crate) fn valid_at(&self, unix: i64) -> bool {
         (self.not_before..=self.not_after).contains(&unix)
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
@@ -461,7 +571,7 @@ mod tests {
 
         async fn load(&self, hosts: &[&str]) -> Result<SiteCertificate, CertificateError> {
             let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-            SiteCertificate::load(&self.source(), &hosts, self.dir.path(), &self.provider, None).await
+            SiteCertificate::load(&self.source(), &hosts, self.dir.path(), &self.provider, &Issuers::default()).await
         }
 
         fn server_config(&self, site: &Arc<SiteCertificate>) -> Arc<ServerConfig> {
@@ -622,7 +732,8 @@ mod tests {
         let (_, other_key) = ca.issue(&["a.test"]);
         ca.install(&chain, &other_key);
         assert!(matches!(ca.load(&["a.test"]).await, Err(CertificateError::KeyMismatch)));
-        let internal = SiteCertificate::load(&CertificateSource::InternalCa, &[], ca.dir.path(), &ca.provider, None);
+        let none = Issuers::default();
+        let internal = SiteCertificate::load(&CertificateSource::InternalCa, &[], ca.dir.path(), &ca.provider, &none);
         assert!(matches!(internal.await, Err(CertificateError::NoInternalCa)));
     }
 
@@ -659,12 +770,12 @@ mod tests {
         let internal = config("certificate = { internal_ca = true }\n").expect("valid");
         assert_eq!(internal.sites[0].certificate.source(), Ok(&CertificateSource::InternalCa));
         for (certificate, message) in [
-            ("", "site[0].certificate is missing; give cert and key files or internal_ca = true"),
+            ("", "site[0].certificate is missing; give cert and key files, internal_ca = true or acme = \"NAME\""),
             ("certificate = { cert = \"c.pem\" }\n", "site[0].certificate needs both cert and key"),
             ("certificate = { key = \"k.pem\", internal_ca = true }\n", "site[0].certificate needs both cert and key"),
             (
                 "certificate = { cert = \"c.pem\", key = \"k.pem\", internal_ca = true }\n",
-                "site[0].certificate has files and internal_ca = true; choose one",
+                "site[0].certificate has more than one of files, internal_ca = true and acme; choose one",
             ),
         ] {
             let refused = config(certificate).expect_err("refused");

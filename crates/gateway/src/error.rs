@@ -65,6 +65,14 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// An `[[acme]]` table names a file that cannot be used.
+    #[error("acme \"{name}\": {problem}")]
+    AcmeTable {
+        /// The table's name.
+        name: String,
+        /// What is wrong, naming the file.
+        problem: String,
+    },
     /// The bound HTTPS listener has no local address.
     #[error(transparent)]
     ListenerAddress(std::io::Error),

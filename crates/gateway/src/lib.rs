@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acme_client;
 pub mod certificates;
 pub mod config;
 pub mod crl_fetch;
@@ -42,6 +43,8 @@ pub use config::{Config, ConfigError};
 pub use error::Error;
 pub use internal_ca::{InternalCa, InternalCaError};
 
+use crate::acme_client::AcmeClient;
+
 use crate::metrics::Metrics;
 use crate::server::{ClientConnections, ConnectionSlots};
 use crate::sites::{FileStamps, Runtime};
@@ -56,8 +59,11 @@ pub struct Gateway {
     pub connection_slots: ConnectionSlots,
     /// Open connections per client (`limits.max_connections_per_ip`).
     pub clients: Arc<ClientConnections>,
-    provider: Arc<CryptoProvider>,
+    pub(crate) provider: Arc<CryptoProvider>,
     internal: Option<Arc<InternalCa>>,
+    /// The ACME client of `certificate = { acme = ... }` sites, whose challenge answers
+    /// the listeners serve.
+    pub acme: Option<Arc<AcmeClient>>,
     config_path: Option<PathBuf>,
     base_dir: PathBuf,
 }
@@ -78,10 +84,12 @@ impl Gateway {
     /// from that file; relative paths in the config resolve against its directory.
     /// Raises the process's open-file limit to its hard limit, and lowers
     /// `limits.max_connections` (with a warning) to what that leaves room for.
+    /// `data_dir` keeps the ACME accounts and certificates of `acme` sites.
     pub async fn new(
         config: Config,
         config_path: Option<PathBuf>,
         internal: Option<Arc<InternalCa>>,
+        data_dir: Option<&Path>,
     ) -> Result<Arc<Gateway>, Error> {
         log::set_queue_lines(config.log.queue_lines);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -89,7 +97,12 @@ impl Gateway {
             config_path.as_deref().and_then(Path::parent).map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."));
         let max_connections = config.limits.max_connections;
         let metrics = Arc::new(Metrics::new());
-        let runtime = Runtime::build(config, &base_dir, provider.clone(), internal.as_ref(), &metrics).await?;
+        let acme = data_dir.map(|dir| {
+            let events: Arc<dyn acme_client::OrderEvents> = metrics.clone();
+            Arc::new(AcmeClient::new(dir, provider.clone(), Some(events)))
+        });
+        let runtime =
+            Runtime::build(config, &base_dir, provider.clone(), internal.as_ref(), acme.as_ref(), &metrics).await?;
         server::raise_open_file_limit();
         let connection_slots = ConnectionSlots::new(max_connections);
         metrics.set_connection_limit(connection_slots.size());
@@ -104,6 +117,7 @@ impl Gateway {
             clients: Arc::default(),
             provider,
             internal,
+            acme,
             config_path,
             base_dir,
         }))
@@ -133,8 +147,9 @@ impl Gateway {
         }
         let max_connections = config.limits.max_connections;
         let previous = self.runtime.load_full();
-        let (provider, internal) = (self.provider.clone(), self.internal.as_ref());
-        let runtime = Runtime::rebuild(&previous, config, &self.base_dir, provider, internal, &self.metrics).await?;
+        let (provider, internal, acme) = (self.provider.clone(), self.internal.as_ref(), self.acme.as_ref());
+        let runtime =
+            Runtime::rebuild(&previous, config, &self.base_dir, provider, internal, acme, &self.metrics).await?;
         runtime.start_health_checks();
         self.runtime.store(Arc::new(runtime));
         let was = self.connection_slots.size();
@@ -270,13 +285,20 @@ pub async fn check(
     for upstream in &config.upstreams {
         upstream::Pool::new(upstream, base_dir)?;
     }
+    for table in &config.acme {
+        let table = table.get_ref();
+        acme_client::check_files(table, base_dir)
+            .map_err(|problem| Error::AcmeTable { name: table.name.clone(), problem })?;
+    }
     for (index, site) in config.sites.iter().enumerate() {
         let source = site.certificate.source().map_err(|problem| Error::CertificateTable { site: index, problem })?;
         let hosts: Vec<String> = site.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
         let certificate = match source {
             CertificateSource::Files { .. } => {
-                SiteCertificate::load(source, &hosts, base_dir, &provider, None).await.map(drop)
+                SiteCertificate::load(source, &hosts, base_dir, &provider, &Default::default()).await.map(drop)
             }
+            // The account's files are checked below; the certificate is the CA's to give.
+            CertificateSource::Acme(_) => Ok(()),
             // What the internal CA would be asked for: a SAN per host.
             CertificateSource::InternalCa => hosts.iter().try_for_each(|h| match pki::SubjectAltName::parse(h) {
                 Ok(_) => Ok(()),

@@ -81,6 +81,17 @@ pub struct Metrics {
     connect_durations: Family<UpstreamLabel, DurationHistogram>,
     reloads: Counter,
     reload_failures: Counter,
+    acme_orders: Family<AcmeOrderLabels, Counter>,
+}
+
+/// The labels of `gatehouse_acme_orders_total`: the `[[acme]]` table and the result.
+type AcmeOrderLabels = [(&'static str, String); 2];
+
+impl crate::acme_client::OrderEvents for Metrics {
+    fn order(&self, acme: &str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.acme_orders.get_or_create(&[("acme", acme.to_owned()), ("result", result.to_owned())]).inc();
+    }
 }
 
 impl Default for Metrics {
@@ -175,6 +186,12 @@ impl Metrics {
         let reloads = registered(r, "gatehouse_config_reloads", "Configuration reloads, by result", Family::default());
 
         let [reloads, reload_failures] = counters(&reloads, "result", ["ok", "refused"]);
+        let acme_orders = registered(
+            r,
+            "gatehouse_acme_orders",
+            "ACME orders for site certificates, by [[acme]] table and result (ok, failed)",
+            Family::default(),
+        );
         let [connections_refused_per_ip] = counters(&connections_refused, "reason", ["max_connections_per_ip"]);
         Metrics {
             requests: counters(&requests, "code", STATUS_CLASSES),
@@ -194,6 +211,7 @@ impl Metrics {
             connect_durations,
             reloads,
             reload_failures,
+            acme_orders,
             registry,
         }
     }
@@ -293,7 +311,8 @@ impl Metrics {
     pub fn render(&self, runtime: &Runtime) -> String {
         let mut out = String::new();
         let encoded = prometheus_text::encode(&mut out, &self.registry)
-            .and_then(|()| prometheus_text::encode(&mut out, &pool_servers(runtime)));
+            .and_then(|()| prometheus_text::encode(&mut out, &pool_servers(runtime)))
+            .and_then(|()| prometheus_text::encode(&mut out, &certificate_expiry(runtime)));
         if encoded.is_err() {
             tracing::error!("cannot encode the metrics");
         }
@@ -317,6 +336,24 @@ fn pool_servers(runtime: &Runtime) -> Registry {
         healthy,
     );
     registry.register("gatehouse_upstream_servers", "Servers of an upstream, configured", servers);
+    registry
+}
+
+/// When the certificate each site serves now expires, read now; a site is labelled with
+/// its first host.
+fn certificate_expiry(runtime: &Runtime) -> Registry {
+    let expiry = Family::<[(&'static str, String); 1], Gauge>::default();
+    for site in runtime.sites() {
+        if let (Some(host), Some(not_after)) = (site.hosts.first(), site.certificate.not_after()) {
+            expiry.get_or_create(&[("site", host.clone())]).set(not_after);
+        }
+    }
+    let mut registry = Registry::default();
+    registry.register(
+        "gatehouse_certificate_expiry_timestamp_seconds",
+        "notAfter of the certificate each site serves now (Unix time), by the site's first host",
+        expiry,
+    );
     registry
 }
 

@@ -21,7 +21,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 
 use crate::Error;
-use crate::certificates::SiteCertificate;
+use crate::acme_client::AcmeClient;
+use crate::certificates::{Issuers, SiteCertificate};
 use crate::config::{Config, MtlsMode, RouteMtls, TlsVersion, TrustConfig};
 use crate::internal_ca::InternalCa;
 use crate::metrics::{Metrics, RequestDurations};
@@ -153,9 +154,10 @@ impl Runtime {
         base_dir: &Path,
         provider: Arc<CryptoProvider>,
         internal: Option<&Arc<InternalCa>>,
+        acme: Option<&Arc<AcmeClient>>,
         metrics: &Metrics,
     ) -> Result<Runtime, Error> {
-        Runtime::assemble(config, base_dir, provider, internal, metrics, None).await
+        Runtime::assemble(config, base_dir, provider, (internal, acme), metrics, None).await
     }
 
     /// Builds the runtime of a changed configuration, taking over from `previous` what
@@ -170,19 +172,26 @@ impl Runtime {
         base_dir: &Path,
         provider: Arc<CryptoProvider>,
         internal: Option<&Arc<InternalCa>>,
+        acme: Option<&Arc<AcmeClient>>,
         metrics: &Metrics,
     ) -> Result<Runtime, Error> {
-        Runtime::assemble(config, base_dir, provider, internal, metrics, Some(previous)).await
+        Runtime::assemble(config, base_dir, provider, (internal, acme), metrics, Some(previous)).await
     }
 
     async fn assemble(
         config: Config,
         base_dir: &Path,
         provider: Arc<CryptoProvider>,
-        internal: Option<&Arc<InternalCa>>,
+        (internal, acme): (Option<&Arc<InternalCa>>, Option<&Arc<AcmeClient>>),
         metrics: &Metrics,
         previous: Option<&Runtime>,
     ) -> Result<Runtime, Error> {
+        let acme_tables: Vec<_> = config.acme.iter().map(|t| t.get_ref().clone()).collect();
+        for table in &acme_tables {
+            crate::acme_client::check_files(table, base_dir)
+                .map_err(|problem| Error::AcmeTable { name: table.name.clone(), problem })?;
+        }
+        let issuers = Issuers { internal, acme, acme_tables: &acme_tables };
         let resolve = |p: &Path| {
             if p.is_absolute() { p.to_owned() } else { base_dir.join(p) }
         };
@@ -209,14 +218,19 @@ impl Runtime {
         for (index, sc) in config.sites.iter().enumerate() {
             let hosts: Vec<String> = sc.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
             let source = sc.certificate.source().map_err(|problem| Error::CertificateTable { site: index, problem })?;
-            let kept = previous.and_then(|p| p.sites.iter().find(|s| s.certificate.is_for(source, &hosts)));
+            let kept =
+                previous.and_then(|p| p.sites.iter().find(|s| s.certificate.is_for(source, &hosts, &acme_tables)));
             let certificate = match kept {
                 Some(site) => site.certificate.clone(),
-                None => Arc::new(
-                    SiteCertificate::load(source, &hosts, base_dir, &provider, internal)
-                        .await
-                        .map_err(|source| Error::Certificate { site: index, source })?,
-                ),
+                None => {
+                    let certificate = Arc::new(
+                        SiteCertificate::load(source, &hosts, base_dir, &provider, &issuers)
+                            .await
+                            .map_err(|source| Error::Certificate { site: index, source })?,
+                    );
+                    certificate.start();
+                    certificate
+                }
             };
             let trust = match &sc.trust {
                 None => None,
@@ -328,6 +342,11 @@ impl Runtime {
         }
         let (_, parent) = name.split_once('.')?;
         self.wildcard.get(parent).and_then(|i| self.sites.get(*i))
+    }
+
+    /// The sites, in configuration order.
+    pub fn sites(&self) -> &[Arc<Site>] {
+        &self.sites
     }
 
     /// Starts the health checks of every pool (a pool carried over keeps the ones it has).
@@ -459,17 +478,25 @@ mod tests {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let (base, app) = (dir.path(), "http://127.0.0.1:3000");
         let metrics = Metrics::new();
-        let first = Runtime::build(config(base, "", app), base, provider.clone(), None, &metrics).await.unwrap();
+        let first = Runtime::build(config(base, "", app), base, provider.clone(), None, None, &metrics).await.unwrap();
 
-        let hsts =
-            Runtime::rebuild(&first, config(base, "hsts_max_age = 600", app), base, provider.clone(), None, &metrics);
+        let hsts = Runtime::rebuild(
+            &first,
+            config(base, "hsts_max_age = 600", app),
+            base,
+            provider.clone(),
+            None,
+            None,
+            &metrics,
+        );
         let hsts = hsts.await.unwrap();
         assert!(Arc::ptr_eq(&first.pools["app"], &hsts.pools["app"]), "the unchanged upstream keeps its pool");
         let (before, after) = (first.site_for_sni(Some("a.test")).unwrap(), hsts.site_for_sni(Some("a.test")).unwrap());
         assert!(Arc::ptr_eq(&before.certificate, &after.certificate), "the unchanged source keeps its certificate");
         assert!(after.hsts.is_some(), "and the change is in effect");
 
-        let moved = Runtime::rebuild(&hsts, config(base, "", "http://127.0.0.1:3001"), base, provider, None, &metrics);
+        let moved =
+            Runtime::rebuild(&hsts, config(base, "", "http://127.0.0.1:3001"), base, provider, None, None, &metrics);
         let moved = moved.await.unwrap();
         assert!(!Arc::ptr_eq(&hsts.pools["app"], &moved.pools["app"]), "a changed upstream gets a new pool");
     }

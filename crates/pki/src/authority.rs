@@ -77,8 +77,8 @@ struct Prepared {
 /// What an issuance may set beyond its profile's defaults (an ACME profile's lifetime and EKUs).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IssueOptions {
-    /// Lifetime in hours instead of the profile's default days (at most its max_days).
-    pub hours: Option<u32>,
+    /// Lifetime in minutes instead of the profile's default days (at most its max_days).
+    pub minutes: Option<u32>,
     /// clientAuth as well as serverAuth.
     pub client_auth: bool,
 }
@@ -261,12 +261,12 @@ impl Issuer {
     ) -> Result<Issued> {
         let profile = request.profile;
         let mut prepared = self.prepare(request)?;
-        if let Some(hours) = options.hours {
+        if let Some(minutes) = options.minutes {
             let max = self.settings.policy(profile).max_days;
-            if hours == 0 || hours > max.saturating_mul(24) {
-                return Err(Error::LifetimeTooLong { profile: profile.name(), days: hours.div_ceil(24), max });
+            if minutes == 0 || minutes > max.saturating_mul(24 * 60) {
+                return Err(Error::LifetimeTooLong { profile: profile.name(), days: minutes.div_ceil(24 * 60), max });
             }
-            prepared.lifetime = Duration::hours(i64::from(hours));
+            prepared.lifetime = Duration::minutes(i64::from(minutes));
         }
         prepared.client_auth = options.client_auth;
         self.sign(profile, prepared, public_key, key_is_rsa)
@@ -339,7 +339,8 @@ impl Issuer {
         let mut params = CertificateParams::default();
         params.distinguished_name = subject.to_rcgen();
         params.subject_alt_names = sans.iter().map(SubjectAltName::to_rcgen).collect::<Result<_>>()?;
-        params.not_before = now - CLOCK_SKEW;
+        // A few minutes' certificate is not backdated by more than a quarter of its life.
+        params.not_before = now - CLOCK_SKEW.min(lifetime / 4);
         params.not_after = now + lifetime;
         params.serial_number = Some(rcgen::SerialNumber::from_slice(serial.as_bytes()));
         params.is_ca = IsCa::ExplicitNoCa;

@@ -14,7 +14,7 @@ use rcgen::{KeyPair, RsaKeySize, SignatureAlgorithm};
 use crate::error::{Error, Result};
 
 /// The key algorithms gatehouse issues and accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum KeyType {
     /// ECDSA on P-256 with SHA-256 (the default: small, fast, universally supported).
     #[default]

@@ -241,8 +241,13 @@ pub struct CaSettings {
 pub struct AcmeProfile {
     /// Shown in the directory.
     pub description: String,
-    /// Lifetime of its certificates, hours.
+    /// Lifetime of its certificates, hours (or `minutes`, for tests and very short-lived
+    /// certificates; exactly one of the two).
+    #[serde(default)]
     pub hours: u32,
+    /// Lifetime of its certificates, minutes, instead of `hours`.
+    #[serde(default)]
+    pub minutes: u32,
     /// Whether its certificates carry clientAuth besides serverAuth.
     #[serde(default)]
     pub client_auth: bool,
@@ -251,11 +256,17 @@ pub struct AcmeProfile {
 }
 
 impl AcmeProfile {
+    /// The lifetime of its certificates, minutes.
+    pub fn lifetime_minutes(&self) -> u32 {
+        if self.minutes > 0 { self.minutes } else { self.hours.saturating_mul(60) }
+    }
+
     /// `server`, `shortlived` and `node`: what a CA offers when ca.toml names none.
     pub fn defaults() -> std::collections::BTreeMap<String, AcmeProfile> {
         let profile = |description: &str, hours, client_auth, identifiers: &[&str]| AcmeProfile {
             description: description.to_owned(),
             hours,
+            minutes: 0,
             client_auth,
             identifiers: identifiers.iter().map(|s| (*s).to_owned()).collect(),
         };
@@ -379,9 +390,13 @@ impl CaSettings {
             }
         }
         for (name, p) in &settings.acme_profiles {
-            if p.hours == 0 || p.hours > settings.server.max_days.saturating_mul(24) {
+            if p.hours > 0 && p.minutes > 0 {
+                return Err(err(format!("acme_profiles.{name}: has both hours and minutes; give one")));
+            }
+            if p.lifetime_minutes() == 0 || p.lifetime_minutes() > settings.server.max_days.saturating_mul(24 * 60) {
                 return Err(err(format!(
-                    "acme_profiles.{name}: hours ({}) must be between 1 and the server profile's max_days in hours ({})",
+                    "acme_profiles.{name}: hours ({}) must be between 1 and the server profile's max_days in hours ({}), \
+                     or minutes at least 1",
                     p.hours,
                     settings.server.max_days.saturating_mul(24)
                 )));
@@ -495,7 +510,8 @@ allow_uri_separators = false
 
 # Profiles the ACME server offers (`[acme_server]` in the serve config); an order names
 # one, or gets "server". Each issues under the server policy above.
-#   hours: lifetime; client_auth: add clientAuth to serverAuth; identifiers: "dns", "ip"
+#   hours: lifetime (or minutes, for very short-lived certificates); client_auth: add
+#   clientAuth to serverAuth; identifiers: "dns", "ip"
 [acme_profiles.server]
 description = "TLS server certificate for DNS names, 90 days"
 hours = 2160

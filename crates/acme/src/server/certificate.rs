@@ -95,15 +95,16 @@ impl AcmeServer {
         let Some(record) = self.store.certificate(&serial).await? else {
             return Err(Problem::malformed("this CA did not issue that certificate").status(StatusCode::NOT_FOUND));
         };
+        let (nb, na) = (record.certificate.not_before, record.certificate.not_after);
+        let lifetime = (na - nb).max(1);
         let (start, end) = if record.revocation.is_some() {
             let now = now();
             (now - 2 * 3600, now - 3600)
         } else {
-            let (nb, na) = (record.certificate.not_before, record.certificate.not_after);
-            let lifetime = (na - nb).max(1);
             (na - lifetime / 3, na - lifetime / 9)
         };
         let body = json!({ "suggestedWindow": { "start": rfc3339(start), "end": rfc3339(end) } });
-        Ok(Reply::json(StatusCode::OK, &body).retry_after(RENEWAL_INFO_RETRY))
+        let retry = self.settings.renewal_info_retry_secs.min((lifetime as u64 / 10).max(1));
+        Ok(Reply::json(StatusCode::OK, &body).retry_after(retry))
     }
 }

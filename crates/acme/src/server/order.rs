@@ -316,7 +316,7 @@ impl AcmeServer {
         let leaf = LeafRequest { profile: Profile::Server, subject, sans, days: None };
         let profile = order.profile.as_deref().unwrap_or(DEFAULT_PROFILE);
         let options = match self.ca.issuer().settings().acme_profiles.get(profile) {
-            Some(p) => IssueOptions { hours: Some(p.hours), client_auth: p.client_auth },
+            Some(p) => IssueOptions { minutes: Some(p.lifetime_minutes()), client_auth: p.client_auth },
             None => IssueOptions::default(),
         };
         let issued = match self.ca.issuer().issue_with(&leaf, csr.public_key(), csr.key_is_rsa(), options) {

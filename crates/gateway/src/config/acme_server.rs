@@ -31,6 +31,15 @@ pub struct AcmeServerSettings {
     /// Failed challenge validations an account may have per hour.
     #[serde(default = "default_failed_validations_per_hour")]
     pub failed_validations_per_hour: u32,
+    /// Retry-After of renewal information (RFC 9773), seconds: how soon a client that
+    /// follows it sees a revocation. Shorter for short-lived certificates (a tenth of
+    /// their lifetime).
+    #[serde(default = "default_renewal_info_retry_secs")]
+    pub renewal_info_retry_secs: u64,
+}
+
+fn default_renewal_info_retry_secs() -> u64 {
+    6 * 3600
 }
 
 fn default_orders_per_hour() -> u32 {

@@ -14,6 +14,7 @@ use toml::Spanned;
 
 use pki::line_col;
 
+use crate::acme_client::{AcmeConfig, Challenge};
 use crate::certificates::CertificateSource;
 use crate::upstream::UpstreamConfig;
 
@@ -111,6 +112,9 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// The ACME server on the internal CA, when configured.
     pub acme_server: Option<AcmeServerSettings>,
+    /// ACME accounts that sites get certificates from (`certificate = { acme = "NAME" }`).
+    #[serde(default, rename = "acme")]
+    pub acme: Vec<Spanned<AcmeConfig>>,
 }
 
 /// Listening addresses.
@@ -287,13 +291,13 @@ impl Default for CertificateConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CertificateProblem {
     /// No `certificate` key, or an empty table.
-    #[error("is missing; give cert and key files or internal_ca = true")]
+    #[error("is missing; give cert and key files, internal_ca = true or acme = \"NAME\"")]
     Missing,
     /// `cert` without `key`, or the other way round.
     #[error("needs both cert and key")]
     HalfPair,
-    /// Files and `internal_ca = true` together.
-    #[error("has files and internal_ca = true; choose one")]
+    /// More than one source together.
+    #[error("has more than one of files, internal_ca = true and acme; choose one")]
     Both,
 }
 
@@ -308,16 +312,19 @@ struct CertificateKeys {
     /// Issue (and renew) the certificate from the internal CA for the site's host names.
     #[serde(default)]
     internal_ca: bool,
+    /// Obtain (and renew) the certificate through the `[[acme]]` table of this name.
+    acme: Option<String>,
 }
 
 impl From<CertificateKeys> for CertificateConfig {
     fn from(keys: CertificateKeys) -> Self {
-        CertificateConfig(match (keys.cert, keys.key, keys.internal_ca) {
-            (Some(cert), Some(key), false) => Ok(CertificateSource::Files { cert, key }),
-            (None, None, true) => Ok(CertificateSource::InternalCa),
-            (None, None, false) => Err(CertificateProblem::Missing),
-            (Some(_), Some(_), true) => Err(CertificateProblem::Both),
-            (Some(_), None, _) | (None, Some(_), _) => Err(CertificateProblem::HalfPair),
+        CertificateConfig(match (keys.cert, keys.key, keys.internal_ca, keys.acme) {
+            (Some(cert), Some(key), false, None) => Ok(CertificateSource::Files { cert, key }),
+            (None, None, true, None) => Ok(CertificateSource::InternalCa),
+            (None, None, false, Some(name)) => Ok(CertificateSource::Acme(name)),
+            (None, None, false, None) => Err(CertificateProblem::Missing),
+            (Some(_), None, _, _) | (None, Some(_), _, _) => Err(CertificateProblem::HalfPair),
+            _ => Err(CertificateProblem::Both),
         })
     }
 }
@@ -341,6 +348,62 @@ pub struct TrustConfig {
     /// Longest time between CRL URL refreshes, seconds.
     #[serde(default = "default_crl_refresh")]
     pub crl_refresh_secs: u64,
+}
+
+/// What is wrong with the `[[acme]]` tables on their own: names used twice, a dns-01
+/// table without `dns`, a `dns` table without dns-01.
+pub fn acme_table_problems(tables: &[Spanned<AcmeConfig>], text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut names = HashSet::new();
+    for (i, table) in tables.iter().enumerate() {
+        let (acme, at) = (table.get_ref(), line_col(text, table.span().start));
+        if !names.insert(acme.name.as_str()) {
+            problems.push(format!("{at}: acme[{i}].name \"{}\" is used by two [[acme]] tables", acme.name));
+        }
+        if !acme.directory.starts_with("https://") {
+            problems.push(format!(
+                "{at}: acme[{i}].directory \"{}\" is not an https:// URL; give the CA's directory URL",
+                acme.directory
+            ));
+        }
+        match (acme.challenge, &acme.dns) {
+            (Challenge::Dns01, None) => problems.push(format!(
+                "{at}: acme[{i}] has challenge = \"dns-01\" but no dns table; add dns = {{ rfc2136 = {{ ... }} }} or dns = {{ exec = \"PATH\" }}"
+            )),
+            (Challenge::Http01 | Challenge::TlsAlpn01, Some(_)) => problems.push(format!(
+                "{at}: acme[{i}] has a dns table but challenge = \"{}\"; set challenge = \"dns-01\" or drop the dns table",
+                acme.challenge
+            )),
+            _ => {}
+        }
+    }
+    problems
+}
+
+/// What keeps a site from getting its certificate through `acme`: a wildcard without
+/// dns-01, http-01 without a plain-HTTP listener.
+fn site_acme_problems(i: usize, site: &SiteConfig, acme: &AcmeConfig, config: &Config, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if acme.challenge != Challenge::Dns01 {
+        for host in site.hosts.iter().filter(|h| h.get_ref().starts_with("*.")) {
+            problems.push(format!(
+                "{}: site[{i}].hosts entry \"{}\" is a wildcard, which only dns-01 can prove, but [[acme]] \"{}\" uses {}; \
+                 use an [[acme]] table with challenge = \"dns-01\"",
+                line_col(text, host.span().start),
+                host.get_ref(),
+                acme.name,
+                acme.challenge
+            ));
+        }
+    }
+    if acme.challenge == Challenge::Http01 && config.listen.as_ref().is_some_and(|l| l.http.is_none()) {
+        problems.push(format!(
+            "site[{i}] gets its certificate through [[acme]] \"{}\" with http-01, which is answered on the plain-HTTP \
+             listener; add http = \"0.0.0.0:80\" to [listen] or use tls-alpn-01",
+            acme.name
+        ));
+    }
+    problems
 }
 
 fn default_true() -> bool {
@@ -453,8 +516,15 @@ impl Config {
                         .push(format!("{}: host \"{name}\" is served by two sites; keep it in one", at(host.span())));
                 }
             }
-            if let Err(problem) = site.certificate.source() {
-                problems.push(format!("site[{i}].certificate {problem}"));
+            match site.certificate.source() {
+                Err(problem) => problems.push(format!("site[{i}].certificate {problem}")),
+                Ok(CertificateSource::Acme(name)) => match self.acme_table(name) {
+                    None => problems.push(format!(
+                        "site[{i}].certificate.acme = \"{name}\" names no [[acme]] table; define it or fix the name"
+                    )),
+                    Some(acme) => problems.extend(site_acme_problems(i, site, acme.get_ref(), self, text)),
+                },
+                Ok(_) => {}
             }
             if matches!(site.mtls, MtlsMode::Optional | MtlsMode::Require) {
                 match &site.trust {
@@ -508,10 +578,16 @@ impl Config {
                 ));
             }
         }
+        problems.extend(acme_table_problems(&self.acme, text));
         if self.limits.max_connections == 0 || self.limits.max_header_bytes < 1024 {
             problems.push("limits: max_connections must be at least 1 and max_header_bytes at least 1024".to_owned());
         }
         problems
+    }
+
+    /// The `[[acme]]` table called `name`.
+    pub fn acme_table(&self, name: &str) -> Option<&Spanned<AcmeConfig>> {
+        self.acme.iter().find(|a| a.get_ref().name == name)
     }
 
     /// Every file the running configuration reads but site certificates, for reload-on-change
@@ -597,7 +673,7 @@ servers = ["http://127.0.0.1:3000"]
             messages(&text),
             [
                 "line 2, column 1: backlog: unknown field `backlog`, expected one of `data_dir`, `listen`, `tls`, \
-                 `limits`, `identity`, `runtime`, `log`, `site`, `upstream`, `acme_server`",
+                 `limits`, `identity`, `runtime`, `log`, `site`, `upstream`, `acme_server`, `acme`",
                 "line 20, column 10: log.access: invalid type: string \"no\", expected a boolean",
                 "line 26, column 1: site[0].colour: unknown field `colour`, expected one of `hosts`, `certificate`, \
                  `mtls`, `trust`, `upstream`, `hsts_max_age`, `route`",
@@ -632,6 +708,55 @@ servers = ["http://127.0.0.1:3000"]
                 "missing field `listen`; add a [listen] table with https = \"ADDRESS:PORT\"",
             ]
         );
+    }
+
+    /// A configuration with one ACME site: `site` and `acme` are the lines of each table.
+    fn acme_config(listen: &str, site: &str, acme: &str) -> String {
+        format!(
+            "[listen]\nhttps = \"127.0.0.1:8443\"\n{listen}\n[[acme]]\nname = \"le\"\n\
+             directory = \"https://acme.example/directory\"\n{acme}\n[[site]]\n{site}\nupstream = \"app\"\n\
+             [[upstream]]\nname = \"app\"\nservers = [\"http://127.0.0.1:3000\"]\n"
+        )
+    }
+
+    #[test]
+    fn acme_sites_are_checked_against_their_tables() {
+        let http = "http = \"127.0.0.1:8080\"";
+        let ok = acme_config(http, "hosts = [\"a.test\"]\ncertificate = { acme = \"le\" }", "");
+        let config = Config::parse(Path::new("t.toml"), &ok).expect("valid");
+        assert_eq!(config.sites[0].certificate.source(), Ok(&CertificateSource::Acme("le".into())));
+        assert_eq!(config.acme[0].get_ref().challenge, Challenge::Http01, "http-01 unless told otherwise");
+
+        let wildcard = acme_config(http, "hosts = [\"a.test\", \"*.b.test\"]\ncertificate = { acme = \"le\" }", "");
+        assert_eq!(
+            messages(&wildcard),
+            ["line 9, column 20: site[0].hosts entry \"*.b.test\" is a wildcard, which only dns-01 can prove, but \
+                 [[acme]] \"le\" uses http-01; use an [[acme]] table with challenge = \"dns-01\""]
+        );
+        let unknown = acme_config(http, "hosts = [\"a.test\"]\ncertificate = { acme = \"zerossl\" }", "");
+        assert_eq!(
+            messages(&unknown),
+            ["site[0].certificate.acme = \"zerossl\" names no [[acme]] table; define it or fix the name"]
+        );
+        let no_http = acme_config("", "hosts = [\"a.test\"]\ncertificate = { acme = \"le\" }", "");
+        let found = messages(&no_http);
+        assert!(found.len() == 1 && found[0].contains("add http = \"0.0.0.0:80\" to [listen]"), "{found:?}");
+        let tls =
+            acme_config("", "hosts = [\"a.test\"]\ncertificate = { acme = \"le\" }", "challenge = \"tls-alpn-01\"");
+        Config::parse(Path::new("t.toml"), &tls).expect("tls-alpn-01 needs no plain-HTTP listener");
+        let no_dns =
+            acme_config(http, "hosts = [\"*.b.test\"]\ncertificate = { acme = \"le\" }", "challenge = \"dns-01\"");
+        let found = messages(&no_dns);
+        assert!(found.len() == 1 && found[0].contains("challenge = \"dns-01\" but no dns table"), "{found:?}");
+        let both = acme_config(http, "hosts = [\"a.test\"]\ncertificate = { acme = \"le\", internal_ca = true }", "");
+        assert_eq!(
+            messages(&both),
+            ["site[0].certificate has more than one of files, internal_ca = true and acme; choose one"]
+        );
+        let bad_challenge =
+            acme_config(http, "hosts = [\"a.test\"]\ncertificate = { acme = \"le\" }", "challenge = \"dns\"");
+        let found = messages(&bad_challenge);
+        assert!(found.len() == 1 && found[0].contains("acme[0].challenge: unknown variant `dns`"), "{found:?}");
     }
 
     #[test]

@@ -128,6 +128,9 @@ async fn connection(gateway: Arc<Gateway>, accepted: Accepted, shutdown: watch::
         Err(failure) => return report.handshake_failed(failure),
     };
     report.sni = hello.client_hello().server_name().map(str::to_owned);
+    if offers_only_acme_tls(&hello) {
+        return answer_tls_alpn_01(&gateway, hello, report.sni.as_deref(), timeout).await;
+    }
     let Some(site) = pick_site(&runtime, &report) else {
         return;
     };
@@ -195,6 +198,34 @@ async fn client_hello(tcp: TcpStream, timeout: Duration) -> Result<StartHandshak
         Ok(Ok(hello)) => Ok(hello),
         Ok(Err(e)) => Err(HandshakeFailure::from_io(e)),
         Err(_) => Err(HandshakeFailure::TimedOut),
+    }
+}
+
+/// Whether the ClientHello offers the single ALPN protocol `acme-tls/1`, as a CA
+/// validating tls-alpn-01 does (RFC 8737 §3).
+fn offers_only_acme_tls(hello: &StartHandshake<TcpStream>) -> bool {
+    let Some(mut alpn) = hello.client_hello().alpn() else { return false };
+    alpn.next() == Some(crate::acme_client::ACME_TLS_ALPN) && alpn.next().is_none()
+}
+
+/// A tls-alpn-01 validation: the handshake completes with the challenge certificate of
+/// the SNI name while its order waits for it, and the connection is closed; without one
+/// (no order for that name now) the connection is closed unanswered.
+async fn answer_tls_alpn_01(gateway: &Gateway, hello: StartHandshake<TcpStream>, sni: Option<&str>, timeout: Duration) {
+    let key =
+        sni.zip(gateway.acme.as_ref()).and_then(|(name, acme)| acme.challenges.tls_alpn_01(&name.to_ascii_lowercase()));
+    let Some(key) = key else {
+        tracing::debug!(sni = ?sni, "acme-tls/1 handshake for a name with no tls-alpn-01 challenge pending; closed");
+        return;
+    };
+    let config = rustls::ServerConfig::builder_with_provider(gateway.provider.clone())
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_no_client_auth().with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key))));
+    let Ok(mut config) = config else { return };
+    config.alpn_protocols = vec![crate::acme_client::ACME_TLS_ALPN.to_vec()];
+    if let Ok(Ok(mut tls)) = tokio::time::timeout(timeout, hello.into_stream(Arc::new(config))).await {
+        use tokio::io::AsyncWriteExt;
+        let _ = tls.shutdown().await;
     }
 }
 

@@ -46,13 +46,22 @@ pub async fn serve_redirect(
     }
 }
 
-/// The redirect for one request, or why there is none.
+/// The redirect for one request, or why there is none. An ACME http-01 challenge being
+/// validated is answered first, whatever the host: the CA asks over plain HTTP.
 fn redirect(gateway: &Gateway, req: &mut Request<Incoming>, https_port: u16) -> Response<Full<Bytes>> {
     let answer = |status: StatusCode, text: String| {
         let mut response = Response::new(Full::new(Bytes::from(text)));
         *response.status_mut() = status;
         response
     };
+    if req.method() == http::Method::GET
+        && let Some(acme) = &gateway.acme
+        && let Some(key_authorization) = acme.challenges.http_01_path(req.uri().path())
+    {
+        let mut response = answer(StatusCode::OK, key_authorization);
+        response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+        return response;
+    }
     let authority = match crate::proxy::target(req) {
         Ok(authority) => authority,
         Err(refusal) => return answer(StatusCode::BAD_REQUEST, format!("{refusal}\n")),

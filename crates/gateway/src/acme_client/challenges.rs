@@ -1,0 +1,114 @@
+//! The answers to http-01 and tls-alpn-01 challenges while an order waits for
+//! them: the plain-HTTP listener looks up `/.well-known/acme-challenge/TOKEN`
+//! here before it redirects, and the TLS listener a ClientHello that offers
+//! only `acme-tls/1` (RFC 8737). An answer is there from just before the CA
+//! is told to validate until the order is done ([`Presented`] takes it away).
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use rcgen::{CertificateParams, CustomExtension, KeyPair};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::sign::CertifiedKey;
+
+/// The ALPN protocol of tls-alpn-01.
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The path prefix of http-01 answers.
+pub const HTTP_01_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// Answers by token (http-01) and by name (tls-alpn-01).
+#[derive(Default)]
+pub struct Challenges {
+    http: RwLock<HashMap<String, String>>,
+    tls_alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl Challenges {
+    /// The key authorization to answer at `/.well-known/acme-challenge/{token}`.
+    pub fn http_01(&self, token: &str) -> Option<String> {
+        self.http.read().unwrap_or_else(PoisonError::into_inner).get(token).cloned()
+    }
+
+    /// The answer to `path` if it is an http-01 challenge path with a token being validated.
+    pub fn http_01_path(&self, path: &str) -> Option<String> {
+        self.http_01(path.strip_prefix(HTTP_01_PREFIX)?)
+    }
+
+    /// The challenge certificate for `name` (lowercase), while its validation runs.
+    pub fn tls_alpn_01(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.tls_alpn.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+    }
+
+    /// Answers the http-01 challenge `token` until the guard drops.
+    pub fn present_http_01(self: &Arc<Self>, token: &str, key_authorization: &str) -> Presented {
+        let mut http = self.http.write().unwrap_or_else(PoisonError::into_inner);
+        http.insert(token.to_owned(), key_authorization.to_owned());
+        Presented { challenges: self.clone(), key: Key::Http(token.to_owned()) }
+    }
+
+    /// Answers tls-alpn-01 for `name` with a certificate carrying `digest` (SHA-256 of the
+    /// key authorization) until the guard drops.
+    pub fn present_tls_alpn_01(
+        self: &Arc<Self>,
+        name: &str,
+        digest: &[u8],
+        provider: &CryptoProvider,
+    ) -> Result<Presented, String> {
+        let key = tls_alpn_01_certificate(name, digest, provider)?;
+        let name = name.to_ascii_lowercase();
+        self.tls_alpn.write().unwrap_or_else(PoisonError::into_inner).insert(name.clone(), Arc::new(key));
+        Ok(Presented { challenges: self.clone(), key: Key::TlsAlpn(name) })
+    }
+}
+
+enum Key {
+    Http(String),
+    TlsAlpn(String),
+}
+
+/// An answer being given; dropping it takes the answer away.
+pub struct Presented {
+    challenges: Arc<Challenges>,
+    key: Key,
+}
+
+impl Drop for Presented {
+    fn drop(&mut self) {
+        match &self.key {
+            Key::Http(token) => {
+                self.challenges.http.write().unwrap_or_else(PoisonError::into_inner).remove(token);
+            }
+            Key::TlsAlpn(name) => {
+                self.challenges.tls_alpn.write().unwrap_or_else(PoisonError::into_inner).remove(name);
+            }
+        }
+    }
+}
+
+/// RFC 8737 §3: a self-signed certificate for `name` whose critical acmeIdentifier
+/// extension holds the SHA-256 digest of the key authorization.
+fn tls_alpn_01_certificate(name: &str, digest: &[u8], provider: &CryptoProvider) -> Result<CertifiedKey, String> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let mut params = CertificateParams::new(vec![name.to_owned()]).map_err(|e| e.to_string())?;
+    params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signing = provider.key_provider.load_private_key(der).map_err(|e| e.to_string())?;
+    Ok(CertifiedKey::new(vec![CertificateDer::from(cert.der().to_vec())], signing))
+}
+
+/// A self-signed certificate for `hosts` (lowercase; wildcards and IP addresses taken as
+/// they are) that a site serves until its first ACME certificate arrives: clients refuse
+/// it, and it names no other site.
+pub fn placeholder(hosts: &[String], provider: &CryptoProvider) -> Result<CertifiedKey, String> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let mut params = CertificateParams::new(hosts.to_vec()).map_err(|e| e.to_string())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "gatehouse placeholder: ACME certificate pending");
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signing = provider.key_provider.load_private_key(der).map_err(|e| e.to_string())?;
+    Ok(CertifiedKey::new(vec![CertificateDer::from(cert.der().to_vec())], signing))
+}
