@@ -169,7 +169,7 @@ impl Validator {
     async fn tls_alpn_01(&self, identifier: &AcmeIdentifier, key_authorization: &str) -> Result<(), String> {
         // RFC 8738 6: an IP address is named in SNI by its reverse-mapping name.
         let sni = match identifier.value.parse::<IpAddr>() {
-            Ok(ip) => reverse_name(ip),
+            Ok(ip) => pki::reverse_dns_name(ip),
             Err(_) => identifier.value.clone(),
         };
         let server_name = ServerName::try_from(sni.clone()).map_err(|_| format!("{sni} cannot be sent as SNI"))?;
@@ -207,24 +207,6 @@ impl Validator {
             }
         }
         Err(last)
-    }
-}
-
-/// `d.c.b.a.in-addr.arpa` or the nibbles of an IPv6 address under `ip6.arpa`.
-fn reverse_name(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(v6) => {
-            let mut labels: Vec<String> = Vec::with_capacity(34);
-            for byte in v6.octets().iter().rev() {
-                labels.push(format!("{:x}", byte & 0xf));
-                labels.push(format!("{:x}", byte >> 4));
-            }
-            format!("{}.ip6.arpa", labels.join("."))
-        }
     }
 }
 
@@ -330,17 +312,5 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reverse_names_of_addresses() {
-        assert_eq!(reverse_name("10.1.2.3".parse().unwrap()), "3.2.1.10.in-addr.arpa");
-        let v6 = reverse_name("2001:db8::1".parse().unwrap());
-        assert!(v6.starts_with("1.0.0.0.") && v6.ends_with(".8.b.d.0.1.0.0.2.ip6.arpa"), "{v6}");
     }
 }

@@ -143,7 +143,9 @@ fn main() -> ExitCode {
                 // Warnings, and the certificate lifecycle (obtained, renewed, scheduled), rare and
                 // what an operator looks for first.
                 .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("warn,gateway::acme_client=info,gateway::certificates=info")
+                    tracing_subscriber::EnvFilter::new(
+                        "warn,gateway::acme_client=info,gateway::certificates=info,gatehouse::agent=info",
+                    )
                 }),
         )
         .with_writer(std::io::stderr)

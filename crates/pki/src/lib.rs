@@ -33,7 +33,7 @@ pub use crl::{RevocationReason, build_crl};
 pub use csr::{CheckedCsr, CsrDefect};
 pub use error::{Error, Result, SettingsError};
 pub use key::{KeyType, Passphrase, decode_private_key, encode_private_key, private_key_der};
-pub use name::{SubjectAltName, dns_matches, is_dns_name, wildcard_matches};
+pub use name::{SubjectAltName, dns_matches, is_dns_name, reverse_dns_name, wildcard_matches};
 pub use pem::{PemDefect, PemFileError, read_first_pem, read_first_pem_file, read_pem, read_pem_file};
 pub use pkcs12::{Pkcs12Format, build_pkcs12, generate_password};
 pub use profile::{AcmeProfile, CaSettings, DnField, Profile, ProfilePolicy, line_col};

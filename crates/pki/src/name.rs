@@ -294,6 +294,25 @@ pub fn dns_matches(pattern: &str, name: &str) -> bool {
 
 /// Whether `pattern`, an exact name or a `*.` wildcard standing for exactly one label,
 /// covers `name` (both lowercase): `*.example.com` covers `www.example.com` and the literal
+/// The reverse-DNS name of an address: `d.c.b.a.in-addr.arpa`, or the nibbles of an
+/// IPv6 address under `ip6.arpa` (the SNI of tls-alpn-01 for an IP identifier, RFC 8738).
+pub fn reverse_dns_name(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        std::net::IpAddr::V6(v6) => {
+            let mut labels: Vec<String> = Vec::with_capacity(34);
+            for byte in v6.octets().iter().rev() {
+                labels.push(format!("{:x}", byte & 0xf));
+                labels.push(format!("{:x}", byte >> 4));
+            }
+            format!("{}.ip6.arpa", labels.join("."))
+        }
+    }
+}
+
 /// `*.example.com`, not `example.com` nor `a.b.example.com` (RFC 6125 §6.4.3, as browsers match).
 pub fn wildcard_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_prefix("*.") {
@@ -371,6 +390,13 @@ impl FromStr for IpNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reverse_names_of_addresses() {
+        assert_eq!(reverse_dns_name("10.1.2.3".parse().unwrap()), "3.2.1.10.in-addr.arpa");
+        let v6 = reverse_dns_name("2001:db8::1".parse().unwrap());
+        assert!(v6.starts_with("1.0.0.0.") && v6.ends_with(".8.b.d.0.1.0.0.2.ip6.arpa"), "{v6}");
+    }
 
     #[test]
     fn parses_prefixed_and_bare_names() {

@@ -57,7 +57,11 @@ impl Challenges {
         provider: &CryptoProvider,
     ) -> Result<Presented, String> {
         let key = tls_alpn_01_certificate(name, digest, provider)?;
-        let name = name.to_ascii_lowercase();
+        // RFC 8738 §6: an IP address is validated with its reverse-DNS name as the SNI.
+        let name = match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => pki::reverse_dns_name(ip),
+            Err(_) => name.to_ascii_lowercase(),
+        };
         self.tls_alpn.write().unwrap_or_else(PoisonError::into_inner).insert(name.clone(), Arc::new(key));
         Ok(Presented { challenges: self.clone(), key: Key::TlsAlpn(name) })
     }
@@ -111,4 +115,25 @@ pub fn placeholder(hosts: &[String], provider: &CryptoProvider) -> Result<Certif
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let signing = provider.key_provider.load_private_key(der).map_err(|e| e.to_string())?;
     Ok(CertifiedKey::new(vec![CertificateDer::from(cert.der().to_vec())], signing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_there_until_its_guard_drops() {
+        let challenges = Arc::new(Challenges::default());
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let http = challenges.present_http_01("tok", "tok.thumb");
+        assert_eq!(challenges.http_01_path("/.well-known/acme-challenge/tok").as_deref(), Some("tok.thumb"));
+        assert_eq!(challenges.http_01_path("/.well-known/acme-challenge/other"), None);
+        let tls = challenges.present_tls_alpn_01("A.test", &[7; 32], &provider).expect("a challenge certificate");
+        let ip = challenges.present_tls_alpn_01("127.0.0.1", &[7; 32], &provider).expect("a challenge certificate");
+        assert!(challenges.tls_alpn_01("a.test").is_some());
+        assert!(challenges.tls_alpn_01("1.0.0.127.in-addr.arpa").is_some());
+        drop((http, tls, ip));
+        assert_eq!(challenges.http_01("tok"), None);
+        assert!(challenges.tls_alpn_01("a.test").is_none());
+    }
 }

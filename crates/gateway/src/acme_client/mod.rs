@@ -54,6 +54,17 @@ pub enum AcmeError {
         /// The problem detail, or the transport error.
         detail: String,
     },
+    /// A request of the order did not get the CA's answer: the connection, TLS, a
+    /// response that is not ACME.
+    #[error("{step}: the CA at {directory} did not answer: {detail}")]
+    Transport {
+        /// What was being done.
+        step: &'static str,
+        /// The directory URL (filled in by [`Managed::obtain`]).
+        directory: String,
+        /// The error and its causes.
+        detail: String,
+    },
     /// The CA could not validate a name.
     #[error("the CA could not validate {name} with {challenge}: {detail}")]
     Validation {
@@ -89,7 +100,20 @@ pub enum AcmeError {
 
 impl AcmeError {
     fn order(step: &'static str) -> impl FnOnce(instant_acme::Error) -> AcmeError {
-        move |e| AcmeError::Order { step, detail: problem_detail(&e) }
+        move |e| match e {
+            instant_acme::Error::Api(problem) => AcmeError::Order { step, detail: problem_text(&problem) },
+            other => AcmeError::Transport { step, directory: String::new(), detail: error_chain(&other) },
+        }
+    }
+
+    /// Names the CA's directory in a transport error.
+    fn at(self, url: &str) -> AcmeError {
+        match self {
+            AcmeError::Transport { step, detail, .. } => {
+                AcmeError::Transport { step, directory: url.to_owned(), detail }
+            }
+            other => other,
+        }
     }
 }
 
@@ -97,8 +121,24 @@ impl AcmeError {
 fn problem_detail(e: &instant_acme::Error) -> String {
     match e {
         instant_acme::Error::Api(problem) => problem_text(problem),
-        other => other.to_string(),
+        other => error_chain(other),
     }
+}
+
+/// An error and each of its causes (`client error (Connect): tcp connect error:
+/// Connection refused (os error 111)`): hyper's own message alone says neither.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn problem_text(problem: &instant_acme::Problem) -> String {
@@ -113,6 +153,11 @@ fn problem_text(problem: &instant_acme::Problem) -> String {
     }
     text
 }
+
+/// The longest an order may take, start to certificate.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest a question to the CA outside an order may take (renewal information).
+const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Counts orders for `/metrics` (the gateway's; the agent has none).
 pub trait OrderEvents: Send + Sync {
@@ -179,10 +224,26 @@ pub struct Standalone {
 }
 
 impl Managed {
-    /// The certificate kept for these names, if there is one that covers them all.
+    /// The certificate kept for these names, if there is one that covers them all and
+    /// whose key is its own (a crash between writing the two leaves a pair that is not).
     pub fn stored(&self) -> Option<Stored> {
-        let stored = Stored::read(&self.dir()).ok().flatten()?;
-        stored.covers(&self.names).then_some(stored)
+        let stored = match Stored::read(&self.dir()) {
+            Ok(stored) => stored?,
+            Err(e) => {
+                tracing::warn!(names = %self.names.join(","), error = %e, "the kept certificate is unreadable; ordering anew");
+                return None;
+            }
+        };
+        if !stored.covers(&self.names) {
+            return None;
+        }
+        match crate::certificates::stored_key(&stored, &self.client.provider) {
+            Ok(_) => Some(stored),
+            Err(e) => {
+                tracing::warn!(names = %self.names.join(","), error = %e, "the kept certificate is unusable; ordering anew");
+                None
+            }
+        }
     }
 
     /// Where this certificate is kept: `acme/ACCOUNT/NAMES/`.
@@ -192,27 +253,34 @@ impl Managed {
 
     /// When to renew `current` (see [`schedule`]).
     pub async fn renewal(&self, current: &Stored) -> Renewal {
-        let account = match self.account().await {
-            Ok(account) => Some(account),
-            Err(e) => {
-                tracing::debug!(error = %e, "no renewal information without the account");
-                None
-            }
-        };
-        schedule::renewal(account.as_deref(), current).await
+        let asked = tokio::time::timeout(ASK_TIMEOUT, async {
+            let account = self.account().await.ok()?;
+            Some(schedule::renewal(Some(&account), current).await)
+        });
+        match asked.await {
+            Ok(Some(renewal)) => renewal,
+            // The CA cannot be reached now: the lifetime rule, until it can.
+            _ => schedule::renewal(None, current).await,
+        }
     }
 
     /// Orders a certificate for the names (replacing `current`, when the CA takes that),
     /// keeps it in the data dir and returns it. Counted in the metrics.
     pub async fn obtain(&self, current: Option<&Stored>) -> Result<Stored, AcmeError> {
-        let result = self.order(current).await;
+        let result = match tokio::time::timeout(ORDER_TIMEOUT, self.order(current)).await {
+            Ok(result) => result,
+            Err(_) => Err(AcmeError::Order {
+                step: "the order",
+                detail: format!("not done within {} s; the CA or a challenge did not answer", ORDER_TIMEOUT.as_secs()),
+            }),
+        };
         self.client.event(&self.acme.name, result.is_ok());
         result
     }
 
     async fn order(&self, current: Option<&Stored>) -> Result<Stored, AcmeError> {
         let account = self.account().await?;
-        let issued = order::run(self, &account, current).await?;
+        let issued = order::run(self, &account, current).await.map_err(|e| e.at(&self.acme.directory))?;
         let stored = Stored::new(issued.chain_pem, issued.key_pem).map_err(AcmeError::Local)?;
         stored.write(&self.dir()).map_err(AcmeError::Local)?;
         Ok(stored)

@@ -273,10 +273,14 @@ async fn answer_all(
 /// challenge's problem.
 async fn wait_validated(order: &mut instant_acme::Order, challenge: Challenge) -> Result<(), AcmeError> {
     let retry = RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(VALIDATION_TIMEOUT);
-    let status = order.poll_ready(&retry).await.map_err(AcmeError::order("waiting for validation"))?;
-    if status == OrderStatus::Ready || status == OrderStatus::Valid {
-        return Ok(());
-    }
+    // An invalid order comes back as its own problem (instant-acme makes the order's
+    // `error` an Err); the failed challenge says more, so it is looked for first.
+    let (status, order_problem) = match order.poll_ready(&retry).await {
+        Ok(OrderStatus::Ready | OrderStatus::Valid) => return Ok(()),
+        Ok(status) => (format!("{status:?}"), None),
+        Err(instant_acme::Error::Api(problem)) => ("invalid".to_owned(), Some(problem)),
+        Err(e) => return Err(AcmeError::order("waiting for validation")(e)),
+    };
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
         let Ok(mut authorization) = authorization else { continue };
@@ -290,9 +294,9 @@ async fn wait_validated(order: &mut instant_acme::Order, challenge: Challenge) -
             }
         }
     }
-    let detail = match &order.state().error {
+    let detail = match order_problem.as_ref().or(order.state().error.as_ref()) {
         Some(problem) => problem_text(problem),
-        None => format!("the order is {status:?} and no challenge says why"),
+        None => format!("the order is {status} and no challenge says why"),
     };
     Err(AcmeError::Order { step: "validation", detail })
 }

@@ -17,6 +17,21 @@ pub struct GatehouseAcme {
     pub config: String,
     http_lock: Mutex<()>,
     tls_lock: Mutex<()>,
+    restartable: bool,
+}
+
+/// What a [`GatehouseAcme`] is started with besides the defaults of [`GatehouseAcme::start`].
+#[derive(Debug, Clone, Default)]
+pub struct AcmeServerOptions {
+    /// Lines added to `[acme_server]`, e.g. `renewal_info_retry_secs = 2`.
+    pub server_lines: String,
+    /// Added to the end of the CA's `ca.toml` before the start, e.g. an
+    /// `[acme_profiles.NAME]` table (the ones `ca init` wrote stay).
+    pub ca_toml: String,
+    /// [`GatehouseAcme::stop`] and [`GatehouseAcme::restart`] keep the data dir: the
+    /// guard does not remove it, the [`Env`] does when dropped, so such a server must
+    /// not live in a `static`.
+    pub restartable: bool,
 }
 
 impl GatehouseAcme {
@@ -24,22 +39,27 @@ impl GatehouseAcme {
     /// listens and answers its directory, and panics naming that first contact if not.
     #[track_caller]
     pub fn start() -> GatehouseAcme {
+        GatehouseAcme::start_with(&AcmeServerOptions::default())
+    }
+
+    /// [`GatehouseAcme::start`] with `options`.
+    #[track_caller]
+    pub fn start_with(options: &AcmeServerOptions) -> GatehouseAcme {
         let bind = Bind9::start();
         let env = Env::new();
+        if !options.ca_toml.is_empty() {
+            let ca_toml = env.data().join("ca.toml");
+            write(&ca_toml, format!("{}\n{}\n", read(&ca_toml), options.ca_toml));
+        }
         let (port, http_01_port, tls_alpn_01_port) = (free_port(), free_port(), free_port());
         let config = format!(
             "[acme_server]\nlisten = \"127.0.0.1:{port}\"\nhttp_01_port = {http_01_port}\n\
-             tls_alpn_01_port = {tls_alpn_01_port}\ndns_resolver = \"{}\"\n",
-            bind.addr()
+             tls_alpn_01_port = {tls_alpn_01_port}\ndns_resolver = \"{}\"\n{}",
+            bind.addr(),
+            options.server_lines
         );
-        let path = env.write("acme.toml", &config);
-        let mut c = gh_cmd(&env.data(), &["serve", "--config", s(&path)]);
-        c.current_dir("/");
-        let mut daemon = Daemon::spawn(&c, "gatehouse serve", Some(env.path()));
-        daemon.wait_listening(
-            port,
-            &format!("gatehouse's ACME server (issue 9) did not come up with this config:\n{config}"),
-        );
+        env.write("acme.toml", &config);
+        let daemon = serve(&env, port, &config, options.restartable);
         let server = GatehouseAcme {
             daemon,
             env,
@@ -50,9 +70,28 @@ impl GatehouseAcme {
             config,
             http_lock: Mutex::new(()),
             tls_lock: Mutex::new(()),
+            restartable: options.restartable,
         };
         assert_directory(&server.directory(), &server.root());
         server
+    }
+
+    /// Stops the server (SIGTERM, as [`Daemon`]'s drop does) and waits until it is gone;
+    /// only for a server started with [`AcmeServerOptions::restartable`].
+    #[track_caller]
+    pub fn stop(&mut self) {
+        assert!(self.restartable, "stop() on a server whose guard removes its data dir when it stops");
+        self.daemon.proc.close_stdin();
+        let exited = self.daemon.proc.wait_exit(Duration::from_secs(20));
+        assert!(exited.is_some(), "gatehouse's ACME server did not stop\n{}", self.daemon.proc.dump());
+    }
+
+    /// Starts the stopped server again: same port, config and data dir.
+    #[track_caller]
+    pub fn restart(&mut self) {
+        assert!(self.restartable, "restart() on a server whose guard removed its data dir when it stopped");
+        self.daemon = serve(&self.env, self.port, &self.config, false);
+        assert_directory(&self.directory(), &self.root());
     }
 
     /// One server (and its bind9) for all the tests of a test binary, started by the
@@ -157,4 +196,19 @@ impl GatehouseAcme {
             crl.lines().filter_map(|l| l.trim().strip_prefix("Serial Number:")).any(|x| norm_serial(x) == serial);
         assert!(listed, "serial {serial} is not in `gatehouse ca crl`:\n{crl}");
     }
+}
+
+/// `gatehouse serve --config T/acme.toml` under a guard (which removes `T` when it stops,
+/// unless `keep`), listening on `port`.
+#[track_caller]
+fn serve(env: &Env, port: u16, config: &str, keep: bool) -> Daemon {
+    let path = env.path().join("acme.toml");
+    let mut c = gh_cmd(&env.data(), &["serve", "--config", s(&path)]);
+    c.current_dir("/");
+    let mut daemon = Daemon::spawn(&c, "gatehouse serve", (!keep).then(|| env.path()));
+    daemon.wait_listening(
+        port,
+        &format!("gatehouse's ACME server (issue 9) did not come up with this config:\n{config}"),
+    );
+    daemon
 }

@@ -55,6 +55,7 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 mod bind9;
 mod certbot;
 mod daemon;
+mod edge;
 mod gatehouse;
 mod issued;
 mod lego;
@@ -67,6 +68,8 @@ pub use bind9::*;
 pub use certbot::*;
 #[allow(unused_imports)]
 pub use daemon::*;
+#[allow(unused_imports)]
+pub use edge::*;
 #[allow(unused_imports)]
 pub use gatehouse::*;
 #[allow(unused_imports)]
