@@ -285,3 +285,59 @@ fn an_http01_validation_that_cannot_connect_fails_with_the_servers_problem() {
     }
     assert!(error.to_lowercase().contains("refused"), "want the connection refused in the error: {}", failed.text);
 }
+
+/// `gatehouse agent` as a daemon (no `--once`): it obtains the certificate over dns-01,
+/// writes its files and runs its reload command; revoking that certificate makes it
+/// renew on the renewal information, write the new files and reload again, without a
+/// restart.
+#[test]
+fn the_agent_daemon_obtains_and_renews_after_a_revocation() {
+    let server = server();
+    let dir = tmp();
+    let data = mkdir(dir.join("data"));
+    let name = "daemon.example.test";
+    let secret = dir.join("tsig.secret");
+    write(&secret, format!("{}\n", server.bind.secret));
+    let (cert, reloads) = (dir.join("out/cert.pem"), dir.join("reloads"));
+    let toml = format!(
+        "{}\n[[certificate]]\nnames = [\"{name}\"]\nacme = \"{ACME}\"\ncert = \"{}\"\nkey = \"{}\"\n\
+         reload = \"echo reloaded >> {}\"\n",
+        acme_toml(ACME, &server.directory(), &server.root(), "dns-01", &rfc2136_toml(&server.bind, &secret)),
+        s(&cert),
+        s(&dir.join("out/key.pem")),
+        s(&reloads),
+    );
+    let config = dir.join("agent.toml");
+    write(&config, &toml);
+    let mut c = gh_cmd(&data, &["agent", "--config", s(&config)]);
+    c.env("GATEHOUSE_LOG", "info");
+    let mut agent = Daemon::spawn(&c, "gatehouse agent", None);
+    let reloads_done = || std::fs::read_to_string(&reloads).map(|t| t.lines().count()).unwrap_or(0);
+    let serial_of = |pem: &Path| {
+        let o = openssl(&["x509", "-in", s(pem), "-noout", "-serial"]);
+        norm_serial(o.stdout.trim().trim_start_matches("serial="))
+    };
+    wait_agent(&mut agent, "certificate obtained and reload", |log| {
+        log.contains("certificate obtained") && reloads_done() == 1
+    });
+    let first = serial_of(&cert);
+    assert_eq!(mode(dir.join("out/key.pem")), 0o600);
+    server.env.gh_ok(&["ca", "revoke", &first]);
+    wait_agent(&mut agent, "certificate renewed and a second reload", |log| {
+        log.contains("certificate renewed") && reloads_done() == 2
+    });
+    let second = serial_of(&cert);
+    assert_ne!(second, first, "the files still hold the revoked certificate");
+    assert_eq!(reloads_done(), 2, "one reload per new certificate:\n{}", agent.proc.dump());
+}
+
+/// Waits until `done` holds of the agent's stderr (and whatever else it looks at).
+#[track_caller]
+fn wait_agent(agent: &mut Daemon, what: &str, done: impl Fn(&str) -> bool) {
+    let start = Instant::now();
+    while !done(&agent.proc.stderr()) {
+        assert!(agent.proc.try_exit().is_none(), "the agent exited before {what}:\n{}", agent.proc.dump());
+        assert!(start.elapsed() < ORDER_LIMIT, "no {what} within {ORDER_LIMIT:?}:\n{}", agent.proc.dump());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
