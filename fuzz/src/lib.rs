@@ -603,3 +603,47 @@ pub fn check_jws(data: &[u8]) {
         check_eab(&value, outer, data);
     }
 }
+
+// ---------------------------------------------------------------------------
+// keyless_decode
+// ---------------------------------------------------------------------------
+
+/// `keyless::decode` on any bytes: never panics; a whole frame is the header's
+/// length and re-encodes, padded (to at least 1024 bytes) and not, to a frame
+/// that decodes to the same message; "need more" asks for more than is there
+/// (8 bytes, then the header's frame length); a malformed frame is one line
+/// under 1 KiB.
+pub fn check_keyless(data: &[u8]) {
+    let frame_len = data.get(..4).map(|h| 8 + usize::from(u16::from_be_bytes([h[2], h[3]])));
+    match keyless::decode(data) {
+        Ok(keyless::Decoded::Complete { message, consumed }) => {
+            assert_eq!(Some(consumed), frame_len, "consumed is not the header's frame length");
+            assert!(consumed <= data.len(), "consumed {consumed} of {} bytes", data.len());
+            for padding in [keyless::Padding::ToMinimum, keyless::Padding::Off] {
+                let again = message.encode_with(padding).expect("a decoded message fits in a frame");
+                if padding == keyless::Padding::ToMinimum {
+                    assert!(again.len() >= keyless::MIN_FRAME_LEN, "a padded frame of {} bytes", again.len());
+                }
+                match keyless::decode(&again) {
+                    Ok(keyless::Decoded::Complete { message: back, consumed }) => {
+                        assert_eq!(back, message, "re-encoded ({padding:?}) and decoded, the message changed");
+                        assert_eq!(consumed, again.len(), "the re-encoded frame is not consumed whole");
+                    }
+                    other => panic!("the re-encoded frame ({padding:?}) does not decode: {other:?}"),
+                }
+            }
+        }
+        Ok(keyless::Decoded::Incomplete { needed }) => {
+            assert!(needed > data.len(), "asks for {needed} bytes with {} there", data.len());
+            let expected = if data.len() < keyless::HEADER_LEN { keyless::HEADER_LEN } else { frame_len.unwrap_or(0) };
+            assert_eq!(needed, expected, "asks for the wrong number of bytes");
+        }
+        Err(error) => {
+            let text = error.to_string();
+            assert!(
+                !text.is_empty() && text.len() < 1024 && !text.contains(['\n', '\r']),
+                "malformed message: {text:?}"
+            );
+        }
+    }
+}
