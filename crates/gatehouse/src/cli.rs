@@ -72,6 +72,12 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Keep private keys here and sign for gateways over mutual TLS (Keyless SSL, gokeyless protocol).
+    Keyserver {
+        /// The key server's configuration file (see docs/keyless.md).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Configuration files: check one before serving it.
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -9,6 +9,7 @@ mod batch;
 mod bundle;
 mod ca;
 mod cli;
+mod keyserver;
 mod serve;
 
 use std::path::Path;
@@ -144,7 +145,7 @@ fn main() -> ExitCode {
                 // what an operator looks for first.
                 .unwrap_or_else(|_| {
                     tracing_subscriber::EnvFilter::new(
-                        "warn,gateway::acme_client=info,gateway::certificates=info,gatehouse::agent=info",
+                        "warn,gateway::acme_client=info,gateway::certificates=info,gatehouse::agent=info,gatehouse::keyserver=info,keyserver=info",
                     )
                 }),
         )
@@ -156,11 +157,14 @@ fn main() -> ExitCode {
             current_thread().and_then(|rt| rt.block_on(serve::check(&cli.global, &file)))
         }
         Command::Serve { config } => serve::load_config(&config).and_then(|loaded| {
-            let rt = serve::runtime(loaded.runtime.worker_threads)?;
+            let rt = serve::runtime_for(&loaded)?;
             rt.block_on(serve::serve(&cli.global, &config, loaded))
         }),
         Command::Agent { config, once } => {
             serve::runtime(None).and_then(|rt| rt.block_on(agent::run(&cli.global, &config, once)))
+        }
+        Command::Keyserver { config } => {
+            serve::runtime(None).and_then(|rt| rt.block_on(keyserver::run(&cli.global, &config)))
         }
         Command::Quickstart { listen, upstream, hostname } => serve::runtime(None).and_then(|rt| {
             rt.block_on(serve::quickstart(&cli.global, serve::Quickstart { listen, upstream, hostname }))

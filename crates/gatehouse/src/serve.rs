@@ -31,6 +31,21 @@ pub fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime,
     builder.enable_all().build().map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))
 }
 
+/// The runtime `serve` runs `config` on: [`runtime`] with its `worker_threads`, but
+/// multi-threaded (one worker if so configured) when a `[[keyless]]` table exists:
+/// handshakes that wait for a key server step off their worker
+/// (`tokio::task::block_in_place`), which a current-thread runtime cannot do.
+pub fn runtime_for(config: &Config) -> Result<tokio::runtime::Runtime, Failure> {
+    match config.runtime.worker_threads {
+        Some(1) if !config.keyless.is_empty() => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(1);
+            builder.enable_all().build().map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))
+        }
+        threads => runtime(threads),
+    }
+}
+
 /// Reads and validates a config file (exit 2 on errors): every problem on a
 /// `gatehouse: FILE: ...` line of its own, then how many there were.
 pub fn load_config(path: &Path) -> Result<Config, Failure> {
@@ -48,9 +63,12 @@ pub fn load_config(path: &Path) -> Result<Config, Failure> {
 }
 
 fn uses_internal_ca(config: &Config) -> bool {
-    config.sites.iter().any(|s| {
-        s.certificate.source() == Ok(&CertificateSource::InternalCa) || s.trust.as_ref().is_some_and(|t| t.internal_ca)
-    })
+    let keyless_defaults = config.keyless.iter().any(|k| k.get_ref().ca.is_none() || k.get_ref().client_cert.is_none());
+    keyless_defaults
+        || config.sites.iter().any(|s| {
+            s.certificate.source() == Ok(&CertificateSource::InternalCa)
+                || s.trust.as_ref().is_some_and(|t| t.internal_ca)
+        })
 }
 
 async fn open_internal(global: &Global, data_dir: &Path) -> Result<Arc<InternalCa>, Failure> {

@@ -28,6 +28,8 @@ use x509_parser::certificate::X509Certificate;
 
 use crate::acme_client::{AcmeClient, AcmeConfig, Managed, Stored};
 use crate::internal_ca::{InternalCa, InternalCaError};
+use crate::keyless::KeyServers;
+use crate::keyless::signer::RemoteKey;
 use crate::sites::{FileStamps, host_matches};
 use crate::trust::{TrustError, read_certificates};
 
@@ -48,6 +50,15 @@ pub enum CertificateSource {
     /// `{ acme = "NAME" }`: obtained and renewed through the `[[acme]]` table of that name
     /// (see [`crate::acme_client`]).
     Acme(String),
+    /// `{ cert = "chain.pem", keyless = "NAME" }`: the chain from a file (read again when
+    /// it changes), signed for by the key servers of the `[[keyless]]` table of that name
+    /// (see [`crate::keyless`]).
+    Keyless {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// The `[[keyless]]` table.
+        name: String,
+    },
 }
 
 /// Why a certificate cannot be served.
@@ -91,6 +102,9 @@ pub enum CertificateError {
     /// `acme = "NAME"` without an ACME client or table (a configuration that failed validation).
     #[error("a site has certificate.acme = \"{0}\" but there is no such [[acme]] table")]
     NoAcme(String),
+    /// `keyless = "NAME"` and no such table, or its key servers cannot be set up.
+    #[error("keyless: {0}")]
+    Keyless(String),
     /// A certificate the ACME client kept cannot be read.
     #[error("the certificate kept in the data dir is unusable: {0}")]
     Kept(String),
@@ -133,6 +147,8 @@ pub struct Issuers<'a> {
     pub acme: Option<&'a Arc<AcmeClient>>,
     /// The configuration's `[[acme]]` tables.
     pub acme_tables: &'a [AcmeConfig],
+    /// The key servers of the `[[keyless]]` tables, by name.
+    pub keyless: Option<&'a std::collections::HashMap<String, Arc<KeyServers>>>,
 }
 
 /// The `CertifiedKey` of a certificate the ACME client keeps.
@@ -204,6 +220,7 @@ enum Origin {
     Files { cert: PathBuf, key: PathBuf },
     InternalCa(Arc<InternalCa>),
     Acme(Arc<Managed>),
+    Keyless { cert: PathBuf, servers: Arc<KeyServers> },
 }
 
 impl fmt::Display for Origin {
@@ -212,6 +229,7 @@ impl fmt::Display for Origin {
             Origin::Files { cert, key } => write!(f, "{} with key {}", cert.display(), key.display()),
             Origin::InternalCa(_) => f.write_str("the internal CA"),
             Origin::Acme(managed) => write!(f, "ACME ({})", managed.acme.name),
+            Origin::Keyless { cert, servers } => write!(f, "{} with keyless {}", cert.display(), servers.name()),
         }
     }
 }
@@ -220,6 +238,7 @@ impl Origin {
     fn stamps(&self) -> FileStamps {
         match self {
             Origin::Files { cert, key } => FileStamps::of([cert, key]),
+            Origin::Keyless { cert, .. } => FileStamps::of([cert]),
             Origin::InternalCa(_) | Origin::Acme(_) => FileStamps::default(),
         }
     }
@@ -234,6 +253,12 @@ impl Origin {
                 (chain, key)
             }
             Origin::InternalCa(ca) => ca.site_certificate(hosts).await.map_err(CertificateError::InternalCa)?,
+            Origin::Keyless { cert, servers } => {
+                let chain = read_certificates(cert).map_err(CertificateError::UnreadableChain)?;
+                let key =
+                    RemoteKey::new(&chain[0], servers.clone()).map_err(|e| CertificateError::Keyless(e.to_string()))?;
+                return Ok(CertifiedKey::new(chain, Arc::new(key)));
+            }
             Origin::Acme(managed) => {
                 let kept = managed.stored().map(|stored| stored_key(&stored, provider));
                 return match kept {
@@ -276,6 +301,14 @@ impl SiteCertificate {
             CertificateSource::Files { cert, key } => Origin::Files { cert: resolve(cert), key: resolve(key) },
             CertificateSource::InternalCa => {
                 Origin::InternalCa(issuers.internal.cloned().ok_or(CertificateError::NoInternalCa)?)
+            }
+            CertificateSource::Keyless { cert, name } => {
+                let servers = issuers.keyless.and_then(|k| k.get(name)).cloned().ok_or_else(|| {
+                    CertificateError::Keyless(format!(
+                        "no [[keyless]] table \"{name}\" (or its key servers could not be set up)"
+                    ))
+                })?;
+                Origin::Keyless { cert: resolve(cert), servers }
             }
             CertificateSource::Acme(name) => {
                 let no_acme = || CertificateError::NoAcme(name.clone());
@@ -332,12 +365,24 @@ impl SiteCertificate {
     /// Whether this is the certificate of a site with `source` and `hosts` (and, for an
     /// ACME source, the same `[[acme]]` table): a reloaded configuration keeps it (and
     /// what it serves now) rather than loading it anew.
-    pub fn is_for(&self, source: &CertificateSource, hosts: &[String], acme_tables: &[AcmeConfig]) -> bool {
+    pub fn is_for(
+        &self,
+        source: &CertificateSource,
+        hosts: &[String],
+        acme_tables: &[AcmeConfig],
+        keyless: &std::collections::HashMap<String, Arc<KeyServers>>,
+    ) -> bool {
         let table = match source {
             CertificateSource::Acme(name) => acme_tables.iter().find(|t| t.name == *name),
             _ => None,
         };
-        self.source == *source && self.hosts == hosts && self.acme_table.as_ref() == table
+        let same_key_servers = match (&self.origin, source) {
+            (Origin::Keyless { servers, .. }, CertificateSource::Keyless { name, .. }) => {
+                keyless.get(name).is_some_and(|now| Arc::ptr_eq(now, servers))
+            }
+            _ => true,
+        };
+        self.source == *source && self.hosts == hosts && self.acme_table.as_ref() == table && same_key_servers
     }
 
     /// The TLS provider its keys are loaded with.
@@ -367,7 +412,7 @@ impl SiteCertificate {
     /// new certificate is logged, and so is a refused one.
     pub async fn refresh(&self, renewal_due: bool) -> Refresh {
         let due = match &self.origin {
-            Origin::Files { .. } => {
+            Origin::Files { .. } | Origin::Keyless { .. } => {
                 let now = self.origin.stamps();
                 self.files.lock().unwrap_or_else(PoisonError::into_inner).due(now)
             }

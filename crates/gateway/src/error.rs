@@ -73,6 +73,9 @@ pub enum Error {
         /// What is wrong, naming the file.
         problem: String,
     },
+    /// A `[[keyless]]` table's key servers cannot be set up (a file, the internal CA).
+    #[error("{0}")]
+    Keyless(String),
     /// The bound HTTPS listener has no local address.
     #[error(transparent)]
     ListenerAddress(std::io::Error),

@@ -144,7 +144,26 @@ impl InternalCa {
         &self,
         hosts: &[String],
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), InternalCaError> {
-        let (dir, crt_path, key_path) = self.site_paths(hosts);
+        let stem = hosts.first().map(|h| h.replace('*', "_wildcard")).unwrap_or_else(|| "site".into());
+        self.kept_certificate(pki::Profile::Server, hosts, &stem).await
+    }
+
+    /// A client certificate for `name` (the gateway's identity towards key servers),
+    /// kept and reused as [`InternalCa::site_certificate`] keeps a site's.
+    pub async fn client_certificate(
+        &self,
+        name: &str,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), InternalCaError> {
+        self.kept_certificate(pki::Profile::Client, &[name.to_owned()], &format!("client-{name}")).await
+    }
+
+    async fn kept_certificate(
+        &self,
+        profile: pki::Profile,
+        hosts: &[String],
+        stem: &str,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), InternalCaError> {
+        let (dir, crt_path, key_path) = self.site_paths(stem);
         if let Some(found) = reusable(&crt_path, &key_path, hosts) {
             return Ok(found);
         }
@@ -152,7 +171,7 @@ impl InternalCa {
         let ca = pki::CertificateAuthority::new(issuer, self.store.clone());
         let sans = hosts.iter().map(|h| pki::SubjectAltName::parse(h)).collect::<Result<Vec<_>, _>>()?;
         let request = pki::LeafRequest {
-            profile: pki::Profile::Server,
+            profile,
             subject: pki::Subject::common_name(hosts.first().map(String::as_str).unwrap_or("gatehouse")),
             sans,
             days: None,
@@ -163,14 +182,13 @@ impl InternalCa {
         let chain_pem = format!("{}{}", pki::pem_cert(&issued.der), pki::pem_cert(&self.intermediate));
         pki::files::write_atomic(&key_path, key_pem.as_bytes(), pki::files::PRIVATE, true)?;
         pki::files::write_atomic(&crt_path, chain_pem.as_bytes(), pki::files::PUBLIC, true)?;
-        tracing::info!(hosts = ?hosts, serial = %issued.serial, "issued a site certificate from the internal CA");
+        tracing::info!(hosts = ?hosts, serial = %issued.serial, profile = profile.name(), "issued a certificate from the internal CA");
         reusable(&crt_path, &key_path, hosts).ok_or(InternalCaError::NotReadBack)
     }
 
-    /// The directory, chain file and key file of the site certificate for `hosts`.
-    fn site_paths(&self, hosts: &[String]) -> (PathBuf, PathBuf, PathBuf) {
+    /// The directory, chain file and key file of the kept certificate `stem`.
+    fn site_paths(&self, stem: &str) -> (PathBuf, PathBuf, PathBuf) {
         let dir = self.data_dir.join("gateway").join("certs");
-        let stem = hosts.first().map(|h| h.replace('*', "_wildcard")).unwrap_or_else(|| "site".into());
         (dir.clone(), dir.join(format!("{stem}.fullchain.pem")), dir.join(format!("{stem}.key")))
     }
 }

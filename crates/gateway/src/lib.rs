@@ -17,6 +17,7 @@ pub mod echo;
 mod error;
 pub mod identity;
 pub mod internal_ca;
+pub mod keyless;
 mod labels;
 pub mod log;
 pub mod metrics;
@@ -290,6 +291,33 @@ pub async fn check(
         acme_client::check_files(table, base_dir)
             .map_err(|problem| Error::AcmeTable { name: table.name.clone(), problem })?;
     }
+    for table in &config.keyless {
+        let table = table.get_ref();
+        let fail = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
+            Error::Keyless(format!("keyless \"{}\": {what} {}: {e}", table.name, path.display()))
+        };
+        match &table.ca {
+            Some(ca) => read_certificates(&resolve(ca)).map(drop).map_err(|e| fail("ca", ca, &e))?,
+            None if internal_ca.is_none() => {
+                return Err(Error::Keyless(format!(
+                    "keyless \"{}\" has no ca and there is no internal CA to trust the key servers with; set ca",
+                    table.name
+                )));
+            }
+            None => {}
+        }
+        if let (Some(cert), Some(key)) = (&table.client_cert, &table.client_key) {
+            read_certificates(&resolve(cert)).map(drop).map_err(|e| fail("client_cert", cert, &e))?;
+            pki::read_first_pem_file::<rustls::pki_types::PrivateKeyDer<'static>>(&resolve(key))
+                .map(drop)
+                .map_err(|e| fail("client_key", key, &e))?;
+        } else if internal_ca.is_none() {
+            return Err(Error::Keyless(format!(
+                "keyless \"{}\" has no client_cert and there is no internal CA to issue one; set client_cert and client_key",
+                table.name
+            )));
+        }
+    }
     for (index, site) in config.sites.iter().enumerate() {
         let source = site.certificate.source().map_err(|problem| Error::CertificateTable { site: index, problem })?;
         let hosts: Vec<String> = site.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
@@ -299,6 +327,10 @@ pub async fn check(
             }
             // The account's files are checked below; the certificate is the CA's to give.
             CertificateSource::Acme(_) => Ok(()),
+            // The chain is read here; the key is the key server's.
+            CertificateSource::Keyless { cert, .. } => {
+                read_certificates(&resolve(cert)).map(drop).map_err(CertificateError::UnreadableChain)
+            }
             // What the internal CA would be asked for: a SAN per host.
             CertificateSource::InternalCa => hosts.iter().try_for_each(|h| match pki::SubjectAltName::parse(h) {
                 Ok(_) => Ok(()),

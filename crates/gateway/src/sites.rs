@@ -25,6 +25,7 @@ use crate::acme_client::AcmeClient;
 use crate::certificates::{Issuers, SiteCertificate};
 use crate::config::{Config, MtlsMode, RouteMtls, TlsVersion, TrustConfig};
 use crate::internal_ca::InternalCa;
+use crate::keyless::{InternalIdentity, KeyServers};
 use crate::metrics::{Metrics, RequestDurations};
 use crate::trust::{HandshakePolicy, SiteVerifier, TrustError, TrustStore, read_certificates, read_crl};
 use crate::upstream::{Pool, UpstreamConfig};
@@ -144,6 +145,8 @@ pub struct Runtime {
     /// The origin TLS files of each pool, as they were when it was built.
     pool_files: HashMap<String, FileStamps>,
     trust_stores: Vec<(TrustOrigin, Arc<TrustStore>)>,
+    /// The key servers of each `[[keyless]]` table, by name.
+    keyless: HashMap<String, Arc<KeyServers>>,
 }
 
 impl Runtime {
@@ -191,7 +194,8 @@ impl Runtime {
             crate::acme_client::check_files(table, base_dir)
                 .map_err(|problem| Error::AcmeTable { name: table.name.clone(), problem })?;
         }
-        let issuers = Issuers { internal, acme, acme_tables: &acme_tables };
+        let keyless = keyless_servers(&config, base_dir, &provider, internal, previous).await?;
+        let issuers = Issuers { internal, acme, acme_tables: &acme_tables, keyless: Some(&keyless) };
         let resolve = |p: &Path| {
             if p.is_absolute() { p.to_owned() } else { base_dir.join(p) }
         };
@@ -218,8 +222,8 @@ impl Runtime {
         for (index, sc) in config.sites.iter().enumerate() {
             let hosts: Vec<String> = sc.hosts.iter().map(|h| h.get_ref().to_ascii_lowercase()).collect();
             let source = sc.certificate.source().map_err(|problem| Error::CertificateTable { site: index, problem })?;
-            let kept =
-                previous.and_then(|p| p.sites.iter().find(|s| s.certificate.is_for(source, &hosts, &acme_tables)));
+            let kept = previous
+                .and_then(|p| p.sites.iter().find(|s| s.certificate.is_for(source, &hosts, &acme_tables, &keyless)));
             let certificate = match kept {
                 Some(site) => site.certificate.clone(),
                 None => {
@@ -328,7 +332,7 @@ impl Runtime {
                 hsts,
             }));
         }
-        Ok(Runtime { config, sites, exact, wildcard, pools, pool_files, trust_stores })
+        Ok(Runtime { config, sites, exact, wildcard, pools, pool_files, trust_stores, keyless })
     }
 
     /// The site for an SNI name: exact, then wildcard; no SNI gets the first site.
@@ -373,6 +377,40 @@ impl Runtime {
         }
         self.pools.get(&upstream.name).cloned()
     }
+}
+
+/// The key servers of each `[[keyless]]` table: carried over from `previous` when the
+/// table is the same (its connections stay open), else set up anew. A table without
+/// `ca` trusts the internal CA, one without `client_cert` gets a client certificate
+/// from it.
+async fn keyless_servers(
+    config: &Config,
+    base_dir: &Path,
+    provider: &Arc<CryptoProvider>,
+    internal: Option<&Arc<InternalCa>>,
+    previous: Option<&Runtime>,
+) -> Result<HashMap<String, Arc<KeyServers>>, Error> {
+    let mut servers = HashMap::new();
+    for table in config.keyless.iter().map(|t| t.get_ref()) {
+        let unchanged = previous.filter(|p| p.config.keyless.iter().any(|t| t.get_ref() == table));
+        if let Some(kept) = unchanged.and_then(|p| p.keyless.get(&table.name)) {
+            servers.insert(table.name.clone(), kept.clone());
+            continue;
+        }
+        let identity = match internal {
+            Some(ca) if table.ca.is_none() || table.client_cert.is_none() => {
+                let (chain, key) = ca
+                    .client_certificate("gatehouse-gateway")
+                    .await
+                    .map_err(|e| Error::Keyless(format!("keyless \"{}\": {e}", table.name)))?;
+                Some(InternalIdentity { root: ca.root().clone(), chain, key })
+            }
+            _ => None,
+        };
+        let set_up = KeyServers::new(table, base_dir, provider, identity).map_err(|e| Error::Keyless(e.to_string()))?;
+        servers.insert(table.name.clone(), Arc::new(set_up));
+    }
+    Ok(servers)
 }
 
 /// The files a pool reads: the origin CA bundle and client certificate.

@@ -31,6 +31,7 @@ pub mod env;
 pub mod files;
 pub mod gatehouse;
 pub mod gateway;
+pub mod keyless;
 pub mod net;
 pub mod openssl;
 pub mod process;

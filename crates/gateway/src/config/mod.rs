@@ -16,6 +16,7 @@ use pki::line_col;
 
 use crate::acme_client::{AcmeConfig, Challenge};
 use crate::certificates::CertificateSource;
+use crate::keyless::KeylessConfig;
 use crate::upstream::UpstreamConfig;
 
 mod acme_server;
@@ -115,6 +116,10 @@ pub struct Config {
     /// ACME accounts that sites get certificates from (`certificate = { acme = "NAME" }`).
     #[serde(default, rename = "acme")]
     pub acme: Vec<Spanned<AcmeConfig>>,
+    /// Key servers that sign for sites whose keys the gateway does not hold
+    /// (`certificate = { cert = "...", keyless = "NAME" }`).
+    #[serde(default, rename = "keyless")]
+    pub keyless: Vec<Spanned<KeylessConfig>>,
 }
 
 /// Listening addresses.
@@ -299,6 +304,12 @@ pub enum CertificateProblem {
     /// More than one source together.
     #[error("has more than one of files, internal_ca = true and acme; choose one")]
     Both,
+    /// `keyless` without the certificate it signs for.
+    #[error("has keyless but no cert; give the site's certificate chain as cert")]
+    KeylessWithoutCert,
+    /// `keyless` with a key file: the key is on the key server.
+    #[error("has keyless and a key; a keyless site's key stays on the key server, drop key")]
+    KeylessWithKey,
 }
 
 /// The keys a `certificate` table may have.
@@ -314,16 +325,21 @@ struct CertificateKeys {
     internal_ca: bool,
     /// Obtain (and renew) the certificate through the `[[acme]]` table of this name.
     acme: Option<String>,
+    /// Sign with the key servers of the `[[keyless]]` table of this name (with `cert`).
+    keyless: Option<String>,
 }
 
 impl From<CertificateKeys> for CertificateConfig {
     fn from(keys: CertificateKeys) -> Self {
-        CertificateConfig(match (keys.cert, keys.key, keys.internal_ca, keys.acme) {
-            (Some(cert), Some(key), false, None) => Ok(CertificateSource::Files { cert, key }),
-            (None, None, true, None) => Ok(CertificateSource::InternalCa),
-            (None, None, false, Some(name)) => Ok(CertificateSource::Acme(name)),
-            (None, None, false, None) => Err(CertificateProblem::Missing),
-            (Some(_), None, _, _) | (None, Some(_), _, _) => Err(CertificateProblem::HalfPair),
+        CertificateConfig(match (keys.cert, keys.key, keys.internal_ca, keys.acme, keys.keyless) {
+            (Some(cert), Some(key), false, None, None) => Ok(CertificateSource::Files { cert, key }),
+            (None, None, true, None, None) => Ok(CertificateSource::InternalCa),
+            (None, None, false, Some(name), None) => Ok(CertificateSource::Acme(name)),
+            (Some(cert), None, false, None, Some(name)) => Ok(CertificateSource::Keyless { cert, name }),
+            (None, None, false, None, Some(_)) => Err(CertificateProblem::KeylessWithoutCert),
+            (_, Some(_), false, None, Some(_)) => Err(CertificateProblem::KeylessWithKey),
+            (None, None, false, None, None) => Err(CertificateProblem::Missing),
+            (Some(_), None, _, _, None) | (None, Some(_), _, _, None) => Err(CertificateProblem::HalfPair),
             _ => Err(CertificateProblem::Both),
         })
     }
@@ -518,6 +534,13 @@ impl Config {
             }
             match site.certificate.source() {
                 Err(problem) => problems.push(format!("site[{i}].certificate {problem}")),
+                Ok(CertificateSource::Keyless { name, .. }) => {
+                    if !self.keyless.iter().any(|k| k.get_ref().name == *name) {
+                        problems.push(format!(
+                            "site[{i}].certificate.keyless = \"{name}\" names no [[keyless]] table; define it or fix the name"
+                        ));
+                    }
+                }
                 Ok(CertificateSource::Acme(name)) => match self.acme_table(name) {
                     None => problems.push(format!(
                         "site[{i}].certificate.acme = \"{name}\" names no [[acme]] table; define it or fix the name"
@@ -579,6 +602,17 @@ impl Config {
             }
         }
         problems.extend(acme_table_problems(&self.acme, text));
+        let mut keyless_names = HashSet::new();
+        for (i, table) in self.keyless.iter().enumerate() {
+            let (keyless, at) = (table.get_ref(), line_col(text, table.span().start));
+            if !keyless_names.insert(keyless.name.as_str()) {
+                problems
+                    .push(format!("{at}: keyless[{i}].name \"{}\" is used by two [[keyless]] tables", keyless.name));
+            }
+            if keyless.client_cert.is_some() != keyless.client_key.is_some() {
+                problems.push(format!("{at}: keyless[{i}] needs both client_cert and client_key, or neither"));
+            }
+        }
         if self.limits.max_connections == 0 || self.limits.max_header_bytes < 1024 {
             problems.push("limits: max_connections must be at least 1 and max_header_bytes at least 1024".to_owned());
         }
@@ -673,7 +707,7 @@ servers = ["http://127.0.0.1:3000"]
             messages(&text),
             [
                 "line 2, column 1: backlog: unknown field `backlog`, expected one of `data_dir`, `listen`, `tls`, \
-                 `limits`, `identity`, `runtime`, `log`, `site`, `upstream`, `acme_server`, `acme`",
+                 `limits`, `identity`, `runtime`, `log`, `site`, `upstream`, `acme_server`, `acme`, `keyless`",
                 "line 20, column 10: log.access: invalid type: string \"no\", expected a boolean",
                 "line 26, column 1: site[0].colour: unknown field `colour`, expected one of `hosts`, `certificate`, \
                  `mtls`, `trust`, `upstream`, `hsts_max_age`, `route`",
@@ -757,6 +791,53 @@ servers = ["http://127.0.0.1:3000"]
             acme_config(http, "hosts = [\"a.test\"]\ncertificate = { acme = \"le\" }", "challenge = \"dns\"");
         let found = messages(&bad_challenge);
         assert!(found.len() == 1 && found[0].contains("acme[0].challenge: unknown variant `dns`"), "{found:?}");
+    }
+
+    #[test]
+    fn keyless_sites_name_their_table_and_give_no_key() {
+        let config = |certificate: &str, table: &str| {
+            format!(
+                "[listen]\nhttps = \"127.0.0.1:8443\"\n[[keyless]]\nname = \"ks\"\nservers = [\"127.0.0.1:2407\"]\n{table}\n\
+                 [[site]]\nhosts = [\"a.test\"]\ncertificate = {certificate}\nupstream = \"app\"\n\
+                 [[upstream]]\nname = \"app\"\nservers = [\"http://127.0.0.1:3000\"]\n"
+            )
+        };
+        let ok =
+            Config::parse(Path::new("t.toml"), &config("{ cert = \"a.pem\", keyless = \"ks\" }", "")).expect("valid");
+        assert_eq!(
+            ok.sites[0].certificate.source(),
+            Ok(&CertificateSource::Keyless { cert: "a.pem".into(), name: "ks".into() })
+        );
+        assert_eq!(ok.keyless[0].get_ref().timeout_ms, 2000);
+        for (certificate, table, message) in [
+            (
+                "{ cert = \"a.pem\", keyless = \"other\" }",
+                "",
+                "site[0].certificate.keyless = \"other\" names no [[keyless]] table; define it or fix the name",
+            ),
+            (
+                "{ keyless = \"ks\" }",
+                "",
+                "site[0].certificate has keyless but no cert; give the site's certificate chain as cert",
+            ),
+            (
+                "{ cert = \"a.pem\", key = \"a.key\", keyless = \"ks\" }",
+                "",
+                "site[0].certificate has keyless and a key; a keyless site's key stays on the key server, drop key",
+            ),
+            (
+                "{ cert = \"a.pem\", keyless = \"ks\" }",
+                "client_cert = \"gw.crt\"",
+                "line 3, column 1: keyless[0] needs both client_cert and client_key, or neither",
+            ),
+        ] {
+            assert_eq!(messages(&config(certificate, table)), [message], "{certificate} {table}");
+        }
+        let unknown = messages(&config("{ cert = \"a.pem\", keyless = \"ks\" }", "retries = 3"));
+        assert!(
+            unknown.len() == 1 && unknown[0].contains("keyless[0].retries: unknown field `retries`"),
+            "{unknown:?}"
+        );
     }
 
     #[test]

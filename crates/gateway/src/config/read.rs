@@ -38,6 +38,7 @@ pub(super) fn read_tables(text: &str) -> Result<Config, Vec<String>> {
             "upstream" => problems.read_each::<UpstreamConfig>(name, value),
             "acme_server" => problems.read::<AcmeServerSettings>(name, value),
             "acme" => problems.read_each::<crate::acme_client::AcmeConfig>(name, value),
+            "keyless" => problems.read_each::<crate::keyless::KeylessConfig>(name, value),
             _ => {
                 // Config's own derive, given a table of just this key, names it and lists the known ones.
                 let alone: DeTable = [(key.clone(), value.clone())].into_iter().collect();

@@ -1,0 +1,234 @@
+//! Keyless sites (issue 11): the gateway holds only the certificate, and `gatehouse
+//! keyserver` signs each full handshake. curl and `openssl s_client` complete TLS 1.3
+//! and TLS 1.2 handshakes with ECDSA P-256, RSA-2048 (PSS in 1.3, PKCS#1 v1.5 in 1.2
+//! when the client offers only that) and Ed25519 keys from a key directory; a key the
+//! key server does not have fails the handshake, logged with the protocol's error
+//! code; with two key servers, stopping one under load fails no handshake.
+//!
+//! The key server is [`KeyServer`] (its CA is the gateway's internal CA: the gateway's
+//! client certificate and its trust in the key server come from it by default).
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use support::acme::{Daemon, shared_fixture};
+use support::keyless::KeyServer;
+use support::*;
+
+/// The key server's keys the sites use, with the host each site serves.
+const SITES: [(&str, &str); 3] =
+    [("p256-pkcs8", "ec.keyless.test"), ("rsa-pkcs8", "rsa.keyless.test"), ("ed25519", "ed.keyless.test")];
+
+/// A certificate from the internal CA for `host` with the public key of `key` (a CSR
+/// made with the key file, which stays where it is: the gateway never reads it).
+#[track_caller]
+fn certificate_for(ks: &KeyServer, key: &std::path::Path, host: &str) -> PathBuf {
+    let dir = ks.env.path().join("sites");
+    std::fs::create_dir_all(&dir).unwrap();
+    let csr = dir.join(format!("{host}.csr"));
+    openssl_ok(&[
+        "req",
+        "-new",
+        "-key",
+        s(key),
+        "-subj",
+        &format!("/CN={host}"),
+        "-addext",
+        &format!("subjectAltName=DNS:{host}"),
+        "-out",
+        s(&csr),
+    ]);
+    let crt = dir.join(format!("{host}.crt"));
+    ks.env.gh_ok(&["ca", "sign", s(&csr), "--profile", "server", "--out", s(&crt)]);
+    // The chain a server sends: the leaf, then the intermediate.
+    let chain = dir.join(format!("{host}.fullchain.pem"));
+    write(&chain, format!("{}{}", read(&crt), read(ks.env.intermediate())));
+    chain
+}
+
+/// A gateway with one keyless site per [`SITES`] entry (and `extra_sites`), signing
+/// through the key servers on `ports`, its data dir the key server's (its internal CA).
+struct KeylessGateway {
+    gateway: Gateway,
+    _upstream: Upstream,
+}
+
+impl KeylessGateway {
+    #[track_caller]
+    fn start(ks: &KeyServer, ports: &[u16], extra_sites: &[(PathBuf, &str)], name: &str) -> KeylessGateway {
+        let upstream = Upstream::start(&ks.env);
+        let https = free_port();
+        let servers: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+        let mut toml = format!(
+            "{}\n[runtime]\nworker_threads = 1\n\n[[keyless]]\nname = \"ks\"\nservers = [{}]\nserver_name = \"localhost\"\ntimeout_ms = 3000\n",
+            listen_toml(https, None, None),
+            servers.join(", ")
+        );
+        let mut sites: Vec<(PathBuf, &str)> =
+            SITES.iter().map(|(key, host)| (certificate_for(ks, &ks.key(key).file, host), *host)).collect();
+        sites.extend(extra_sites.iter().cloned());
+        for (chain, host) in &sites {
+            toml.push_str(&format!(
+                "\n[[site]]\nhosts = [\"{host}\"]\ncertificate = {{ cert = \"{}\", keyless = \"ks\" }}\nupstream = \"app\"\n",
+                s(chain)
+            ));
+        }
+        toml.push_str(&upstream_toml("app", &upstream.url()));
+        let gateway = Gateway::start(&ks.env, name, https, &toml);
+        KeylessGateway { gateway, _upstream: upstream }
+    }
+}
+
+/// One gateway over the shared key server for the tests that only connect.
+fn shared() -> &'static KeylessGateway {
+    static GATEWAY: OnceLock<Result<KeylessGateway, String>> = OnceLock::new();
+    shared_fixture(&GATEWAY, "keyless gateway", || {
+        KeylessGateway::start(KeyServer::shared(), &[KeyServer::shared().port], &[], "keyless-gw.toml")
+    })
+}
+
+/// `openssl s_client` to `host` with `args`; the handshake verified against the root.
+#[track_caller]
+fn s_client_ok(gw: &Gateway, host: &str, args: &[&str]) -> String {
+    let mut all = vec!["-servername", host, "-verify_hostname", host, "-verify_return_error", "-CAfile", s(&gw.root)];
+    all.extend_from_slice(args);
+    let o = gw.s_client(&all, "");
+    assert!(
+        o.stdout.contains("Verify return code: 0 (ok)") && o.stdout.contains("Cipher is"),
+        "s_client {host} {args:?} did not complete a verified handshake:\n{}\n{}",
+        o.all(),
+        gw.proc.dump()
+    );
+    o.stdout
+}
+
+#[test]
+fn tls13_and_tls12_handshakes_are_signed_by_the_key_server() {
+    let gw = &shared().gateway;
+    for (_, host) in SITES {
+        // curl: TLS 1.3 and TLS 1.2, through to the upstream.
+        for version in [["--tlsv1.3", "--tls-max", "1.3"], ["--tlsv1.2", "--tls-max", "1.2"]] {
+            let r = gw.curl(host, "/keyless", &version);
+            assert_eq!(r.status, 200, "curl {version:?} {host}: {r:?}\n{}", gw.proc.dump());
+        }
+        let tls13 = s_client_ok(gw, host, &["-tls1_3"]);
+        assert!(tls13.contains("TLSv1.3"), "{tls13}");
+        let tls12 = s_client_ok(gw, host, &["-tls1_2"]);
+        assert!(tls12.contains("TLSv1.2"), "{tls12}");
+    }
+    // RSA: PSS in TLS 1.3; PKCS#1 v1.5 when a TLS 1.2 client offers only that.
+    let rsa = "rsa.keyless.test";
+    let pss = s_client_ok(gw, rsa, &["-tls1_3"]);
+    assert!(pss.contains("Peer signature type: RSA-PSS"), "{pss}");
+    let pkcs1 = s_client_ok(gw, rsa, &["-tls1_2", "-sigalgs", "RSA+SHA256"]);
+    assert!(pkcs1.contains("Peer signature type: RSA\n") || pkcs1.contains("Peer signature type: RSA\r"), "{pkcs1}");
+    let ed = s_client_ok(gw, "ed.keyless.test", &["-tls1_3"]);
+    assert!(ed.to_ascii_lowercase().contains("peer signature type: ed25519"), "{ed}");
+    let ec = s_client_ok(gw, "ec.keyless.test", &["-tls1_2"]);
+    assert!(ec.contains("Peer signature type: ECDSA"), "{ec}");
+    // The key server did the signing: its metrics count each family's operations.
+    let m = metrics(KeyServer::shared().metrics_port);
+    for family in ["ecdsa", "rsa_pss", "rsa_pkcs1", "ed25519"] {
+        let ok = metric(&m, &format!("keyserver_operations_total{{family=\"{family}\",result=\"ok\"}}"));
+        assert!(ok.is_some_and(|n| n >= 1.0), "no {family} signature counted by the key server:\n{m}");
+    }
+}
+
+#[test]
+fn a_key_the_key_server_does_not_have_fails_the_handshake_with_its_error_code() {
+    let ks = KeyServer::shared();
+    // A key made here, never given to the key server.
+    let dir = ks.env.path().join("unknown-key");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("orphan.key");
+    openssl_ok(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", s(&key)]);
+    let chain = certificate_for(ks, &key, "orphan.keyless.test");
+    let kg = KeylessGateway::start(ks, &[ks.port], &[(chain, "orphan.keyless.test")], "orphan-gw.toml");
+    let gw = &kg.gateway;
+    let r = gw.curl("orphan.keyless.test", "/", &[]);
+    assert_ne!(r.status, 200, "a handshake without the key completed: {r:?}");
+    let start = Instant::now();
+    while !gw.proc.stderr().contains("reason=keyless_error:key_not_found") {
+        assert!(start.elapsed() < Duration::from_secs(20), "no keyless_error:key_not_found line:\n{}", gw.proc.dump());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The other sites are not affected.
+    assert_eq!(gw.curl("ec.keyless.test", "/", &[]).status, 200);
+}
+
+#[test]
+fn stopping_one_of_two_key_servers_under_load_fails_no_handshake() {
+    let ks = KeyServer::shared();
+    // A second key server: the same keys, certificate and CA, another port.
+    let port = free_port();
+    let config = ks.env.write(
+        "keyserver-2.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\ncertificate = {{ cert = \"certs/localhost.fullchain.pem\", key = \"certs/localhost.key\" }}\n\
+             [[keys]]\ndir = \"keys\"\n"
+        ),
+    );
+    let mut c = gh_cmd(&ks.env.data(), &["keyserver", "--config", s(&config)]);
+    c.current_dir("/");
+    let mut second = Daemon::spawn(&c, "gatehouse keyserver (second)", None);
+    second.wait_listening(port, "the second key server");
+    // The second first: a server list is tried in turn from a rotating start.
+    let kg = KeylessGateway::start(ks, &[port, ks.port], &[], "two-gw.toml");
+    let gw = Arc::new(kg.gateway.url("ec.keyless.test", "/load"));
+    let (https, root) = (kg.gateway.https, kg.gateway.root.clone());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, done, failed, failures, url, root) =
+                (stop.clone(), done.clone(), failed.clone(), failures.clone(), gw.clone(), root.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // A new connection each time: every request is a full handshake.
+                    let r = curl(&[
+                        "--cacert".into(),
+                        s(&root).to_owned(),
+                        "--resolve".into(),
+                        format!("ec.keyless.test:{https}:127.0.0.1"),
+                        url.to_string(),
+                    ]);
+                    done.fetch_add(1, Ordering::Relaxed);
+                    if r.status != 200 {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        failures.lock().unwrap().push(format!("{r:?}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    let wait_done = |n: usize| {
+        let start = Instant::now();
+        while done.load(Ordering::Relaxed) < n {
+            assert!(start.elapsed() < Duration::from_secs(60), "the load did not get going");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_done(20);
+    let before = done.load(Ordering::Relaxed);
+    drop(second); // SIGTERM to the second key server, under load
+    wait_done(before + 60);
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let (total, failed) = (done.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("{total} handshakes, {failed} failed, the second key server stopped after {before}");
+    assert_eq!(
+        failed,
+        0,
+        "handshakes failed around the stop: {:?}\n{}",
+        failures.lock().unwrap(),
+        kg.gateway.proc.dump()
+    );
+}

@@ -1,0 +1,242 @@
+//! The key server's file, read strictly: an unknown key is an error naming the
+//! key and its line, and every relative path is taken from the file's directory.
+//!
+//! ```toml
+//! listen = "127.0.0.1:2407"            # IP:PORT, or IP for port 2407; default 0.0.0.0:2407
+//! certificate = { cert = "ks.crt", key = "ks.key" }   # the server's mTLS identity
+//! trust = ["gateways-ca.pem"]          # default: the internal CA of --data-dir
+//! metrics = "127.0.0.1:2406"           # optional: GET /metrics (Prometheus)
+//! [[keys]]
+//! dir = "keys/"                        # *.key files: PKCS#1, SEC1 or PKCS#8, PEM or DER
+//! ```
+//!
+//! `pkcs11 = { ... }` and `tunnel = "HOST:PORT"` belong to the schema (issue 11)
+//! but are refused for now, each with one sentence saying so.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The port the metrics listener takes when `metrics` names only an address.
+pub const DEFAULT_METRICS_PORT: u16 = 2406;
+
+/// A checked configuration, paths absolute or relative to the working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where the key server listens for gateways.
+    pub listen: SocketAddr,
+    /// The certificate chain (PEM) the server presents.
+    pub cert: PathBuf,
+    /// The private key (PEM) of that certificate.
+    pub key: PathBuf,
+    /// Whose client certificates are accepted.
+    pub trust: Trust,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// Where the keys are, in the file's order (the first of two keys with the
+    /// same SKI is kept).
+    pub keys: Vec<KeySource>,
+}
+
+/// The certificate authorities a gateway's client certificate must chain to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// Every certificate in these PEM files is a trust anchor.
+    Files(Vec<PathBuf>),
+    /// The internal CA of this data dir: its root and its intermediate.
+    InternalCa {
+        /// The `--data-dir`.
+        data_dir: PathBuf,
+    },
+}
+
+/// One `[[keys]]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A directory of `*.key` files.
+    Dir(PathBuf),
+}
+
+/// Why the file cannot be used. The messages leave out the file's name, which
+/// the caller puts first.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read it: {0}")]
+    Read(#[from] std::io::Error),
+    /// Not TOML, an unknown key, a missing one, a value of the wrong type:
+    /// toml's own message, which names the key and the line.
+    #[error("{0}")]
+    Syntax(String),
+    /// A value of the right type that is not usable.
+    #[error("{at}: {what}")]
+    Invalid {
+        /// `line L, column C`.
+        at: String,
+        /// What is wrong and what to write instead.
+        what: String,
+    },
+    /// A `[[keys]]` table with `pkcs11`.
+    #[error("{at}: pkcs11 keys are not supported yet (issue 11); use dir")]
+    Pkcs11Unsupported {
+        /// `line L, column C` of the table.
+        at: String,
+    },
+    /// `tunnel = "HOST:PORT"`.
+    #[error("{at}: tunnel mode is not supported yet (issue 11); use listen")]
+    TunnelUnsupported {
+        /// `line L, column C` of the value.
+        at: String,
+    },
+    /// No `[[keys]]` table.
+    #[error("no [[keys]] table; add one with dir = \"PATH\" (a directory of .key files)")]
+    NoKeys,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    listen: Option<Spanned<String>>,
+    tunnel: Option<Spanned<String>>,
+    certificate: CertificateFiles,
+    trust: Option<Spanned<Vec<PathBuf>>>,
+    metrics: Option<Spanned<String>>,
+    #[serde(default)]
+    keys: Vec<Spanned<KeysTable>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificateFiles {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysTable {
+    dir: Option<PathBuf>,
+    // Any table: the key is part of the contract, its contents are not read yet.
+    pkcs11: Option<toml::Table>,
+}
+
+impl Config {
+    /// Reads the file at `path`; `data_dir` gives the default trust.
+    pub fn load(path: &Path, data_dir: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Config::parse(&text, base, data_dir)
+    }
+
+    /// Reads `text`, with relative paths taken from `base`.
+    pub fn parse(text: &str, base: &Path, data_dir: &Path) -> Result<Config, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string().replace('\n', " ")))?;
+        let at = |offset: usize| pki::line_col(text, offset);
+        if let Some(tunnel) = &file.tunnel {
+            return Err(ConfigError::TunnelUnsupported { at: at(tunnel.span().start) });
+        }
+        let listen = match &file.listen {
+            None => SocketAddr::from(([0, 0, 0, 0], keyless::DEFAULT_PORT)),
+            Some(value) => address(value.get_ref(), keyless::DEFAULT_PORT).ok_or_else(|| ConfigError::Invalid {
+                at: at(value.span().start),
+                what: format!("listen = {:?} is not IP:PORT (or an IP, for port 2407)", value.get_ref()),
+            })?,
+        };
+        let metrics = match &file.metrics {
+            None => None,
+            Some(value) => {
+                Some(address(value.get_ref(), DEFAULT_METRICS_PORT).ok_or_else(|| ConfigError::Invalid {
+                    at: at(value.span().start),
+                    what: format!("metrics = {:?} is not IP:PORT (or an IP, for port 2406)", value.get_ref()),
+                })?)
+            }
+        };
+        let mut keys = Vec::new();
+        for table in &file.keys {
+            let start = at(table.span().start);
+            match table.get_ref() {
+                KeysTable { pkcs11: Some(_), .. } => return Err(ConfigError::Pkcs11Unsupported { at: start }),
+                KeysTable { dir: Some(dir), pkcs11: None } => keys.push(KeySource::Dir(base.join(dir))),
+                KeysTable { dir: None, pkcs11: None } => {
+                    return Err(ConfigError::Invalid {
+                        at: start,
+                        what: "this [[keys]] table has no dir; give dir = \"PATH\"".to_owned(),
+                    });
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Err(ConfigError::NoKeys);
+        }
+        let trust = match &file.trust {
+            Some(files) if files.get_ref().is_empty() => {
+                return Err(ConfigError::Invalid {
+                    at: at(files.span().start),
+                    what: "the list is empty, so no gateway could connect; list the gateways' CA files, \
+                           or leave trust out for the internal CA"
+                        .to_owned(),
+                });
+            }
+            Some(files) => Trust::Files(files.get_ref().iter().map(|f| base.join(f)).collect()),
+            None => Trust::InternalCa { data_dir: data_dir.to_owned() },
+        };
+        Ok(Config {
+            listen,
+            cert: base.join(&file.certificate.cert),
+            key: base.join(&file.certificate.key),
+            trust,
+            metrics,
+            keys,
+        })
+    }
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or a bare IP with `default_port`.
+fn address(text: &str, default_port: u16) -> Option<SocketAddr> {
+    text.parse::<SocketAddr>().ok().or_else(|| text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, default_port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/ks"), Path::new("/var/gh"))
+    }
+
+    const BASE: &str = "certificate = { cert = \"ks.crt\", key = \"ks.key\" }\n";
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = parse(&format!("{BASE}[[keys]]\ndir = \"keys\"\n")).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:2407".parse().unwrap());
+        assert_eq!(c.cert, Path::new("/etc/ks/ks.crt"));
+        assert_eq!(c.trust, Trust::InternalCa { data_dir: "/var/gh".into() });
+        assert_eq!(c.keys, vec![KeySource::Dir("/etc/ks/keys".into())]);
+        let c = parse(&format!(
+            "listen = \"::1\"\nmetrics = \"127.0.0.1\"\ntrust = [\"/ca.pem\", \"b.pem\"]\n{BASE}[[keys]]\ndir = \"/k\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.listen, "[::1]:2407".parse().unwrap());
+        assert_eq!(c.metrics, Some("127.0.0.1:2406".parse().unwrap()));
+        assert_eq!(c.trust, Trust::Files(vec!["/ca.pem".into(), "/etc/ks/b.pem".into()]));
+    }
+
+    #[test]
+    fn refusals_name_the_key_and_line() {
+        let e = parse(&format!("{BASE}[[keys]]\ndir = \"k\"\ncolour = 1\n")).unwrap_err().to_string();
+        assert!(e.contains("colour") && e.contains("line 4"), "{e}");
+        let e = parse(&format!("{BASE}[[keys]]\npkcs11 = {{ module = \"m\", token = \"t\", pin_file = \"p\" }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "line 2, column 1: pkcs11 keys are not supported yet (issue 11); use dir");
+        let e = parse(&format!("listen = \"nowhere\"\n{BASE}[[keys]]\ndir = \"k\"\n")).unwrap_err().to_string();
+        assert!(e.starts_with("line 1, column 10: listen = \"nowhere\""), "{e}");
+        assert!(matches!(parse(BASE), Err(ConfigError::NoKeys)));
+        let e = parse(&format!("trust = []\n{BASE}[[keys]]\ndir = \"k\"\n")).unwrap_err().to_string();
+        assert!(e.starts_with("line 1, column 9: the list is empty"), "{e}");
+        assert!(matches!(parse(&format!("{BASE}[[keys]]\n")), Err(ConfigError::Invalid { .. })));
+    }
+}

@@ -1,0 +1,53 @@
+//! A Keyless SSL key server: the private keys of a TLS site stay here, and
+//! gateways that hold only the certificates ask for each handshake's signature
+//! over mutual TLS, in the gokeyless wire protocol (`shared/keyless-protocol.md`).
+//!
+//! What the crate owns, one idea per module:
+//! - [`config`]: the `gatehouse keyserver` file (`listen`, `certificate`,
+//!   `trust`, `metrics`, `[[keys]]`), read strictly, paths resolved.
+//! - [`keys`]: key directories (PKCS#1, SEC1, PKCS#8; PEM or DER) loaded into a
+//!   [`KeyStore`] indexed by SKI, computed from the public key as the spec says.
+//! - `operation`: one private-key operation of the protocol (RSA PKCS#1 v1.5
+//!   and PSS over a digest, ECDSA over a digest, Ed25519 over a message).
+//! - `dispatch`: a request to its answer: the protocol's checks and error codes.
+//! - `tls`: the mTLS server side, and why a handshake was refused
+//!   ([`HandshakeRefusal`]).
+//! - `connection`: one connection: many requests in flight, answered in
+//!   completion order through one writer, at most 1024 outstanding, idle close.
+//! - `metrics`: Prometheus counters and histograms and the `/metrics` listener.
+//! - `server`: the listener that ties them together ([`Server`]).
+//!
+//! # Why by hand
+//! No maintained Rust crate speaks the Keyless protocol, and gokeyless, the
+//! reference key server, is published under a proprietary services agreement:
+//! none of its code, tests or test data may be used. This server is written
+//! from the spec page and RFCs on top of the `keyless` codec crate, rustls and
+//! aws-lc-rs; the protocol part is small (frame in, operation, frame out).
+//!
+//! # What aws-lc-rs cannot do, and so is refused
+//! aws-lc-rs offers no raw RSA private operation and no PKCS#1 v1.5 signature
+//! for MD5-SHA1, SHA-1 or SHA-224 digests, and this crate uses no unsafe code
+//! to reach AWS-LC underneath. Opcodes 0x01 (RSA decrypt, used only by TLS RSA
+//! key exchange) and 0x02–0x04 are answered with error 0x01 (crypto failure).
+//! TLS 1.2 and 1.3 servers that sign with rsa_pkcs1_sha256/384/512 or PSS,
+//! which is every scheme rustls signs with, need none of them.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+mod connection;
+mod dispatch;
+pub mod keys;
+mod metrics;
+mod operation;
+mod server;
+mod tls;
+
+pub use config::{Config, ConfigError, KeySource, Trust};
+pub use keys::{Key, KeyError, KeyStore, KeyType};
+pub use server::{Prepared, Server, ServerError};
+pub use tls::{HandshakeRefusal, TlsError};
+
+/// The codec this server speaks, for clients and tests that build frames.
+pub use keyless;

@@ -1,0 +1,116 @@
+//! One private-key operation: the opcode, a key, the payload in, the result out.
+//!
+//! Digests arrive already made (the gateway hashed the handshake transcript),
+//! so RSA and ECDSA sign a precomputed digest through aws-lc-rs's
+//! `sign_digest`; Ed25519 signs the whole message. The request's digest length
+//! has been checked against the opcode's hash before this runs.
+
+use aws_lc_rs::digest::{self, Digest};
+use aws_lc_rs::signature::{self, RsaEncoding};
+use keyless::Opcode;
+
+use crate::keys::{Key, KeyPair, KeyType};
+
+/// Why an operation gave no result; on the wire every one is error 0x01
+/// (crypto failure), in the log and metrics each is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum OperationError {
+    /// The opcode is for another kind of key (an ECDSA opcode on an RSA key).
+    #[error("the opcode is for another kind of key")]
+    WrongKeyType,
+    /// An operation aws-lc-rs does not offer (see the crate docs).
+    #[error("aws-lc-rs offers no {0}")]
+    Unsupported(&'static str),
+    /// aws-lc refused to sign.
+    #[error("aws-lc failed the operation")]
+    Crypto,
+}
+
+/// Performs `opcode` with `key` on `payload`; `opcode` is a request opcode
+/// other than ping, seal, unseal and custom, which are answered without a key.
+pub(crate) fn perform(key: &Key, opcode: Opcode, payload: &[u8]) -> Result<Vec<u8>, OperationError> {
+    use Opcode::*;
+    match (&key.pair, opcode) {
+        (KeyPair::Rsa(_), RsaDecrypt) => Err(OperationError::Unsupported("raw RSA decryption")),
+        (KeyPair::Rsa(_), RsaSignMd5Sha1 | RsaSignSha1 | RsaSignSha224) => {
+            Err(OperationError::Unsupported("PKCS#1 v1.5 signature of MD5-SHA1, SHA-1 or SHA-224 digests"))
+        }
+        (KeyPair::Rsa(k), RsaSignSha256) => rsa_sign(k, &signature::RSA_PKCS1_SHA256, &digest::SHA256, payload),
+        (KeyPair::Rsa(k), RsaSignSha384) => rsa_sign(k, &signature::RSA_PKCS1_SHA384, &digest::SHA384, payload),
+        (KeyPair::Rsa(k), RsaSignSha512) => rsa_sign(k, &signature::RSA_PKCS1_SHA512, &digest::SHA512, payload),
+        // aws-lc-rs's PSS encodings use MGF1 with the same hash and a salt as long as it.
+        (KeyPair::Rsa(k), RsaPssSignSha256) => rsa_sign(k, &signature::RSA_PSS_SHA256, &digest::SHA256, payload),
+        (KeyPair::Rsa(k), RsaPssSignSha384) => rsa_sign(k, &signature::RSA_PSS_SHA384, &digest::SHA384, payload),
+        (KeyPair::Rsa(k), RsaPssSignSha512) => rsa_sign(k, &signature::RSA_PSS_SHA512, &digest::SHA512, payload),
+        (
+            KeyPair::Ecdsa(k, curve),
+            EcdsaSignMd5Sha1 | EcdsaSignSha1 | EcdsaSignSha224 | EcdsaSignSha256 | EcdsaSignSha384 | EcdsaSignSha512,
+        ) => ecdsa_sign(k, *curve, payload),
+        (KeyPair::Ed25519(k), Ed25519Sign) => Ok(k.sign(payload).as_ref().to_vec()),
+        _ => Err(OperationError::WrongKeyType),
+    }
+}
+
+fn rsa_sign(
+    key: &aws_lc_rs::rsa::KeyPair,
+    encoding: &'static dyn RsaEncoding,
+    hash: &'static digest::Algorithm,
+    payload: &[u8],
+) -> Result<Vec<u8>, OperationError> {
+    let digest = Digest::import_less_safe(payload, hash).map_err(|_| OperationError::Crypto)?;
+    let mut signature = vec![0; key.public_modulus_len()];
+    key.sign_digest(encoding, &digest, &mut signature).map_err(|_| OperationError::Crypto)?;
+    Ok(signature)
+}
+
+/// ECDSA over any digest. aws-lc-rs signs a digest of its key's own hash only,
+/// but ECDSA uses nothing of the hash but the digest's leftmost bits, as many
+/// as the curve order has (SEC 1 §4.1.3 step 5). So a longer digest is cut to
+/// the key's hash length (256 bits for P-256, 384 for P-384: exactly the bits
+/// ECDSA takes) and a shorter one is left-padded with zeros (the same integer);
+/// P-521's SHA-512 length is below its 521-bit order, so nothing is ever cut
+/// there. The signature is the one a signer given the original digest makes.
+fn ecdsa_sign(key: &signature::EcdsaKeyPair, curve: KeyType, payload: &[u8]) -> Result<Vec<u8>, OperationError> {
+    let hash = match curve {
+        KeyType::EcdsaP256 => &digest::SHA256,
+        KeyType::EcdsaP384 => &digest::SHA384,
+        _ => &digest::SHA512,
+    };
+    let len = hash.output_len();
+    let fitted: Vec<u8> = if payload.len() >= len {
+        payload[..len].to_vec()
+    } else {
+        let mut padded = vec![0; len - payload.len()];
+        padded.extend_from_slice(payload);
+        padded
+    };
+    let digest = Digest::import_less_safe(&fitted, hash).map_err(|_| OperationError::Crypto)?;
+    let signature = key.sign_digest(&digest).map_err(|_| OperationError::Crypto)?;
+    Ok(signature.as_ref().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::signature::{KeyPair as _, UnparsedPublicKey};
+
+    #[test]
+    fn ecdsa_over_a_longer_or_shorter_digest_verifies_as_that_digest() {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let pair =
+            signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).unwrap();
+        let message = b"the handshake transcript";
+        for (verify, hash) in [
+            (&signature::ECDSA_P256_SHA384_ASN1, &digest::SHA384),
+            (&signature::ECDSA_P256_SHA1_ASN1, &digest::SHA1_FOR_LEGACY_USE_ONLY),
+            (&signature::ECDSA_P256_SHA256_ASN1, &digest::SHA256),
+        ] {
+            let digest = digest::digest(hash, message);
+            let sig = ecdsa_sign(&pair, KeyType::EcdsaP256, digest.as_ref()).unwrap();
+            UnparsedPublicKey::new(verify, pair.public_key().as_ref())
+                .verify(message, &sig)
+                .unwrap_or_else(|_| panic!("{hash:?}"));
+        }
+    }
+}
