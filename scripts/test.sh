@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs the real peers the tests drive
 # (openssl, sqlite3, curl, nginx, chromium with NSS tools, Debian's python3
-# with websockets and h2; for ACME: lego, pebble, bind9 with its tools and dig)
+# with websockets and h2; for ACME: lego, pebble, bind9 with its tools and dig;
+# for keyless: softhsm2 and opensc's pkcs11-tool)
 # with apt-get when they are missing, and certbot from PyPI into a virtualenv,
 # so no test is ever skipped for lack of a tool.
 set -euo pipefail
@@ -26,6 +27,8 @@ need /usr/sbin/named bind9
 need /usr/sbin/tsig-keygen bind9-utils
 need named-checkconf bind9-utils
 need dig bind9-dnsutils
+need softhsm2-util softhsm2
+need pkcs11-tool opensc
 py_module() { # py_module MODULE PACKAGE
   if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c "import $1" 2>/dev/null; then
     missing+=("$2")

@@ -318,14 +318,14 @@ fn a_bad_configuration_exits_2_naming_the_key_the_file_or_pkcs11() {
     // $ gatehouse keyserver --config unknown.toml   (a key the schema does not have)
     let err = run("unknown.toml", &format!("{head}colour = \"blue\"\n[[keys]]\ndir = \"keys\"\n"));
     assert!(err.contains("colour") && err.contains("line 3"), "the unknown key and its line: {err}");
-    // $ gatehouse keyserver --config pkcs11.toml
+    // $ gatehouse keyserver --config pkcs11.toml   (a token that is not there: the module names it)
     let err = run(
         "pkcs11.toml",
         &format!(
             "{head}[[keys]]\npkcs11 = {{ module = \"/usr/lib/softhsm/libsofthsm2.so\", token = \"t\", pin_file = \"pin\" }}\n"
         ),
     );
-    assert!(err.contains("pkcs11 keys are not supported yet (issue 11); use dir"), "{err}");
+    assert!(err.contains("PKCS#11 module /usr/lib/softhsm/libsofthsm2.so"), "{err}");
     // $ gatehouse keyserver --config badkey.toml   (keys/broken.key is not a key)
     write(d.join("keys/broken.key"), "-----BEGIN PRIVATE KEY-----\nnot base64 at all!\n-----END PRIVATE KEY-----\n");
     let err = run("badkey.toml", &format!("{head}[[keys]]\ndir = \"keys\"\n"));

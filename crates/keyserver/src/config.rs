@@ -8,10 +8,14 @@
 //! metrics = "127.0.0.1:2406"           # optional: GET /metrics (Prometheus)
 //! [[keys]]
 //! dir = "keys/"                        # *.key files: PKCS#1, SEC1 or PKCS#8, PEM or DER
+//! [[keys]]                             # every private key of a PKCS#11 token
+//! pkcs11 = { module = "/usr/lib/softhsm/libsofthsm2.so", token = "LABEL", pin_file = "pin" }
+//! [[keys]]                             # the same as an RFC 7512 URI (see `crate::pkcs11::uri`)
+//! uri = "pkcs11:token=LABEL;object=ec1?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:pin"
 //! ```
 //!
-//! `pkcs11 = { ... }` and `tunnel = "HOST:PORT"` belong to the schema (issue 11)
-//! but are refused for now, each with one sentence saying so.
+//! `tunnel = "HOST:PORT"` belongs to the schema (issue 11) but is refused for
+//! now, with one sentence saying so.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -57,6 +61,52 @@ pub enum Trust {
 pub enum KeySource {
     /// A directory of `*.key` files.
     Dir(PathBuf),
+    /// The private keys of a PKCS#11 token (`pkcs11 = {...}` or `uri = "pkcs11:..."`).
+    Pkcs11(Pkcs11Keys),
+}
+
+/// Private keys in a PKCS#11 token: every one, or those `object` and `id` name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkcs11Keys {
+    /// The PKCS#11 module (shared library) to load.
+    pub module: PathBuf,
+    /// The token's label (`CK_TOKEN_INFO.label`).
+    pub token: String,
+    /// Where the user PIN comes from.
+    pub pin: PinSource,
+    /// Only the keys with this label (`CKA_LABEL`), from a URI's `object`.
+    pub object: Option<String>,
+    /// Only the keys with this id (`CKA_ID`), from a URI's `id`.
+    pub id: Option<Vec<u8>>,
+}
+
+/// Where a token's user PIN comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PinSource {
+    /// A file holding the PIN (one trailing newline is not part of it).
+    File(PathBuf),
+    /// The PIN itself, from a URI's `pin-value` (discouraged: it sits in the config).
+    Value(String),
+}
+
+impl std::fmt::Debug for PinSource {
+    /// Never the PIN.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinSource::File(file) => f.debug_tuple("File").field(file).finish(),
+            PinSource::Value(_) => f.write_str("Value(..)"),
+        }
+    }
+}
+
+impl std::fmt::Display for PinSource {
+    /// `pin_file PATH` or `pin-value in the URI`, for messages; never the PIN.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinSource::File(file) => write!(f, "pin_file {}", file.display()),
+            PinSource::Value(_) => f.write_str("pin-value in the URI"),
+        }
+    }
 }
 
 /// Why the file cannot be used. The messages leave out the file's name, which
@@ -78,12 +128,6 @@ pub enum ConfigError {
         /// What is wrong and what to write instead.
         what: String,
     },
-    /// A `[[keys]]` table with `pkcs11`.
-    #[error("{at}: pkcs11 keys are not supported yet (issue 11); use dir")]
-    Pkcs11Unsupported {
-        /// `line L, column C` of the table.
-        at: String,
-    },
     /// `tunnel = "HOST:PORT"`.
     #[error("{at}: tunnel mode is not supported yet (issue 11); use listen")]
     TunnelUnsupported {
@@ -91,7 +135,10 @@ pub enum ConfigError {
         at: String,
     },
     /// No `[[keys]]` table.
-    #[error("no [[keys]] table; add one with dir = \"PATH\" (a directory of .key files)")]
+    #[error(
+        "no [[keys]] table; add one with dir = \"PATH\" (a directory of .key files) \
+         or pkcs11 = {{ module, token, pin_file }}"
+    )]
     NoKeys,
 }
 
@@ -118,8 +165,16 @@ struct CertificateFiles {
 #[serde(deny_unknown_fields)]
 struct KeysTable {
     dir: Option<PathBuf>,
-    // Any table: the key is part of the contract, its contents are not read yet.
-    pkcs11: Option<toml::Table>,
+    pkcs11: Option<Pkcs11Table>,
+    uri: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pkcs11Table {
+    module: PathBuf,
+    token: String,
+    pin_file: PathBuf,
 }
 
 impl Config {
@@ -156,16 +211,29 @@ impl Config {
         let mut keys = Vec::new();
         for table in &file.keys {
             let start = at(table.span().start);
-            match table.get_ref() {
-                KeysTable { pkcs11: Some(_), .. } => return Err(ConfigError::Pkcs11Unsupported { at: start }),
-                KeysTable { dir: Some(dir), pkcs11: None } => keys.push(KeySource::Dir(base.join(dir))),
-                KeysTable { dir: None, pkcs11: None } => {
+            let source = match table.get_ref() {
+                KeysTable { dir: Some(dir), pkcs11: None, uri: None } => KeySource::Dir(base.join(dir)),
+                KeysTable { dir: None, pkcs11: Some(t), uri: None } => KeySource::Pkcs11(Pkcs11Keys {
+                    module: base.join(&t.module),
+                    token: t.token.clone(),
+                    pin: PinSource::File(base.join(&t.pin_file)),
+                    object: None,
+                    id: None,
+                }),
+                KeysTable { dir: None, pkcs11: None, uri: Some(uri) } => KeySource::Pkcs11(
+                    crate::pkcs11::uri::parse(uri, base)
+                        .map_err(|why| ConfigError::Invalid { at: start.clone(), what: format!("uri: {why}") })?,
+                ),
+                _ => {
                     return Err(ConfigError::Invalid {
                         at: start,
-                        what: "this [[keys]] table has no dir; give dir = \"PATH\"".to_owned(),
+                        what: "a [[keys]] table takes one of dir = \"PATH\", \
+                               pkcs11 = { module, token, pin_file } or uri = \"pkcs11:...\""
+                            .to_owned(),
                     });
                 }
-            }
+            };
+            keys.push(source);
         }
         if keys.is_empty() {
             return Err(ConfigError::NoKeys);
@@ -225,13 +293,45 @@ mod tests {
     }
 
     #[test]
+    fn pkcs11_tables_and_uris_resolve_paths_from_the_file() {
+        let c = parse(&format!(
+            "{BASE}[[keys]]\npkcs11 = {{ module = \"/usr/lib/softhsm/libsofthsm2.so\", token = \"gh\", pin_file = \"pin\" }}\n\
+             [[keys]]\nuri = \"pkcs11:token=gh;object=ec1;id=%01?module-path=/m.so&pin-source=file:p\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.keys,
+            vec![
+                KeySource::Pkcs11(Pkcs11Keys {
+                    module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+                    token: "gh".into(),
+                    pin: PinSource::File("/etc/ks/pin".into()),
+                    object: None,
+                    id: None,
+                }),
+                KeySource::Pkcs11(Pkcs11Keys {
+                    module: "/m.so".into(),
+                    token: "gh".into(),
+                    pin: PinSource::File("/etc/ks/p".into()),
+                    object: Some("ec1".into()),
+                    id: Some(vec![1]),
+                }),
+            ]
+        );
+        let e = parse(&format!("{BASE}[[keys]]\nuri = \"pkcs11:token=gh\"\n")).unwrap_err().to_string();
+        assert!(e.starts_with("line 2, column 1: uri: ") && e.contains("module-path"), "{e}");
+    }
+
+    #[test]
     fn refusals_name_the_key_and_line() {
         let e = parse(&format!("{BASE}[[keys]]\ndir = \"k\"\ncolour = 1\n")).unwrap_err().to_string();
         assert!(e.contains("colour") && e.contains("line 4"), "{e}");
-        let e = parse(&format!("{BASE}[[keys]]\npkcs11 = {{ module = \"m\", token = \"t\", pin_file = \"p\" }}\n"))
+        let e = parse(&format!("{BASE}[[keys]]\npkcs11 = {{ module = \"m\", token = \"t\", pin = \"1234\" }}\n"))
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "line 2, column 1: pkcs11 keys are not supported yet (issue 11); use dir");
+        assert!(e.contains("pin"), "{e}");
+        let e = parse(&format!("{BASE}[[keys]]\ndir = \"k\"\nuri = \"pkcs11:token=t\"\n")).unwrap_err().to_string();
+        assert!(e.starts_with("line 2, column 1: a [[keys]] table takes one of"), "{e}");
         let e = parse(&format!("listen = \"nowhere\"\n{BASE}[[keys]]\ndir = \"k\"\n")).unwrap_err().to_string();
         assert!(e.starts_with("line 1, column 10: listen = \"nowhere\""), "{e}");
         assert!(matches!(parse(BASE), Err(ConfigError::NoKeys)));

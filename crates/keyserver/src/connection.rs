@@ -4,11 +4,13 @@
 //! run at the same time on the runtime's worker threads), and every response
 //! goes through one writer task, in completion order.
 //!
-//! Operations run as ordinary tasks, not `spawn_blocking`: the hand-off to a
-//! blocking thread costs more than an ECDSA signature, and signing is this
-//! server's whole work. The longest operation (an RSA-4096 signature, a few
-//! milliseconds) delays the tasks queued on its worker thread by that much,
-//! while the runtime's other workers go on serving.
+//! Operations with key files run as ordinary tasks, not `spawn_blocking`: the
+//! hand-off to a blocking thread costs more than an ECDSA signature, and
+//! signing is this server's whole work. The longest operation (an RSA-4096
+//! signature, a few milliseconds) delays the tasks queued on its worker thread
+//! by that much, while the runtime's other workers go on serving. Operations
+//! with keys in a PKCS#11 token do go to `spawn_blocking`: a token's call can
+//! take as long as the token likes (a network HSM, a session being waited for).
 //!
 //! - At most [`MAX_OUTSTANDING`] requests are outstanding (read, response not
 //!   yet written); beyond that reading pauses, so a fast client cannot queue
@@ -105,6 +107,10 @@ where
         };
         match dispatch(&shared.keys, &shared.metrics, request) {
             Answer::Now(response) => send(&tx, response, slot),
+            Answer::Operation(operation) if operation.in_token() => {
+                let (tx, shared) = (tx.clone(), shared.clone());
+                tokio::task::spawn_blocking(move || send(&tx, operation.run(&shared.metrics), slot));
+            }
             Answer::Operation(operation) => {
                 let (tx, shared) = (tx.clone(), shared.clone());
                 tokio::spawn(async move { send(&tx, operation.run(&shared.metrics), slot) });

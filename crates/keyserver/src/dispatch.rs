@@ -6,7 +6,8 @@
 //! 3. seal, unseal and custom (optional operations, not offered) → 0x05;
 //! 4. no SKI → 0x08; an SKI of no key here → 0x02 (the legacy certificate
 //!    digest is not used for lookup, as the spec says);
-//! 5. the operation with that key ([`Operation`]), whose failures are 0x01.
+//! 5. the operation with that key ([`Operation`]), whose failures are 0x01,
+//!    or 0x08 when a token failed (rather than refused).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -69,8 +70,15 @@ fn decide(keys: &KeyStore, request: Message) -> Answer {
 }
 
 impl Operation {
+    /// Whether the operation waits on a token (see `connection`): it is run on
+    /// a blocking thread.
+    pub(crate) fn in_token(&self) -> bool {
+        self.key.in_token()
+    }
+
     /// Performs the operation (CPU-bound: microseconds for ECDSA and Ed25519,
-    /// about a millisecond for RSA-2048) and gives the response.
+    /// about a millisecond for RSA-2048; a token's own time for a key in a
+    /// token) and gives the response.
     pub(crate) fn run(self, metrics: &Metrics) -> Message {
         let started = Instant::now();
         let result = perform(&self.key, self.opcode, &self.payload);
@@ -82,21 +90,32 @@ impl Operation {
                 Message::success(self.id, signature)
             }
             Err(why) => {
-                log_failure(&self, why);
-                metrics.answered(family, Err(ErrorCode::CryptoFailure));
-                Message::error(self.id, ErrorCode::CryptoFailure)
+                let code = why.code();
+                log_failure(&self, &why);
+                metrics.answered(family, Err(code));
+                Message::error(self.id, code)
             }
         }
     }
 }
 
-fn log_failure(operation: &Operation, why: OperationError) {
+fn log_failure(operation: &Operation, why: &OperationError) {
     let (ski, key_type) = (operation.key.ski(), operation.key.key_type());
     match why {
         // A gateway asking for what this server does not do is worth an operator's attention.
         OperationError::Unsupported(_) => {
             tracing::warn!(%ski, %key_type, opcode = %operation.opcode, error = %why, "operation refused (0x01)");
         }
+        // So is a token that refuses or fails.
+        OperationError::TokenRefused(_) | OperationError::TokenFailed(_) => tracing::warn!(
+            %ski,
+            %key_type,
+            origin = %operation.key.origin(),
+            opcode = %operation.opcode,
+            error = %why,
+            answered = %why.code(),
+            "token operation failed"
+        ),
         _ => tracing::debug!(%ski, %key_type, opcode = %operation.opcode, error = %why, "operation failed (0x01)"),
     }
 }

@@ -1,10 +1,12 @@
-//! Private keys from directories, indexed by SKI.
+//! Private keys from directories and PKCS#11 tokens, indexed by SKI.
 //!
 //! A key directory holds files whose names end in `.key`, each one private key
 //! as PEM or DER: PKCS#1 (`RSA PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`) or PKCS#8
 //! (`PRIVATE KEY`: RSA, EC P-256/P-384/P-521, Ed25519). Files are read in name
 //! order; a file that cannot be used stops the start, naming the file; of two
 //! keys with the same SKI the first is kept and the second is warned about.
+//! Keys in tokens are found by `crate::pkcs11` and stay there; they are indexed
+//! here like the others.
 //!
 //! The SKI is always computed from the public key (RFC 5280 §4.2.1.2 method 1:
 //! SHA-1 of the subjectPublicKey BIT STRING's contents), never read from a
@@ -24,6 +26,7 @@ use pkcs8::ObjectIdentifier;
 use rustls_pki_types::PrivateKeyDer;
 
 use crate::config::KeySource;
+use crate::pkcs11::{Modules, TokenError, TokenKey};
 
 /// The kind of a key, as logs and the metrics' `key_type` label name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,17 +66,44 @@ impl fmt::Display for KeyType {
     }
 }
 
-/// The private half, in the form aws-lc-rs signs with.
+/// The private half: in the form aws-lc-rs signs with, or a handle to a
+/// key in a token.
 pub(crate) enum KeyPair {
     Rsa(RsaKeyPair),
     Ecdsa(EcdsaKeyPair, KeyType),
     Ed25519(Ed25519KeyPair),
+    Token(TokenKey),
 }
 
-/// One private key, with its SKI and the file it came from.
+/// Where a key is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// A key file.
+    File(PathBuf),
+    /// A private key object in a PKCS#11 token.
+    Token {
+        /// The token's label.
+        token: String,
+        /// The object's `CKA_LABEL`.
+        object: String,
+        /// The object's `CKA_ID`, hex.
+        id: String,
+    },
+}
+
+impl fmt::Display for KeyOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyOrigin::File(file) => write!(f, "{}", file.display()),
+            KeyOrigin::Token { token, object, id } => write!(f, "token {token} object {object:?} id {id}"),
+        }
+    }
+}
+
+/// One private key, with its SKI and where it is.
 pub struct Key {
     ski: Ski,
-    file: PathBuf,
+    origin: KeyOrigin,
     pub(crate) pair: KeyPair,
 }
 
@@ -83,9 +113,15 @@ impl Key {
         self.ski
     }
 
-    /// The file the key was read from.
-    pub fn file(&self) -> &Path {
-        &self.file
+    /// Where the key is: its file, or its token and object.
+    pub fn origin(&self) -> &KeyOrigin {
+        &self.origin
+    }
+
+    /// Whether the key is in a token, whose operations may block for as long as
+    /// the token takes (a network HSM: milliseconds).
+    pub(crate) fn in_token(&self) -> bool {
+        matches!(self.pair, KeyPair::Token(_))
     }
 
     /// The key's kind.
@@ -94,6 +130,7 @@ impl Key {
             KeyPair::Rsa(_) => KeyType::Rsa,
             KeyPair::Ecdsa(_, kind) => *kind,
             KeyPair::Ed25519(_) => KeyType::Ed25519,
+            KeyPair::Token(k) => k.key_type,
         }
     }
 
@@ -105,15 +142,31 @@ impl Key {
             KeyPair::Rsa(k) => k.public_key().as_ref().to_vec(),
             KeyPair::Ecdsa(k, _) => k.public_key().as_ref().to_vec(),
             KeyPair::Ed25519(k) => k.public_key().as_ref().to_vec(),
+            KeyPair::Token(_) => unreachable!("parse makes no token keys"),
         };
-        Ok(Key { ski: ski_of(&public), file: file.to_owned(), pair })
+        Ok(Key { ski: ski_of(&public), origin: KeyOrigin::File(file.to_owned()), pair })
+    }
+
+    /// A key found in a token.
+    fn in_token_found(found: crate::pkcs11::Found) -> Key {
+        let crate::pkcs11::Found { key, subject_public_key } = found;
+        let origin = KeyOrigin::Token {
+            token: key.token.label().to_owned(),
+            object: key.label.clone(),
+            id: hex::encode(&key.id),
+        };
+        Key { ski: ski_of(&subject_public_key), origin, pair: KeyPair::Token(key) }
     }
 }
 
 impl fmt::Debug for Key {
-    /// Never the key material: its SKI, kind and file.
+    /// Never the key material: its SKI, kind and origin.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Key").field("ski", &self.ski).field("type", &self.key_type()).field("file", &self.file).finish()
+        f.debug_struct("Key")
+            .field("ski", &self.ski)
+            .field("type", &self.key_type())
+            .field("origin", &self.origin)
+            .finish()
     }
 }
 
@@ -144,6 +197,9 @@ pub enum KeyError {
         /// What is wrong with it.
         why: KeyDefect,
     },
+    /// A PKCS#11 module or token cannot be used.
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 /// What is wrong with a key file.
@@ -255,9 +311,15 @@ impl KeyStore {
     /// earlier one has, and about a key file others may read.
     pub fn load(sources: &[KeySource]) -> Result<KeyStore, KeyError> {
         let mut store = KeyStore::default();
+        let mut modules = Modules::default();
         for source in sources {
             match source {
                 KeySource::Dir(dir) => store.load_dir(dir)?,
+                KeySource::Pkcs11(keys) => {
+                    for found in modules.keys(keys)? {
+                        store.add(Key::in_token_found(found));
+                    }
+                }
             }
         }
         Ok(store)
@@ -278,22 +340,26 @@ impl KeyStore {
             tracing::warn!(dir = %dir.display(), "key directory holds no .key files");
         }
         for file in files {
-            warn_if_readable_by_others(&file);
-            let key = Key::read(&file)?;
-            match self.keys.get(&key.ski) {
-                Some(first) => tracing::warn!(
-                    ski = %key.ski,
-                    kept = %first.file.display(),
-                    ignored = %file.display(),
-                    "two key files hold the same key (SKI); the first is kept"
-                ),
-                None => {
-                    tracing::debug!(ski = %key.ski, key_type = %key.key_type(), file = %file.display(), "key loaded");
-                    self.keys.insert(key.ski, Arc::new(key));
-                }
-            }
+            warn_if_readable_by_others(&file, "key file");
+            self.add(Key::read(&file)?);
         }
         Ok(())
+    }
+
+    /// Indexes `key`, unless a key with its SKI is there already.
+    fn add(&mut self, key: Key) {
+        match self.keys.get(&key.ski) {
+            Some(first) => tracing::warn!(
+                ski = %key.ski,
+                kept = %first.origin,
+                ignored = %key.origin,
+                "two keys have the same SKI; the first is kept"
+            ),
+            None => {
+                tracing::debug!(ski = %key.ski, key_type = %key.key_type(), origin = %key.origin, "key loaded");
+                self.keys.insert(key.ski, Arc::new(key));
+            }
+        }
     }
 
     /// The key with this SKI.
@@ -324,7 +390,8 @@ impl KeyStore {
     }
 }
 
-fn warn_if_readable_by_others(file: &Path) {
+/// Warns when `file` (a `what`: `key file`, `pin_file`) is readable by its group or others.
+pub(crate) fn warn_if_readable_by_others(file: &Path, what: &str) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(file) {
         let mode = meta.permissions().mode() & 0o777;
@@ -332,7 +399,7 @@ fn warn_if_readable_by_others(file: &Path) {
             tracing::warn!(
                 file = %file.display(),
                 mode = %format_args!("{mode:o}"),
-                "key file is readable by its group or by others; chmod 600 it"
+                "{what} is readable by its group or by others; chmod 600 it"
             );
         }
     }
@@ -354,7 +421,7 @@ mod tests {
         assert_eq!(store.len(), 1, "the same key twice is kept once");
         assert_eq!(store.summary(), "1 rsa");
         let ski = ski_of(pkcs8.public_key().as_ref());
-        assert_eq!(store.get(&ski).unwrap().file(), dir.path().join("a.key"));
+        assert_eq!(store.get(&ski).unwrap().origin(), &KeyOrigin::File(dir.path().join("a.key")));
 
         std::fs::write(dir.path().join("c.key"), b"-----BEGIN PRIVATE KEY-----\n%%\n").unwrap();
         let e = KeyStore::load(&[KeySource::Dir(dir.path().to_owned())]).unwrap_err().to_string();

@@ -7,6 +7,8 @@
 //!   `trust`, `metrics`, `[[keys]]`), read strictly, paths resolved.
 //! - [`keys`]: key directories (PKCS#1, SEC1, PKCS#8; PEM or DER) loaded into a
 //!   [`KeyStore`] indexed by SKI, computed from the public key as the spec says.
+//! - `pkcs11`: keys in PKCS#11 tokens (cryptoki): found at start, indexed in
+//!   the same store, used in the token through a pool of sessions.
 //! - `operation`: one private-key operation of the protocol (RSA PKCS#1 v1.5
 //!   and PSS over a digest, ECDSA over a digest, Ed25519 over a message).
 //! - `dispatch`: a request to its answer: the protocol's checks and error codes.
@@ -24,13 +26,15 @@
 //! from the spec page and RFCs on top of the `keyless` codec crate, rustls and
 //! aws-lc-rs; the protocol part is small (frame in, operation, frame out).
 //!
-//! # What aws-lc-rs cannot do, and so is refused
+//! # What aws-lc-rs cannot do, and so is refused for key files
 //! aws-lc-rs offers no raw RSA private operation and no PKCS#1 v1.5 signature
 //! for MD5-SHA1, SHA-1 or SHA-224 digests, and this crate uses no unsafe code
-//! to reach AWS-LC underneath. Opcodes 0x01 (RSA decrypt, used only by TLS RSA
-//! key exchange) and 0x02–0x04 are answered with error 0x01 (crypto failure).
-//! TLS 1.2 and 1.3 servers that sign with rsa_pkcs1_sha256/384/512 or PSS,
-//! which is every scheme rustls signs with, need none of them.
+//! to reach AWS-LC underneath. For key files, opcodes 0x01 (RSA decrypt, used
+//! only by TLS RSA key exchange) and 0x02–0x04 are answered with error 0x01
+//! (crypto failure). TLS 1.2 and 1.3 servers that sign with
+//! rsa_pkcs1_sha256/384/512 or PSS, which is every scheme rustls signs with,
+//! need none of them. Keys in a token do all of them (`CKM_RSA_X_509`, and
+//! `CKM_RSA_PKCS` over a DigestInfo built here).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -41,11 +45,13 @@ mod dispatch;
 pub mod keys;
 mod metrics;
 mod operation;
+mod pkcs11;
 mod server;
 mod tls;
 
-pub use config::{Config, ConfigError, KeySource, Trust};
-pub use keys::{Key, KeyError, KeyStore, KeyType};
+pub use config::{Config, ConfigError, KeySource, PinSource, Pkcs11Keys, Trust};
+pub use keys::{Key, KeyError, KeyOrigin, KeyStore, KeyType};
+pub use pkcs11::TokenError;
 pub use server::{Prepared, Server, ServerError};
 pub use tls::{HandshakeRefusal, TlsError};
 

@@ -2,18 +2,19 @@
 //!
 //! Digests arrive already made (the gateway hashed the handshake transcript),
 //! so RSA and ECDSA sign a precomputed digest through aws-lc-rs's
-//! `sign_digest`; Ed25519 signs the whole message. The request's digest length
-//! has been checked against the opcode's hash before this runs.
+//! `sign_digest`; Ed25519 signs the whole message. Keys in a token are the
+//! token's to use (`crate::pkcs11`). The request's digest length has been
+//! checked against the opcode's hash before this runs.
 
 use aws_lc_rs::digest::{self, Digest};
 use aws_lc_rs::signature::{self, RsaEncoding};
-use keyless::Opcode;
+use keyless::{ErrorCode, Opcode};
 
 use crate::keys::{Key, KeyPair, KeyType};
 
-/// Why an operation gave no result; on the wire every one is error 0x01
-/// (crypto failure), in the log and metrics each is named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why an operation gave no result; on the wire each is the error code
+/// [`OperationError::code`] gives, in the log each is named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum OperationError {
     /// The opcode is for another kind of key (an ECDSA opcode on an RSA key).
     #[error("the opcode is for another kind of key")]
@@ -24,6 +25,24 @@ pub(crate) enum OperationError {
     /// aws-lc refused to sign.
     #[error("aws-lc failed the operation")]
     Crypto,
+    /// The token refused the operation: bad input, a mechanism it lacks, a key
+    /// not allowed to do it.
+    #[error("the token refused it: {0}")]
+    TokenRefused(String),
+    /// The token failed: no session, a device error, the token gone.
+    #[error("the token failed: {0}")]
+    TokenFailed(String),
+}
+
+impl OperationError {
+    /// The protocol's error code: 0x08 (internal) when the token failed, else
+    /// 0x01 (crypto failure).
+    pub(crate) fn code(&self) -> ErrorCode {
+        match self {
+            OperationError::TokenFailed(_) => ErrorCode::Internal,
+            _ => ErrorCode::CryptoFailure,
+        }
+    }
 }
 
 /// Performs `opcode` with `key` on `payload`; `opcode` is a request opcode
@@ -31,6 +50,7 @@ pub(crate) enum OperationError {
 pub(crate) fn perform(key: &Key, opcode: Opcode, payload: &[u8]) -> Result<Vec<u8>, OperationError> {
     use Opcode::*;
     match (&key.pair, opcode) {
+        (KeyPair::Token(k), _) => crate::pkcs11::perform(k, opcode, payload),
         (KeyPair::Rsa(_), RsaDecrypt) => Err(OperationError::Unsupported("raw RSA decryption")),
         (KeyPair::Rsa(_), RsaSignMd5Sha1 | RsaSignSha1 | RsaSignSha224) => {
             Err(OperationError::Unsupported("PKCS#1 v1.5 signature of MD5-SHA1, SHA-1 or SHA-224 digests"))

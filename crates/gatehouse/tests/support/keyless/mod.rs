@@ -9,6 +9,7 @@
 mod client;
 mod keys;
 mod server;
+pub mod softhsm;
 
 pub use client::*;
 pub use keys::*;
