@@ -121,14 +121,6 @@ fn by_ski(key: &TokenKeyPair) -> KeySelector {
     KeySelector::Ski(Ski(key.ski))
 }
 
-#[track_caller]
-fn signature(response: &Message) -> &[u8] {
-    assert_eq!(response.opcode, Some(Opcode::Response), "expected a success, got {response:?}");
-    response.payload()
-}
-
-const TRANSCRIPT: &[u8] = b"the handshake transcript a gateway signs for a TLS client";
-
 #[test]
 fn ecdsa_p256_and_p384_keys_in_the_token_sign_and_openssl_verifies() {
     let ks = TokenKeyServer::shared();

@@ -16,15 +16,6 @@ fn by_ski(key: &TestKey) -> KeySelector {
     KeySelector::Ski(Ski(key.ski))
 }
 
-/// The signature of a success response, or a panic naming what came instead.
-#[track_caller]
-fn signature(response: &Message) -> &[u8] {
-    assert_eq!(response.opcode, Some(Opcode::Response), "expected a success, got {response:?}");
-    response.payload()
-}
-
-const TRANSCRIPT: &[u8] = b"the handshake transcript a gateway signs for a TLS client";
-
 #[test]
 fn rsa_pkcs1_v1_5_signatures_of_pkcs8_and_pkcs1_keys_verify() {
     let ks = KeyServer::shared();

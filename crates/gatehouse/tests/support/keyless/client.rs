@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use super::{Message, keyless};
+use super::{Message, Opcode, keyless};
 use crate::support::env::Cert;
 
 /// How long a test waits for one answer before failing.
@@ -155,4 +155,14 @@ impl Client {
             Err(_) => Ok(()),
         }
     }
+}
+
+/// What the tests have the key server sign: a handshake transcript's stand-in.
+pub const TRANSCRIPT: &[u8] = b"the handshake transcript a gateway signs for a TLS client";
+
+/// The signature of a success response, or a panic naming what came instead.
+#[track_caller]
+pub fn signature(response: &Message) -> &[u8] {
+    assert_eq!(response.opcode, Some(Opcode::Response), "expected a success, got {response:?}");
+    response.payload()
 }
