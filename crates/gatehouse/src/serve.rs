@@ -170,6 +170,9 @@ pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Resul
 /// reads: certificates the internal CA would issue are issued by `serve`, so a check needs
 /// neither the CA's passphrase nor its database, and writes nothing to the data dir.
 pub async fn check(global: &Global, path: &Path) -> Result<ExitCode, Failure> {
+    if is_key_server_file(path) {
+        return check_key_server(global, path);
+    }
     let config = load_config(path)?;
     let data_dir = data_dir(global, &config, path)?;
     let ca_dir = CaDir::new(&data_dir);
@@ -196,6 +199,25 @@ pub async fn check(global: &Global, path: &Path) -> Result<ExitCode, Failure> {
         crate::count(sites, "site", "sites"),
         crate::count(upstreams, "upstream", "upstreams")
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `path` is a `gatehouse keyserver` file (it has `[[keys]]`) rather than a
+/// gateway configuration.
+fn is_key_server_file(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    text.parse::<toml::Table>().is_ok_and(|table| table.contains_key("keys"))
+}
+
+/// `gatehouse config check` of a key server file: the file, then every key and the TLS
+/// identity and trust it names, loaded as `gatehouse keyserver` loads them (a PKCS#11
+/// token is opened and logged in to); nothing is bound.
+fn check_key_server(global: &Global, path: &Path) -> Result<ExitCode, Failure> {
+    let in_file = |e: &dyn std::fmt::Display| Failure::usage(format!("{}: {e}", path.display()));
+    let config = keyserver::Config::load(path, &global.data_dir).map_err(|e| in_file(&e))?;
+    let prepared = keyserver::Prepared::new(&config).map_err(|e| in_file(&e))?;
+    let keys = prepared.keys().len();
+    println!("{}: ok (key server, {})", path.display(), crate::count(keys, "key", "keys"));
     Ok(ExitCode::SUCCESS)
 }
 

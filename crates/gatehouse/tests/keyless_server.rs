@@ -322,3 +322,31 @@ fn a_bad_configuration_exits_2_naming_the_key_the_file_or_pkcs11() {
     let err = run("badkey.toml", &format!("{head}[[keys]]\ndir = \"keys\"\n"));
     assert!(err.contains("broken.key"), "the bad key file is not named: {err}");
 }
+
+/// `gatehouse config check` knows a key server file too: it loads every key and the
+/// TLS identity as `gatehouse keyserver` would, binds nothing, and names what is wrong.
+#[test]
+fn config_check_loads_a_key_server_file_and_names_a_bad_key() {
+    let ks = KeyServer::shared();
+    let file = ks.env.path().join("keyserver.toml");
+    // $ gatehouse config check keyserver.toml
+    let o = ks.env.gh(&["config", "check", s(&file)]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(o.stdout.contains(&format!("{}: ok (key server, {} keys)", file.display(), KEYS.len())), "{}", o.all());
+
+    let d = tmp();
+    std::fs::create_dir_all(d.path().join("keys")).unwrap();
+    write(d.path().join("keys/broken.key"), "-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n");
+    let broken = d.path().join("ks.toml");
+    write(
+        &broken,
+        format!(
+            "certificate = {{ cert = \"{}\", key = \"{}\" }}\n[[keys]]\ndir = \"keys\"\n",
+            s(&ks.env.path().join("certs/localhost.fullchain.pem")),
+            s(&ks.env.path().join("certs/localhost.key"))
+        ),
+    );
+    let o = ks.env.gh(&["config", "check", s(&broken)]);
+    assert_eq!(o.code, 2, "{}", o.all());
+    assert!(o.stderr.contains("broken.key"), "the bad key file is not named: {}", o.all());
+}
