@@ -145,7 +145,7 @@ fn main() -> ExitCode {
                 // what an operator looks for first.
                 .unwrap_or_else(|_| {
                     tracing_subscriber::EnvFilter::new(
-                        "warn,gateway::acme_client=info,gateway::certificates=info,gatehouse::agent=info,gatehouse::keyserver=info,keyserver=info",
+                        "warn,gateway::acme_client=info,gateway::certificates=info,gatehouse::agent=info,gatehouse::keyserver=info,keyserver=info,gateway::keyless=info",
                     )
                 }),
         )

@@ -64,7 +64,9 @@ pub fn load_config(path: &Path) -> Result<Config, Failure> {
 
 fn uses_internal_ca(config: &Config) -> bool {
     let keyless_defaults = config.keyless.iter().any(|k| k.get_ref().ca.is_none() || k.get_ref().client_cert.is_none());
+    let keyless_tunnel = config.listen.as_ref().is_some_and(|l| l.keyless_tunnel.is_some());
     keyless_defaults
+        || keyless_tunnel
         || config.sites.iter().any(|s| {
             s.certificate.source() == Ok(&CertificateSource::InternalCa)
                 || s.trust.as_ref().is_some_and(|t| t.internal_ca)
@@ -160,6 +162,9 @@ pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Resul
             }
             if let Some(a) = bound.admin {
                 eprintln!("admin (/metrics, /healthz) on {a}");
+            }
+            if let Some(a) = bound.keyless_tunnel {
+                eprintln!("keyless tunnel for key servers on {a}");
             }
         })
         .await?;

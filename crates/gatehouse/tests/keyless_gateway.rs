@@ -11,44 +11,16 @@
 mod support;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use support::acme::{Daemon, shared_fixture};
-use support::keyless::KeyServer;
+use support::keyless::{HandshakeLoad, KeyServer};
 use support::*;
 
 /// The key server's keys the sites use, with the host each site serves.
 const SITES: [(&str, &str); 3] =
     [("p256-pkcs8", "ec.keyless.test"), ("rsa-pkcs8", "rsa.keyless.test"), ("ed25519", "ed.keyless.test")];
-
-/// A certificate from the internal CA for `host` with the public key of `key` (a CSR
-/// made with the key file, which stays where it is: the gateway never reads it).
-#[track_caller]
-fn certificate_for(ks: &KeyServer, key: &std::path::Path, host: &str) -> PathBuf {
-    let dir = ks.env.path().join("sites");
-    std::fs::create_dir_all(&dir).unwrap();
-    let csr = dir.join(format!("{host}.csr"));
-    openssl_ok(&[
-        "req",
-        "-new",
-        "-key",
-        s(key),
-        "-subj",
-        &format!("/CN={host}"),
-        "-addext",
-        &format!("subjectAltName=DNS:{host}"),
-        "-out",
-        s(&csr),
-    ]);
-    let crt = dir.join(format!("{host}.crt"));
-    ks.env.gh_ok(&["ca", "sign", s(&csr), "--profile", "server", "--out", s(&crt)]);
-    // The chain a server sends: the leaf, then the intermediate.
-    let chain = dir.join(format!("{host}.fullchain.pem"));
-    write(&chain, format!("{}{}", read(&crt), read(ks.env.intermediate())));
-    chain
-}
 
 /// A gateway with one keyless site per [`SITES`] entry (and `extra_sites`), signing
 /// through the key servers on `ports`, its data dir the key server's (its internal CA).
@@ -69,7 +41,7 @@ impl KeylessGateway {
             servers.join(", ")
         );
         let mut sites: Vec<(PathBuf, &str)> =
-            SITES.iter().map(|(key, host)| (certificate_for(ks, &ks.key(key).file, host), *host)).collect();
+            SITES.iter().map(|(key, host)| (ks.site_certificate(&ks.key(key).file, host), *host)).collect();
         sites.extend(extra_sites.iter().cloned());
         for (chain, host) in &sites {
             toml.push_str(&format!(
@@ -146,7 +118,7 @@ fn a_key_the_key_server_does_not_have_fails_the_handshake_with_its_error_code() 
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("orphan.key");
     openssl_ok(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", s(&key)]);
-    let chain = certificate_for(ks, &key, "orphan.keyless.test");
+    let chain = ks.site_certificate(&key, "orphan.keyless.test");
     let kg = KeylessGateway::start(ks, &[ks.port], &[(chain, "orphan.keyless.test")], "orphan-gw.toml");
     let gw = &kg.gateway;
     let r = gw.curl("orphan.keyless.test", "/", &[]);
@@ -178,57 +150,12 @@ fn stopping_one_of_two_key_servers_under_load_fails_no_handshake() {
     second.wait_listening(port, "the second key server");
     // The second first: a server list is tried in turn from a rotating start.
     let kg = KeylessGateway::start(ks, &[port, ks.port], &[], "two-gw.toml");
-    let gw = Arc::new(kg.gateway.url("ec.keyless.test", "/load"));
-    let (https, root) = (kg.gateway.https, kg.gateway.root.clone());
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let (done, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let workers: Vec<_> = (0..2)
-        .map(|_| {
-            let (stop, done, failed, failures, url, root) =
-                (stop.clone(), done.clone(), failed.clone(), failures.clone(), gw.clone(), root.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    // A new connection each time: every request is a full handshake.
-                    let r = curl(&[
-                        "--cacert".into(),
-                        s(&root).to_owned(),
-                        "--resolve".into(),
-                        format!("ec.keyless.test:{https}:127.0.0.1"),
-                        url.to_string(),
-                    ]);
-                    done.fetch_add(1, Ordering::Relaxed);
-                    if r.status != 200 {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        failures.lock().unwrap().push(format!("{r:?}"));
-                    }
-                }
-            })
-        })
-        .collect();
-    let wait_done = |n: usize| {
-        let start = Instant::now();
-        while done.load(Ordering::Relaxed) < n {
-            assert!(start.elapsed() < Duration::from_secs(60), "the load did not get going");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    wait_done(20);
-    let before = done.load(Ordering::Relaxed);
+    let load = HandshakeLoad::start("ec.keyless.test", kg.gateway.https, "/load", &kg.gateway.root, 2);
+    load.wait_done(20);
+    let before = load.done();
     drop(second); // SIGTERM to the second key server, under load
-    wait_done(before + 60);
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
-    let (total, failed) = (done.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    eprintln!("{total} handshakes, {failed} failed, the second key server stopped after {before}");
-    assert_eq!(
-        failed,
-        0,
-        "handshakes failed around the stop: {:?}\n{}",
-        failures.lock().unwrap(),
-        kg.gateway.proc.dump()
-    );
+    load.wait_done(before + 60);
+    let (total, failures) = load.finish();
+    eprintln!("{total} handshakes, {} failed, the second key server stopped after {before}", failures.len());
+    assert!(failures.is_empty(), "handshakes failed around the stop: {failures:?}\n{}", kg.gateway.proc.dump());
 }

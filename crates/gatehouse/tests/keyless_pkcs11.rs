@@ -349,16 +349,49 @@ fn certificate_for(ks: &TokenKeyServer, public: &Path, host: &str) -> PathBuf {
 #[test]
 fn a_keyless_site_whose_key_is_in_the_token_serves_curl_over_tls_1_3_and_1_2() {
     let ks = TokenKeyServer::shared();
+    let servers = format!("servers = [\"127.0.0.1:{}\"]\nserver_name = \"localhost\"", ks.port);
+    let (gw, _upstream) = token_sites_gateway(ks, "gw-token.toml", "", &servers);
+    curl_token_sites(&gw, &ks.daemon);
+}
+
+#[test]
+fn a_token_key_server_signs_through_the_tunnel() {
+    let ks = TokenKeyServer::shared();
+    let tunnel = free_port();
+    let listen = format!("keyless_tunnel = \"127.0.0.1:{tunnel}\"");
+    let (gw, _upstream) = token_sites_gateway(ks, "gw-token-tunnel.toml", &listen, "servers = []");
+    // The key server dials out with a client certificate; it opens no port for gateways.
+    let cert = ks.env.client("token-tunnel-ks");
+    let config = ks.env.write(
+        "keyserver-tunnel.toml",
+        &format!(
+            "tunnel = \"localhost:{tunnel}\"\ncertificate = {{ cert = \"{}\", key = \"{}\" }}\n[[keys]]\n\
+             pkcs11 = {{ module = \"{SOFTHSM_MODULE}\", token = \"{TOKEN}\", pin_file = \"pin\" }}\n",
+            s(cert.chain()),
+            s(&cert.key)
+        ),
+    );
+    let mut c: Command = gh_cmd(&ks.env.data(), &["keyserver", "--config", s(&config)]);
+    c.current_dir("/").env("SOFTHSM2_CONF", &ks.hsm.conf).env("GATEHOUSE_LOG", "info,keyserver=debug");
+    let mut server = Daemon::spawn(&c, "gatehouse keyserver (tunnel, token)", None);
+    server.wait_stderr("the tunnel", |l| l.contains("attached to the gateway's keyless tunnel"));
+    curl_token_sites(&gw, &server);
+}
+
+/// The token keys' sites: label, host.
+const TOKEN_SITES: [(&str, &str); 3] = [("ec1", "ec.token.test"), ("rsa1", "rsa.token.test"), ("ed1", "ed.token.test")];
+
+/// A gateway serving [`TOKEN_SITES`] through the `[[keyless]]` table `hsm` with
+/// `servers` (its lines), `listen_extra` in `[listen]`; and its upstream.
+#[track_caller]
+fn token_sites_gateway(ks: &TokenKeyServer, name: &str, listen_extra: &str, servers: &str) -> (Gateway, Upstream) {
     let upstream = Upstream::start(&ks.env);
     let https = free_port();
     let mut toml = format!(
-        "{}\n[runtime]\nworker_threads = 1\n\n[[keyless]]\nname = \"hsm\"\nservers = [\"127.0.0.1:{}\"]\n\
-         server_name = \"localhost\"\ntimeout_ms = 3000\n",
+        "{}{listen_extra}\n[runtime]\nworker_threads = 1\n\n[[keyless]]\nname = \"hsm\"\n{servers}\ntimeout_ms = 3000\n",
         listen_toml(https, None, None),
-        ks.port
     );
-    let sites = [("ec1", "ec.token.test"), ("rsa1", "rsa.token.test"), ("ed1", "ed.token.test")];
-    for (label, host) in sites {
+    for (label, host) in TOKEN_SITES {
         let chain = certificate_for(ks, &ks.key(label).public, host);
         toml.push_str(&format!(
             "\n[[site]]\nhosts = [\"{host}\"]\ncertificate = {{ cert = \"{}\", keyless = \"hsm\" }}\nupstream = \"app\"\n",
@@ -366,11 +399,16 @@ fn a_keyless_site_whose_key_is_in_the_token_serves_curl_over_tls_1_3_and_1_2() {
         ));
     }
     toml.push_str(&upstream_toml("app", &upstream.url()));
-    let gw = Gateway::start(&ks.env, "gw-token.toml", https, &toml);
-    for (_, host) in sites {
+    (Gateway::start(&ks.env, name, https, &toml), upstream)
+}
+
+/// curl over TLS 1.3 and 1.2 to each of [`TOKEN_SITES`], through to the upstream.
+#[track_caller]
+fn curl_token_sites(gw: &Gateway, key_server: &Daemon) {
+    for (_, host) in TOKEN_SITES {
         for version in [["--tlsv1.3", "--tls-max", "1.3"], ["--tlsv1.2", "--tls-max", "1.2"]] {
             let r = gw.curl(host, "/through-the-token", &version);
-            assert_eq!(r.status, 200, "curl {version:?} {host}: {r:?}\n{}\n{}", gw.proc.dump(), ks.daemon.proc.dump());
+            assert_eq!(r.status, 200, "curl {version:?} {host}: {r:?}\n{}\n{}", gw.proc.dump(), key_server.proc.dump());
         }
     }
 }

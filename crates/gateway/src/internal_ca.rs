@@ -148,6 +148,15 @@ impl InternalCa {
         self.kept_certificate(pki::Profile::Server, hosts, &stem).await
     }
 
+    /// The keyless tunnel listener's server certificate for `hosts`, kept apart from
+    /// the sites' (a site may serve the same names), reused and renewed as theirs are.
+    pub async fn tunnel_certificate(
+        &self,
+        hosts: &[String],
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), InternalCaError> {
+        self.kept_certificate(pki::Profile::Server, hosts, "keyless-tunnel").await
+    }
+
     /// A client certificate for `name` (the gateway's identity towards key servers),
     /// kept and reused as [`InternalCa::site_certificate`] keeps a site's.
     pub async fn client_certificate(

@@ -45,6 +45,7 @@ pub use error::Error;
 pub use internal_ca::{InternalCa, InternalCaError};
 
 use crate::acme_client::AcmeClient;
+use crate::keyless::tunnel::{TunnelTls, Tunnels};
 
 use crate::metrics::Metrics;
 use crate::server::{ClientConnections, ConnectionSlots};
@@ -67,6 +68,19 @@ pub struct Gateway {
     pub acme: Option<Arc<AcmeClient>>,
     config_path: Option<PathBuf>,
     base_dir: PathBuf,
+    /// The `[[keyless]]` tables and the key servers attached through the tunnel.
+    tunnels: Arc<Tunnels>,
+    /// The tunnel listener's TLS, when `[listen] keyless_tunnel` is set.
+    tunnel_tls: Option<TunnelTls>,
+}
+
+/// The listeners [`Gateway::bind`] took.
+#[derive(Debug)]
+pub struct Listeners {
+    https: TcpListener,
+    http: Option<TcpListener>,
+    admin: Option<TcpListener>,
+    keyless_tunnel: Option<TcpListener>,
 }
 
 /// Addresses the gateway actually listens on (ports resolved).
@@ -78,6 +92,8 @@ pub struct Bound {
     pub http: Option<SocketAddr>,
     /// Admin listener.
     pub admin: Option<SocketAddr>,
+    /// Keyless tunnel listener.
+    pub keyless_tunnel: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -102,8 +118,21 @@ impl Gateway {
             let events: Arc<dyn acme_client::OrderEvents> = metrics.clone();
             Arc::new(AcmeClient::new(dir, provider.clone(), Some(events)))
         });
+        let tunnel_tls = match config.listen.as_ref().and_then(|l| l.keyless_tunnel.map(|addr| (l, addr))) {
+            Some((listen, addr)) => Some(tunnel_tls(internal.as_ref(), listen, addr, &provider).await?),
+            None => None,
+        };
         let runtime =
             Runtime::build(config, &base_dir, provider.clone(), internal.as_ref(), acme.as_ref(), &metrics).await?;
+        let tunnels = Arc::new(Tunnels::default());
+        tunnels.register(runtime.keyless_tables());
+        let tunnel_tls = match tunnel_tls {
+            Some(certificate) => Some(
+                TunnelTls::new(certificate, tunnels.clone(), &provider)
+                    .map_err(|e| Error::Keyless(format!("listen.keyless_tunnel: {e}")))?,
+            ),
+            None => None,
+        };
         server::raise_open_file_limit();
         let connection_slots = ConnectionSlots::new(max_connections);
         metrics.set_connection_limit(connection_slots.size());
@@ -121,6 +150,8 @@ impl Gateway {
             acme,
             config_path,
             base_dir,
+            tunnels,
+            tunnel_tls,
         }))
     }
 
@@ -152,6 +183,7 @@ impl Gateway {
         let runtime =
             Runtime::rebuild(&previous, config, &self.base_dir, provider, internal, acme, &self.metrics).await?;
         runtime.start_health_checks();
+        self.tunnels.register(runtime.keyless_tables());
         self.runtime.store(Arc::new(runtime));
         let was = self.connection_slots.size();
         let now = self.connection_slots.resize(max_connections);
@@ -163,35 +195,34 @@ impl Gateway {
     }
 
     /// Binds the listeners; then serve with [`Gateway::run`].
-    pub async fn bind(&self) -> Result<(TcpListener, Option<TcpListener>, Option<TcpListener>), Error> {
+    pub async fn bind(&self) -> Result<Listeners, Error> {
         let listen = self.runtime.load().config.listen.clone().ok_or(Error::NoListener)?;
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })
         };
-        let https = bind(listen.https).await?;
-        let http = match listen.http {
-            Some(a) => Some(bind(a).await?),
-            None => None,
+        let optional = |addr: Option<SocketAddr>| async move {
+            match addr {
+                Some(a) => bind(a).await.map(Some),
+                None => Ok(None),
+            }
         };
-        let admin = match listen.admin {
-            Some(a) => Some(bind(a).await?),
-            None => None,
-        };
-        Ok((https, http, admin))
+        Ok(Listeners {
+            https: bind(listen.https).await?,
+            http: optional(listen.http).await?,
+            admin: optional(listen.admin).await?,
+            keyless_tunnel: optional(listen.keyless_tunnel).await?,
+        })
     }
 
     /// Serves until SIGTERM or SIGINT, reloading on SIGHUP and on changes of the files the
     /// config reads; then stops accepting and drains open connections (30 s at most).
-    pub async fn run(
-        self: Arc<Self>,
-        listeners: (TcpListener, Option<TcpListener>, Option<TcpListener>),
-        on_ready: impl FnOnce(Bound),
-    ) -> Result<(), Error> {
-        let (https, http, admin) = listeners;
+    pub async fn run(self: Arc<Self>, listeners: Listeners, on_ready: impl FnOnce(Bound)) -> Result<(), Error> {
+        let Listeners { https, http, admin, keyless_tunnel } = listeners;
         let bound = Bound {
             https: https.local_addr().map_err(Error::ListenerAddress)?,
             http: http.as_ref().and_then(|l| l.local_addr().ok()),
             admin: admin.as_ref().and_then(|l| l.local_addr().ok()),
+            keyless_tunnel: keyless_tunnel.as_ref().and_then(|l| l.local_addr().ok()),
         };
         let (stop, stopped) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(server::serve_tls(self.clone(), https, stopped.clone()))];
@@ -200,6 +231,9 @@ impl Gateway {
         }
         if let Some(l) = admin {
             tasks.push(tokio::spawn(server::serve_admin(self.clone(), l, stopped.clone())));
+        }
+        if let (Some(l), Some(tls)) = (keyless_tunnel, &self.tunnel_tls) {
+            keyless::tunnel::serve(l, tls, self.tunnels.clone(), stopped.clone());
         }
         self.clone().spawn_watchers();
         on_ready(bound);
@@ -217,6 +251,29 @@ impl Gateway {
         // The last access lines are still queued for stdout.
         let _ = tokio::task::spawn_blocking(|| log::flush(Duration::from_secs(5))).await;
         Ok(())
+    }
+
+    /// Key servers attached through the keyless tunnel now.
+    pub fn keyless_tunnel_attached(&self) -> usize {
+        self.tunnels.attached_count()
+    }
+
+    /// Reissues the tunnel listener's certificate when a third of its life is left.
+    async fn renew_tunnel_certificate(&self) {
+        let (Some(tls), Some(listen)) = (&self.tunnel_tls, self.runtime.load().config.listen.clone()) else {
+            return;
+        };
+        let Some(addr) = listen.keyless_tunnel else { return };
+        match tunnel_tls(self.internal.as_ref(), &listen, addr, &self.provider).await {
+            Ok(certificate) if certificate.cert != tls.certificate().cert => {
+                tls.replace_certificate(certificate);
+                tracing::info!("keyless tunnel certificate renewed");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "keyless tunnel certificate could not be renewed; the current one stays")
+            }
+        }
     }
 
     /// SIGHUP, and a change of the config file or of a file it names (site certificates
@@ -246,6 +303,7 @@ impl Gateway {
                 let renewal_due = last_renewal_check.elapsed() >= Duration::from_secs(3600);
                 if renewal_due {
                     last_renewal_check = tokio::time::Instant::now();
+                    self.renew_tunnel_certificate().await;
                 }
                 self.runtime.load_full().refresh_certificates(renewal_due).await;
             }
@@ -262,6 +320,36 @@ impl Gateway {
         let resolved = watched.into_iter().map(|p| if p.is_absolute() { p } else { self.base_dir.join(p) });
         FileStamps::of(std::iter::once(config_path.clone()).chain(resolved))
     }
+}
+
+/// The keyless tunnel listener's certificate, from the internal CA: for `localhost`,
+/// the listener's IP (unless unspecified) and `keyless_tunnel_names`.
+async fn tunnel_tls(
+    internal: Option<&Arc<InternalCa>>,
+    listen: &config::Listen,
+    addr: SocketAddr,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<rustls::sign::CertifiedKey>, Error> {
+    let ca = internal.ok_or_else(|| {
+        Error::Keyless(
+            "listen.keyless_tunnel takes its certificate from the internal CA, and the data dir has none; \
+             run gatehouse ca init"
+                .to_owned(),
+        )
+    })?;
+    let mut hosts = listen.keyless_tunnel_names.clone();
+    hosts.push("localhost".to_owned());
+    if !addr.ip().is_unspecified() {
+        hosts.push(addr.ip().to_string());
+    }
+    hosts.dedup();
+    let (chain, key) =
+        ca.tunnel_certificate(&hosts).await.map_err(|e| Error::Keyless(format!("listen.keyless_tunnel: {e}")))?;
+    let key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| Error::Keyless(format!("listen.keyless_tunnel: its key: {e}")))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, key)))
 }
 
 /// Checks a configuration the way [`Gateway::new`] would build it, reading every file it

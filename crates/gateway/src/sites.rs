@@ -348,6 +348,11 @@ impl Runtime {
         self.wildcard.get(parent).and_then(|i| self.sites.get(*i))
     }
 
+    /// The key servers of each `[[keyless]]` table.
+    pub fn keyless_tables(&self) -> impl Iterator<Item = &Arc<KeyServers>> {
+        self.keyless.values()
+    }
+
     /// The sites, in configuration order.
     pub fn sites(&self) -> &[Arc<Site>] {
         &self.sites

@@ -14,8 +14,11 @@
 //! uri = "pkcs11:token=LABEL;object=ec1?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:pin"
 //! ```
 //!
-//! `tunnel = "HOST:PORT"` belongs to the schema (issue 11) but is refused for
-//! now, with one sentence saying so.
+//! Instead of `listen`, `tunnel = "HOST:PORT"` (or a list of them) has the key
+//! server dial out to gateways' `keyless_tunnel` listeners and take their
+//! requests over the connections it opened: it then opens no port for gateways
+//! at all. Its certificate is then its TLS *client* certificate (clientAuth), and
+//! `trust` checks the gateways' server certificates, for the HOST dialled.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -29,8 +32,8 @@ pub const DEFAULT_METRICS_PORT: u16 = 2406;
 /// A checked configuration, paths absolute or relative to the working directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Where the key server listens for gateways.
-    pub listen: SocketAddr,
+    /// Where gateways meet the key server: a port it listens on, or the tunnels it dials.
+    pub mode: Mode,
     /// The certificate chain (PEM) the server presents.
     pub cert: PathBuf,
     /// The private key (PEM) of that certificate.
@@ -42,6 +45,49 @@ pub struct Config {
     /// Where the keys are, in the file's order (the first of two keys with the
     /// same SKI is kept).
     pub keys: Vec<KeySource>,
+}
+
+/// How gateways reach the key server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// It listens on this address (`listen`).
+    Listen(SocketAddr),
+    /// It dials each of these gateways' tunnel listeners (`tunnel`).
+    Tunnel(Vec<TunnelTarget>),
+}
+
+/// A gateway's `keyless_tunnel` listener, as `tunnel` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelTarget {
+    /// The host name or IP address dialled, and the name its certificate must carry.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for TunnelTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl TunnelTarget {
+    /// `HOST:PORT` or `[IPv6]:PORT`; the port is required.
+    fn parse(text: &str) -> Option<TunnelTarget> {
+        let (host, port) = text.rsplit_once(':')?;
+        let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+        let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6.parse::<std::net::Ipv6Addr>().ok()?.to_string(),
+            None if host.parse::<IpAddr>().is_ok() => host.to_owned(),
+            None if pki::is_dns_name(host) && !host.starts_with("*.") => host.to_ascii_lowercase(),
+            None => return None,
+        };
+        Some(TunnelTarget { host, port })
+    }
 }
 
 /// The certificate authorities a gateway's client certificate must chain to.
@@ -128,12 +174,6 @@ pub enum ConfigError {
         /// What is wrong and what to write instead.
         what: String,
     },
-    /// `tunnel = "HOST:PORT"`.
-    #[error("{at}: tunnel mode is not supported yet (issue 11); use listen")]
-    TunnelUnsupported {
-        /// `line L, column C` of the value.
-        at: String,
-    },
     /// No `[[keys]]` table.
     #[error(
         "no [[keys]] table; add one with dir = \"PATH\" (a directory of .key files) \
@@ -146,12 +186,20 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct File {
     listen: Option<Spanned<String>>,
-    tunnel: Option<Spanned<String>>,
+    tunnel: Option<Spanned<Tunnels>>,
     certificate: CertificateFiles,
     trust: Option<Spanned<Vec<PathBuf>>>,
     metrics: Option<Spanned<String>>,
     #[serde(default)]
     keys: Vec<Spanned<KeysTable>>,
+}
+
+/// `tunnel = "HOST:PORT"` or `tunnel = ["HOST:PORT", ...]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Tunnels {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,15 +237,41 @@ impl Config {
     pub fn parse(text: &str, base: &Path, data_dir: &Path) -> Result<Config, ConfigError> {
         let file: File = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string().replace('\n', " ")))?;
         let at = |offset: usize| pki::line_col(text, offset);
-        if let Some(tunnel) = &file.tunnel {
-            return Err(ConfigError::TunnelUnsupported { at: at(tunnel.span().start) });
-        }
-        let listen = match &file.listen {
-            None => SocketAddr::from(([0, 0, 0, 0], keyless::DEFAULT_PORT)),
-            Some(value) => address(value.get_ref(), keyless::DEFAULT_PORT).ok_or_else(|| ConfigError::Invalid {
-                at: at(value.span().start),
-                what: format!("listen = {:?} is not IP:PORT (or an IP, for port 2407)", value.get_ref()),
-            })?,
+        let mode = match (&file.listen, &file.tunnel) {
+            (Some(_), Some(tunnel)) => {
+                return Err(ConfigError::Invalid {
+                    at: at(tunnel.span().start),
+                    what: "listen and tunnel exclude each other: the key server either listens for gateways \
+                           or dials out to their keyless_tunnel; keep one"
+                        .to_owned(),
+                });
+            }
+            (None, Some(tunnel)) => {
+                let texts = match tunnel.get_ref() {
+                    Tunnels::One(one) => vec![one.clone()],
+                    Tunnels::Many(many) => many.clone(),
+                };
+                let invalid = |what: String| ConfigError::Invalid { at: at(tunnel.span().start), what };
+                if texts.is_empty() {
+                    return Err(invalid("tunnel = [] names no gateway; give HOST:PORT of a keyless_tunnel".to_owned()));
+                }
+                let targets = texts
+                    .iter()
+                    .map(|t| {
+                        TunnelTarget::parse(t).ok_or_else(|| {
+                            invalid(format!("tunnel = {t:?} is not HOST:PORT (a host name or IP, and the port)"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Mode::Tunnel(targets)
+            }
+            (listen, None) => Mode::Listen(match listen {
+                None => SocketAddr::from(([0, 0, 0, 0], keyless::DEFAULT_PORT)),
+                Some(value) => address(value.get_ref(), keyless::DEFAULT_PORT).ok_or_else(|| ConfigError::Invalid {
+                    at: at(value.span().start),
+                    what: format!("listen = {:?} is not IP:PORT (or an IP, for port 2407)", value.get_ref()),
+                })?,
+            }),
         };
         let metrics = match &file.metrics {
             None => None,
@@ -251,7 +325,7 @@ impl Config {
             None => Trust::InternalCa { data_dir: data_dir.to_owned() },
         };
         Ok(Config {
-            listen,
+            mode,
             cert: base.join(&file.certificate.cert),
             key: base.join(&file.certificate.key),
             trust,
@@ -279,7 +353,7 @@ mod tests {
     #[test]
     fn defaults_and_relative_paths() {
         let c = parse(&format!("{BASE}[[keys]]\ndir = \"keys\"\n")).unwrap();
-        assert_eq!(c.listen, "0.0.0.0:2407".parse().unwrap());
+        assert_eq!(c.mode, Mode::Listen("0.0.0.0:2407".parse().unwrap()));
         assert_eq!(c.cert, Path::new("/etc/ks/ks.crt"));
         assert_eq!(c.trust, Trust::InternalCa { data_dir: "/var/gh".into() });
         assert_eq!(c.keys, vec![KeySource::Dir("/etc/ks/keys".into())]);
@@ -287,7 +361,7 @@ mod tests {
             "listen = \"::1\"\nmetrics = \"127.0.0.1\"\ntrust = [\"/ca.pem\", \"b.pem\"]\n{BASE}[[keys]]\ndir = \"/k\"\n"
         ))
         .unwrap();
-        assert_eq!(c.listen, "[::1]:2407".parse().unwrap());
+        assert_eq!(c.mode, Mode::Listen("[::1]:2407".parse().unwrap()));
         assert_eq!(c.metrics, Some("127.0.0.1:2406".parse().unwrap()));
         assert_eq!(c.trust, Trust::Files(vec!["/ca.pem".into(), "/etc/ks/b.pem".into()]));
     }
@@ -320,6 +394,24 @@ mod tests {
         );
         let e = parse(&format!("{BASE}[[keys]]\nuri = \"pkcs11:token=gh\"\n")).unwrap_err().to_string();
         assert!(e.starts_with("line 2, column 1: uri: ") && e.contains("module-path"), "{e}");
+    }
+
+    #[test]
+    fn tunnel_targets_are_host_and_port_and_exclude_listen() {
+        let keys = "[[keys]]\ndir = \"k\"\n";
+        let c = parse(&format!("tunnel = \"Edge.example.com:2408\"\n{BASE}{keys}")).unwrap();
+        assert_eq!(c.mode, Mode::Tunnel(vec![TunnelTarget { host: "edge.example.com".into(), port: 2408 }]));
+        let c = parse(&format!("tunnel = [\"127.0.0.1:9\", \"[::1]:10\"]\n{BASE}{keys}")).unwrap();
+        let Mode::Tunnel(targets) = c.mode else { panic!("not a tunnel") };
+        assert_eq!(targets.iter().map(ToString::to_string).collect::<Vec<_>>(), ["127.0.0.1:9", "[::1]:10"]);
+        for bad in ["edge.example.com", "a b:1", "*.example.com:1", "h:0", "[zz]:1"] {
+            let e = parse(&format!("tunnel = \"{bad}\"\n{BASE}{keys}")).unwrap_err().to_string();
+            assert!(e.starts_with("line 1, column 10: tunnel = ") && e.contains("is not HOST:PORT"), "{bad}: {e}");
+        }
+        let e = parse(&format!("listen = \"127.0.0.1:1\"\ntunnel = \"h:1\"\n{BASE}{keys}")).unwrap_err().to_string();
+        assert!(e.starts_with("line 2, column 10: listen and tunnel exclude each other"), "{e}");
+        let e = parse(&format!("tunnel = []\n{BASE}{keys}")).unwrap_err().to_string();
+        assert!(e.contains("names no gateway"), "{e}");
     }
 
     #[test]

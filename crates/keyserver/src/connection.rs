@@ -45,7 +45,7 @@ type Outgoing = (Vec<u8>, OwnedSemaphorePermit);
 
 /// Why reading stopped.
 #[derive(Debug)]
-enum End {
+pub(crate) enum End {
     /// The gateway closed its side.
     Closed,
     /// No request for [`IDLE`].
@@ -58,9 +58,28 @@ enum End {
     Malformed(Malformed),
 }
 
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Closed => f.write_str("the gateway closed the connection"),
+            End::Idle => write!(f, "no request for {} s", IDLE.as_secs()),
+            End::Stalled => f.write_str("the gateway does not read its answers"),
+            End::Failed(e) => write!(f, "reading failed: {e}"),
+            End::Malformed(why) => write!(f, "malformed frame: {why}"),
+        }
+    }
+}
+
 /// Serves requests on `stream` until the gateway closes it, goes idle or
 /// sends a malformed frame; then writes what is still being answered and closes.
-pub(crate) async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
+/// Says why it ended. `on_first_request` runs when the first frame has been read
+/// (in tunnel mode, the proof that the gateway accepted this key server).
+pub(crate) async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    on_first_request: Option<Box<dyn FnOnce() + Send>>,
+) -> End
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -71,6 +90,7 @@ where
     let slots = Arc::new(Semaphore::new(MAX_OUTSTANDING));
     let mut buf = BytesMut::with_capacity(keyless::MIN_FRAME_LEN * 4);
     let mut deadline = Instant::now() + IDLE;
+    let mut on_first_request = on_first_request;
     let end = loop {
         let request = match keyless::decode(&buf) {
             Ok(Decoded::Complete { message, consumed }) => {
@@ -97,6 +117,9 @@ where
             Err(malformed) => break End::Malformed(malformed),
         };
         deadline = Instant::now() + IDLE;
+        if let Some(first) = on_first_request.take() {
+            first();
+        }
         // Waiting here for a slot is what pauses reading at the cap. Slots come
         // back as responses are written, so a gateway that stops reading its
         // answers is dropped after IDLE rather than held forever.
@@ -117,7 +140,7 @@ where
             }
         }
     };
-    match end {
+    match &end {
         End::Closed => tracing::debug!(%peer, "gateway closed the connection"),
         End::Idle => tracing::debug!(%peer, idle_secs = IDLE.as_secs(), "idle connection closed"),
         End::Stalled => tracing::warn!(%peer, "the gateway does not read its answers; connection closed"),
@@ -134,6 +157,7 @@ where
         // The gateway reads nothing more; its answers are given up.
         writing.abort();
     }
+    end
 }
 
 fn send(tx: &mpsc::UnboundedSender<Outgoing>, response: Message, slot: OwnedSemaphorePermit) {

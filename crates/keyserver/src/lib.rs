@@ -17,7 +17,9 @@
 //! - `connection`: one connection: many requests in flight, answered in
 //!   completion order through one writer, at most 1024 outstanding, idle close.
 //! - `metrics`: Prometheus counters and histograms and the `/metrics` listener.
-//! - `server`: the listener that ties them together ([`Server`]).
+//! - `tunnel`: tunnel mode, the key server dialling out to gateways'
+//!   `keyless_tunnel` listeners and serving requests over those connections.
+//! - `server`: the listener (or the tunnels) that ties them together ([`Server`]).
 //!
 //! # Why by hand
 //! No maintained Rust crate speaks the Keyless protocol, and gokeyless, the
@@ -48,8 +50,9 @@ mod operation;
 mod pkcs11;
 mod server;
 mod tls;
+mod tunnel;
 
-pub use config::{Config, ConfigError, KeySource, PinSource, Pkcs11Keys, Trust};
+pub use config::{Config, ConfigError, KeySource, Mode, PinSource, Pkcs11Keys, Trust, TunnelTarget};
 pub use keys::{Key, KeyError, KeyOrigin, KeyStore, KeyType};
 pub use pkcs11::TokenError;
 pub use server::{Prepared, Server, ServerError};

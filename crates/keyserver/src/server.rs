@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::config::Config;
+use crate::config::{Config, Mode, TunnelTarget};
 use crate::keys::{KeyError, KeyStore};
 use crate::metrics::Metrics;
-use crate::tls::{HandshakeRefusal, TlsError, server_config};
+use crate::tls::{HandshakeRefusal, TlsError, client_config, server_config};
 
 /// How long a gateway has to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,17 +54,28 @@ impl ServerError {
     }
 }
 
+/// How gateways are met, with its TLS side ready.
+enum Gateways {
+    /// Listening on `addr`.
+    Listen { addr: SocketAddr, acceptor: TlsAcceptor },
+    /// Dialling these tunnels.
+    Tunnel { targets: Vec<TunnelTarget>, connector: TlsConnector },
+}
+
 /// A configuration whose files have all been read.
 pub struct Prepared {
     shared: Arc<Shared>,
-    acceptor: TlsAcceptor,
-    listen: SocketAddr,
+    gateways: Gateways,
     metrics: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared").field("listen", &self.listen).field("keys", &self.shared.keys.len()).finish()
+        let mode = match &self.gateways {
+            Gateways::Listen { addr, .. } => format!("listen {addr}"),
+            Gateways::Tunnel { targets, .. } => format!("tunnel {targets:?}"),
+        };
+        f.debug_struct("Prepared").field("mode", &mode).field("keys", &self.shared.keys.len()).finish()
     }
 }
 
@@ -72,11 +83,19 @@ impl Prepared {
     /// Loads the keys and the TLS identity and trust of `config`.
     pub fn new(config: &Config) -> Result<Prepared, ServerError> {
         let keys = KeyStore::load(&config.keys)?;
-        let tls = server_config(&config.cert, &config.key, &config.trust)?;
+        let gateways = match &config.mode {
+            Mode::Listen(addr) => Gateways::Listen {
+                addr: *addr,
+                acceptor: TlsAcceptor::from(Arc::new(server_config(&config.cert, &config.key, &config.trust)?)),
+            },
+            Mode::Tunnel(targets) => Gateways::Tunnel {
+                targets: targets.clone(),
+                connector: TlsConnector::from(Arc::new(client_config(&config.cert, &config.key, &config.trust)?)),
+            },
+        };
         Ok(Prepared {
             shared: Arc::new(Shared { keys, metrics: Arc::new(Metrics::new()) }),
-            acceptor: TlsAcceptor::from(Arc::new(tls)),
-            listen: config.listen,
+            gateways,
             metrics: config.metrics,
         })
     }
@@ -90,50 +109,94 @@ impl Prepared {
 /// A key server with its ports taken.
 #[derive(Debug)]
 pub struct Server {
-    prepared: Prepared,
-    listener: TcpListener,
+    shared: Arc<Shared>,
+    meeting: Meeting,
     metrics: Option<TcpListener>,
 }
 
+/// How gateways are met once the ports are taken.
+enum Meeting {
+    /// On this port.
+    Listen { listener: TcpListener, acceptor: TlsAcceptor },
+    /// Through these tunnels.
+    Tunnel { targets: Vec<TunnelTarget>, connector: TlsConnector },
+}
+
+impl std::fmt::Debug for Meeting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Meeting::Listen { listener, .. } => write!(f, "Listen({:?})", listener.local_addr()),
+            Meeting::Tunnel { targets, .. } => write!(f, "Tunnel({targets:?})"),
+        }
+    }
+}
+
 impl Server {
-    /// Takes the key server's port and, if configured, the metrics port.
+    /// Takes the key server's port (none in tunnel mode) and, if configured, the metrics port.
     pub async fn bind(prepared: Prepared) -> Result<Server, ServerError> {
         let bind = |addr: SocketAddr, what| async move {
             TcpListener::bind(addr).await.map_err(|why| ServerError::Bind { addr, what, why })
         };
-        let listener = bind(prepared.listen, "keyless").await?;
+        let meeting = match prepared.gateways {
+            Gateways::Listen { addr, acceptor } => Meeting::Listen { listener: bind(addr, "keyless").await?, acceptor },
+            Gateways::Tunnel { targets, connector } => Meeting::Tunnel { targets, connector },
+        };
         let metrics = match prepared.metrics {
             Some(addr) => Some(bind(addr, "metrics").await?),
             None => None,
         };
-        Ok(Server { prepared, listener, metrics })
+        Ok(Server { shared: prepared.shared, meeting, metrics })
     }
 
-    /// The address gateways connect to.
+    /// The address gateways connect to (an error in tunnel mode, where there is none).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.meeting {
+            Meeting::Listen { listener, .. } => listener.local_addr(),
+            Meeting::Tunnel { .. } => Err(std::io::Error::other("tunnel mode: the key server listens for no gateway")),
+        }
     }
 
-    /// Accepts gateways until `shutdown` completes. Connections already open
-    /// are dropped with the runtime.
+    /// Accepts gateways (or keeps the tunnels to them open) until `shutdown`
+    /// completes. Connections already open are dropped with the runtime.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { prepared, listener, metrics } = self;
-        let shared = prepared.shared;
-        let listen = listener.local_addr().map_or_else(|_| prepared.listen.to_string(), |a| a.to_string());
+        let Server { shared, meeting, metrics } = self;
         if let Some(metrics) = metrics {
             if let Ok(addr) = metrics.local_addr() {
                 tracing::info!("metrics on http://{addr}/metrics");
             }
             tokio::spawn(crate::metrics::serve(metrics, shared.metrics.clone()));
         }
-        tracing::info!("key server listening on {listen} with {} key(s): {}", shared.keys.len(), shared.keys.summary());
+        let keys = format!("{} key(s): {}", shared.keys.len(), shared.keys.summary());
+        let (listener, acceptor) = match meeting {
+            Meeting::Listen { listener, acceptor } => {
+                if let Ok(listen) = listener.local_addr() {
+                    tracing::info!("key server listening on {listen} with {keys}");
+                }
+                (listener, acceptor)
+            }
+            Meeting::Tunnel { targets, connector } => {
+                let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
+                tracing::info!(
+                    "key server dialling the keyless tunnel of {} with {keys}; no port is open for gateways",
+                    names.join(", ")
+                );
+                let tunnels: Vec<_> = targets
+                    .into_iter()
+                    .map(|t| tokio::spawn(crate::tunnel::keep_open(t, connector.clone(), shared.clone())))
+                    .collect();
+                shutdown.await;
+                tunnels.iter().for_each(tokio::task::JoinHandle::abort);
+                tracing::info!("key server stopping");
+                return;
+            }
+        };
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
-                        tokio::spawn(connection(tcp, peer, prepared.acceptor.clone(), shared.clone()));
+                        tokio::spawn(connection(tcp, peer, acceptor.clone(), shared.clone()));
                     }
                     Err(e) => {
                         // Out of descriptors, usually: wait rather than spin.
@@ -154,7 +217,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, sha
     let refusal = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => {
             tracing::debug!(%peer, "gateway connected");
-            crate::connection::serve(tls, peer, shared.clone()).await;
+            let _ = crate::connection::serve(tls, peer, shared.clone(), None).await;
             None
         }
         Ok(Err(e)) => Some((HandshakeRefusal::of(&e), e.to_string())),

@@ -131,6 +131,17 @@ pub enum TlsError {
         /// The data dir looked in.
         data_dir: PathBuf,
     },
+    /// Tunnel mode, and the certificate may not authenticate a TLS client.
+    #[error(
+        "certificate {}: in tunnel mode it is the key server's TLS client certificate, and its extended key \
+         usage leaves out clientAuth; issue it with gatehouse ca issue --profile client (or a server \
+         certificate with clientAuth too)",
+        file.display()
+    )]
+    NotForClients {
+        /// The file.
+        file: PathBuf,
+    },
     /// rustls refuses the configuration (a key that does not match the certificate).
     #[error("the certificate and key cannot serve TLS: {0}")]
     Rustls(String),
@@ -188,6 +199,25 @@ pub(crate) fn server_config(cert: &Path, key: &Path, trust: &Trust) -> Result<Se
         .map_err(|e| TlsError::Rustls(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key_der)
+        .map_err(|e| TlsError::Rustls(e.to_string()))
+}
+
+/// The rustls client configuration of tunnel mode: identity from `cert`/`key` (a
+/// certificate that may authenticate a client), gateways' certificates verified
+/// against `trust`.
+pub(crate) fn client_config(cert: &Path, key: &Path, trust: &Trust) -> Result<rustls::ClientConfig, TlsError> {
+    let chain = certificates(cert, |file, why| TlsError::Certificate { file, why })?;
+    if !pki::allows_client_auth(&chain[0]) {
+        return Err(TlsError::NotForClients { file: cert.to_owned() });
+    }
+    let key_der: PrivateKeyDer<'static> =
+        pki::read_first_pem_file(key).map_err(|e| TlsError::Key { file: key.to_owned(), why: e.to_string() })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_root_certificates(roots(trust)?)
+        .with_client_auth_cert(chain, key_der)
         .map_err(|e| TlsError::Rustls(e.to_string()))
 }
 

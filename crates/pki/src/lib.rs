@@ -40,4 +40,4 @@ pub use profile::{AcmeProfile, CaSettings, DnField, Profile, ProfilePolicy, line
 pub use roster::{COLUMNS as ROSTER_COLUMNS, RosterProblem, RosterRow, read_roster};
 pub use serial::Serial;
 pub use service::{CertificateAuthority, CertificateStatus, Crl, release_hold, revoke, rfc3339};
-pub use x509::{subject_alt_names, subject_key_id, subject_key_id_of_der};
+pub use x509::{allows_client_auth, subject_alt_names, subject_key_id, subject_key_id_of_der};

@@ -25,6 +25,19 @@ pub fn subject_key_id_of_der(
     Ok(subject_key_id(&cert))
 }
 
+/// Whether a DER certificate may authenticate a TLS client: it has no extended key
+/// usage, or one listing clientAuth or anyExtendedKeyUsage. `false` when it does not parse.
+pub fn allows_client_auth(der: &[u8]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return false;
+    };
+    match cert.extended_key_usage() {
+        Ok(None) => true,
+        Ok(Some(eku)) => eku.value.client_auth || eku.value.any,
+        Err(_) => false,
+    }
+}
+
 /// The subject alternative names of a certificate as it carries them (DNS names lowercased),
 /// in order; names of other types (directory names, other names) and IP addresses of a
 /// length other than 4 or 16 bytes are left out. Nothing is checked: a certificate's names

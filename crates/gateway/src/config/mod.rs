@@ -132,6 +132,12 @@ pub struct Listen {
     pub http: Option<SocketAddr>,
     /// Optional admin listener: `/metrics`, `/healthz`.
     pub admin: Option<SocketAddr>,
+    /// Optional listener key servers dial out to (tunnel mode, see `keyless::tunnel`).
+    pub keyless_tunnel: Option<SocketAddr>,
+    /// Names the tunnel listener's certificate carries besides `localhost` and its IP:
+    /// the host names key servers dial it by.
+    #[serde(default)]
+    pub keyless_tunnel_names: Vec<String>,
 }
 
 /// Lowest TLS version accepted.
@@ -603,6 +609,7 @@ impl Config {
         }
         problems.extend(acme_table_problems(&self.acme, text));
         let mut keyless_names = HashSet::new();
+        let tunnel = self.listen.as_ref().and_then(|l| l.keyless_tunnel);
         for (i, table) in self.keyless.iter().enumerate() {
             let (keyless, at) = (table.get_ref(), line_col(text, table.span().start));
             if !keyless_names.insert(keyless.name.as_str()) {
@@ -611,6 +618,28 @@ impl Config {
             }
             if keyless.client_cert.is_some() != keyless.client_key.is_some() {
                 problems.push(format!("{at}: keyless[{i}] needs both client_cert and client_key, or neither"));
+            }
+            if keyless.servers.is_empty() && tunnel.is_none() {
+                problems.push(format!(
+                    "{at}: keyless[{i}] has no servers and there is no [listen] keyless_tunnel for key servers to \
+                     attach to; list servers = [\"IP:PORT\"] or set keyless_tunnel"
+                ));
+            }
+        }
+        if let Some(listen) = &self.listen {
+            if listen.keyless_tunnel.is_some() && self.keyless.is_empty() {
+                problems.push(
+                    "listen.keyless_tunnel is set but no [[keyless]] table uses key servers; add one or drop keyless_tunnel"
+                        .to_owned(),
+                );
+            }
+            if listen.keyless_tunnel.is_none() && !listen.keyless_tunnel_names.is_empty() {
+                problems.push("listen.keyless_tunnel_names without keyless_tunnel; set keyless_tunnel".to_owned());
+            }
+            for name in &listen.keyless_tunnel_names {
+                if !is_host_pattern(name) || name.starts_with("*.") {
+                    problems.push(format!("listen.keyless_tunnel_names: {name:?} is not a host name or IP address"));
+                }
             }
         }
         if self.limits.max_connections == 0 || self.limits.max_header_bytes < 1024 {
@@ -837,6 +866,41 @@ servers = ["http://127.0.0.1:3000"]
         assert!(
             unknown.len() == 1 && unknown[0].contains("keyless[0].retries: unknown field `retries`"),
             "{unknown:?}"
+        );
+    }
+
+    #[test]
+    fn key_servers_are_listed_or_attach_through_the_tunnel() {
+        let config = |listen: &str, servers: &str, tables: bool| {
+            let table =
+                if tables { format!("[[keyless]]\nname = \"ks\"\nservers = {servers}\n") } else { String::new() };
+            let certificate =
+                if tables { "{ cert = \"a.pem\", keyless = \"ks\" }" } else { "{ cert = \"a.pem\", key = \"a.key\" }" };
+            format!(
+                "[listen]\nhttps = \"127.0.0.1:8443\"\n{listen}\n{table}\
+                 [[site]]\nhosts = [\"a.test\"]\ncertificate = {certificate}\nupstream = \"app\"\n\
+                 [[upstream]]\nname = \"app\"\nservers = [\"http://127.0.0.1:3000\"]\n"
+            )
+        };
+        let tunnel = "keyless_tunnel = \"127.0.0.1:2408\"\nkeyless_tunnel_names = [\"edge.example.com\"]";
+        let ok = Config::parse(Path::new("t.toml"), &config(tunnel, "[]", true)).expect("valid");
+        let listen = ok.listen.expect("listen");
+        assert_eq!(listen.keyless_tunnel, Some("127.0.0.1:2408".parse().unwrap()));
+        assert_eq!(listen.keyless_tunnel_names, ["edge.example.com"]);
+        assert_eq!(
+            messages(&config("", "[]", true)),
+            ["line 4, column 1: keyless[0] has no servers and there is no [listen] keyless_tunnel for key servers \
+              to attach to; list servers = [\"IP:PORT\"] or set keyless_tunnel"]
+        );
+        assert_eq!(
+            messages(&config(tunnel, "[]", false)),
+            ["listen.keyless_tunnel is set but no [[keyless]] table uses key servers; add one or drop keyless_tunnel"]
+        );
+        let bad_name = "keyless_tunnel = \"127.0.0.1:2408\"\nkeyless_tunnel_names = [\"*.example.com\", \"a b\"]";
+        assert_eq!(messages(&config(bad_name, "[]", true)).len(), 2);
+        assert_eq!(
+            messages(&config("keyless_tunnel_names = [\"edge\"]", "[\"127.0.0.1:2407\"]", true)),
+            ["listen.keyless_tunnel_names without keyless_tunnel; set keyless_tunnel"]
         );
     }
 

@@ -23,6 +23,7 @@
 
 mod connection;
 pub mod signer;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use keyless::{ErrorCode, KeySelector, Message, Opcode, Ski};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use serde::Deserialize;
 use tokio_rustls::TlsConnector;
 
@@ -104,10 +107,14 @@ pub struct KeyServers {
     server_name: Option<ServerName<'static>>,
     timeout: Duration,
     next: AtomicUsize,
+    /// Checks the client certificate of a key server that dials in (the table's trust).
+    verifier: Arc<dyn ClientCertVerifier>,
+    /// Key servers attached through the tunnel (see [`tunnel`]).
+    attached: Mutex<Vec<Arc<Connection>>>,
 }
 
 /// The runtime the key-server connections live on.
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -175,6 +182,9 @@ impl KeyServers {
                 )));
             }
         };
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots.clone()), provider.clone())
+            .build()
+            .map_err(|e| KeylessError::Config(format!("keyless \"{}\": ca: {e}", table.name)))?;
         let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| KeylessError::Config(e.to_string()))?
@@ -199,12 +209,39 @@ impl KeyServers {
             server_name,
             timeout: Duration::from_millis(table.timeout_ms.max(1)),
             next: AtomicUsize::new(0),
+            verifier,
+            attached: Mutex::default(),
         })
     }
 
     /// The table's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether a key server with the certificate `chain` (leaf first) may serve this
+    /// table: it chains to the table's trust.
+    pub fn trusts(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else { return false };
+        self.verifier.verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now()).is_ok()
+    }
+
+    fn verifier(&self) -> &Arc<dyn ClientCertVerifier> {
+        &self.verifier
+    }
+
+    /// Adds a key server attached through the tunnel.
+    fn attach(&self, connection: Arc<Connection>) {
+        let mut attached = self.attached.lock().unwrap_or_else(PoisonError::into_inner);
+        attached.retain(|c| c.is_open());
+        attached.push(connection);
+    }
+
+    /// The attached key servers still there.
+    fn attached(&self) -> Vec<Arc<Connection>> {
+        let mut attached = self.attached.lock().unwrap_or_else(PoisonError::into_inner);
+        attached.retain(|c| c.is_open());
+        attached.clone()
     }
 
     /// Has the key of `ski` sign `payload` with `opcode`, from a synchronous caller (a
@@ -263,18 +300,31 @@ impl KeyServers {
     }
 
     async fn call(&self, request: Message) -> Result<Vec<u8>, KeylessError> {
-        if self.servers.is_empty() {
-            return Err(KeylessError::Unavailable(format!("keyless \"{}\" has no key server", self.name)));
+        let attached = self.attached();
+        let total = self.servers.len() + attached.len();
+        if total == 0 {
+            let why = if self.servers.is_empty() {
+                format!("keyless \"{}\" has no key server: none listed, none attached through the tunnel", self.name)
+            } else {
+                format!("keyless \"{}\" has no key server", self.name)
+            };
+            return Err(KeylessError::Unavailable(why));
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let order: Vec<&Server> =
-            (0..self.servers.len()).map(|i| &self.servers[(start + i) % self.servers.len()]).collect();
+        let order = (0..total).map(|i| match (start + i) % total {
+            n if n < self.servers.len() => Target::Dialled(&self.servers[n]),
+            n => Target::Attached(&attached[n - self.servers.len()]),
+        });
         // Servers that failed lately go last, not away: they may be all there is.
-        let (fresh, failed): (Vec<&Server>, Vec<&Server>) = order.into_iter().partition(|s| !s.failed_lately());
+        let (fresh, failed): (Vec<Target<'_>>, Vec<Target<'_>>) = order.partition(|t| !t.failed_lately());
         let mut last = None;
         // A request is sent to two servers at most (the protocol's retry once).
-        for server in fresh.into_iter().chain(failed).take(2) {
-            match self.call_one(server, request.clone()).await {
+        for target in fresh.into_iter().chain(failed).take(2) {
+            let answer = match target {
+                Target::Dialled(server) => self.call_one(server, request.clone()).await,
+                Target::Attached(connection) => connection.call(request.clone()).await,
+            };
+            match answer {
                 Ok(answer) => {
                     return match (answer.opcode, answer.error_code()) {
                         (Some(Opcode::Response), _) => Ok(answer.payload().to_vec()),
@@ -283,8 +333,10 @@ impl KeyServers {
                     };
                 }
                 Err(e) => {
-                    server.failed();
-                    tracing::warn!(keyless = %self.name, server = %server.addr, error = %e, "key server failed; trying the next");
+                    if let Target::Dialled(server) = target {
+                        server.failed();
+                    }
+                    tracing::warn!(keyless = %self.name, server = %target, error = %e, "key server failed; trying the next");
                     last = Some(e);
                 }
             }
@@ -307,6 +359,31 @@ impl KeyServers {
             }
         };
         connection.call(request).await
+    }
+}
+
+/// Where a request may go: a listed server, dialled, or one attached through the tunnel.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Dialled(&'a Server),
+    Attached(&'a Arc<Connection>),
+}
+
+impl Target<'_> {
+    fn failed_lately(&self) -> bool {
+        match self {
+            Target::Dialled(server) => server.failed_lately(),
+            Target::Attached(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Dialled(server) => write!(f, "{}", server.addr),
+            Target::Attached(connection) => write!(f, "{} (tunnel)", connection.addr()),
+        }
     }
 }
 

@@ -8,11 +8,13 @@
 
 mod client;
 mod keys;
+mod load;
 mod server;
 pub mod softhsm;
 
 pub use client::*;
 pub use keys::*;
+pub use load::*;
 pub use server::*;
 
 /// The codec the client builds frames with, through the key server crate.

@@ -3,7 +3,7 @@
 //! directory holding a key of every format ([`KeyFormat`]); a gateway client
 //! certificate issued by the same CA.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -13,7 +13,7 @@ use crate::support::acme::{Daemon, shared_fixture};
 use crate::support::env::{Cert, Env};
 use crate::support::gatehouse::gh_cmd;
 use crate::support::net::free_port;
-use crate::support::s;
+use crate::support::{openssl_ok, read, s};
 
 /// The keys of the fixture's key directory, by name: `NAME.key` in `T/keys`.
 pub const KEYS: [(&str, KeyFormat); 6] = [
@@ -98,6 +98,25 @@ impl KeyServer {
     pub fn connect_offering(&self, offer: Offer) -> Client {
         Client::connect(self.port, &self.root(), Some(&self.gateway), offer)
             .unwrap_or_else(|e| panic!("the gateway could not connect: {e}\n{}", self.daemon.proc.dump()))
+    }
+
+    /// A certificate from the internal CA for `host` with the public key of `key`
+    /// (a CSR made with the key file, which stays where it is: the gateway never
+    /// reads it), as the chain a server sends: the leaf, then the intermediate.
+    #[track_caller]
+    pub fn site_certificate(&self, key: &Path, host: &str) -> PathBuf {
+        let dir = self.env.path().join("sites");
+        std::fs::create_dir_all(&dir).unwrap();
+        let csr = dir.join(format!("{host}.csr"));
+        let subject = format!("/CN={host}");
+        let san = format!("subjectAltName=DNS:{host}");
+        openssl_ok(&["req", "-new", "-key", s(key), "-subj", &subject, "-addext", &san, "-out", s(&csr)]);
+        let crt = dir.join(format!("{host}.crt"));
+        self.env.gh_ok(&["ca", "sign", s(&csr), "--profile", "server", "--out", s(&crt)]);
+        let chain = dir.join(format!("{host}.fullchain.pem"));
+        let text = format!("{}{}", read(&crt), read(self.env.intermediate()));
+        std::fs::write(&chain, text).unwrap();
+        chain
     }
 
     /// The key server's log so far.
