@@ -58,9 +58,8 @@ T
 mkcfg local "cert = \"$P/site.fullchain.pem\", key = \"$W/keys/site.key\""
 mkcfg keyless "cert = \"$P/site.fullchain.pem\", keyless = \"ks\"" $KSPORT
 mkcfg keyless-relay "cert = \"$P/site.fullchain.pem\", keyless = \"ks\"" $RLPORT
-# The localhost site's cert is for bench.test: the h1 load sets --server-name bench.test? No: it uses SNI localhost
-# and verifies against the CA; so the keep-alive site gets its own internal-CA certificate instead.
-for c in local keyless keyless-relay; do sed -i 's#^certificate = { cert = "'"$P"'/site.fullchain.pem", key = "'"$W"'/keys/site.key" }$#&#' "$W/$c.toml"; done
+# The keep-alive load uses SNI localhost and verifies against the CA, and the site key's
+# certificate is for bench.test: the localhost site gets an internal-CA certificate of its own.
 "$G" --data-dir "$D" ca issue --profile server --cn localhost --san DNS:localhost --san IP:127.0.0.1 --out "$W/lh" >>"$W/logs/pki.log" 2>&1
 for c in local keyless keyless-relay; do
     python3 - "$W/$c.toml" "$W" <<'PY'

@@ -6,7 +6,10 @@
 //!
 //! Operations with key files run as ordinary tasks, not `spawn_blocking`: the
 //! hand-off to a blocking thread costs more than an ECDSA signature, and
-//! signing is this server's whole work. The longest operation (an RSA-4096
+//! signing is this server's whole work. Nor is there a task per operation: the
+//! operations decoded from one read (a pipelining gateway sends many) are
+//! split over at most one task per core, each running its share in turn, and
+//! the responses waiting are written together. The longest operation (an RSA-4096
 //! signature, a few milliseconds) delays the tasks queued on its worker thread
 //! by that much, while the runtime's other workers go on serving. Operations
 //! with keys in a PKCS#11 token do go to `spawn_blocking`: a token's call can
@@ -31,11 +34,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
-use crate::dispatch::{Answer, dispatch};
+use crate::dispatch::{Answer, Operation, dispatch};
 use crate::server::Shared;
 
 /// The most requests a connection may have outstanding (the protocol's customary cap).
 pub(crate) const MAX_OUTSTANDING: usize = 1024;
+
+/// The most key-file operations started together (see `run_batch`).
+const BATCH_MAX: usize = 64;
 
 /// How long a connection may go without a request.
 pub(crate) const IDLE: Duration = Duration::from_secs(30);
@@ -91,6 +97,9 @@ where
     let mut buf = BytesMut::with_capacity(keyless::MIN_FRAME_LEN * 4);
     let mut deadline = Instant::now() + IDLE;
     let mut on_first_request = on_first_request;
+    // Key-file operations decoded from one read, run together (see `run_batch`).
+    let mut batch: Vec<(Operation, OwnedSemaphorePermit)> = Vec::new();
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let end = loop {
         let request = match keyless::decode(&buf) {
             Ok(Decoded::Complete { message, consumed }) => {
@@ -98,6 +107,8 @@ where
                 message
             }
             Ok(Decoded::Incomplete { needed }) => {
+                // Everything read so far is decoded: its operations start before waiting for more.
+                run_batch(&mut batch, &tx, &shared, workers);
                 buf.reserve(needed.saturating_sub(buf.len()));
                 match tokio::time::timeout_at(deadline, reader.read_buf(&mut buf)).await {
                     Err(_) => break End::Idle,
@@ -123,6 +134,10 @@ where
         // Waiting here for a slot is what pauses reading at the cap. Slots come
         // back as responses are written, so a gateway that stops reading its
         // answers is dropped after IDLE rather than held forever.
+        if slots.available_permits() == 0 {
+            // The batch holds slots: it must run for any to come back.
+            run_batch(&mut batch, &tx, &shared, workers);
+        }
         let slot = match tokio::time::timeout(IDLE, slots.clone().acquire_owned()).await {
             Ok(Ok(slot)) => slot,
             Ok(Err(_)) => break End::Closed,
@@ -135,11 +150,14 @@ where
                 tokio::task::spawn_blocking(move || send(&tx, operation.run(&shared.metrics), slot));
             }
             Answer::Operation(operation) => {
-                let (tx, shared) = (tx.clone(), shared.clone());
-                tokio::spawn(async move { send(&tx, operation.run(&shared.metrics), slot) });
+                batch.push((operation, slot));
+                if batch.len() >= BATCH_MAX {
+                    run_batch(&mut batch, &tx, &shared, workers);
+                }
             }
         }
     };
+    run_batch(&mut batch, &tx, &shared, workers);
     match &end {
         End::Closed => tracing::debug!(%peer, "gateway closed the connection"),
         End::Idle => tracing::debug!(%peer, idle_secs = IDLE.as_secs(), "idle connection closed"),
@@ -160,6 +178,30 @@ where
     end
 }
 
+/// Starts the operations of `batch`, split over at most `workers` tasks that each
+/// run their share one after another: a task per operation costs more than an
+/// ECDSA signature, and a gateway that pipelines sends many in one read.
+fn run_batch(
+    batch: &mut Vec<(Operation, OwnedSemaphorePermit)>,
+    tx: &mpsc::UnboundedSender<Outgoing>,
+    shared: &Arc<Shared>,
+    workers: usize,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let share = batch.len().div_ceil(workers.max(1));
+    while !batch.is_empty() {
+        let part: Vec<_> = batch.drain(..share.min(batch.len())).collect();
+        let (tx, shared) = (tx.clone(), shared.clone());
+        tokio::spawn(async move {
+            for (operation, slot) in part {
+                send(&tx, operation.run(&shared.metrics), slot);
+            }
+        });
+    }
+}
+
 fn send(tx: &mpsc::UnboundedSender<Outgoing>, response: Message, slot: OwnedSemaphorePermit) {
     let frame = response.encode().unwrap_or_else(|e| {
         // Only a response over 64 KiB, which no operation here makes.
@@ -170,23 +212,26 @@ fn send(tx: &mpsc::UnboundedSender<Outgoing>, response: Message, slot: OwnedSema
     let _ = tx.send((frame, slot));
 }
 
-/// Writes frames as they come, flushing when none is waiting, then closes
+/// Writes frames as they come, those already waiting in one write, then closes
 /// the TLS session (close_notify) once every sender is gone.
 async fn write_frames<W: AsyncWrite>(mut writer: WriteHalf<W>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    // The frames waiting are written together: one TLS record for many responses.
+    let mut out = Vec::with_capacity(16 * 1024);
+    let mut slots = Vec::new();
     while let Some((frame, slot)) = rx.recv().await {
-        if writer.write_all(&frame).await.is_err() {
+        out.extend_from_slice(&frame);
+        slots.push(slot);
+        while out.len() < 16 * 1024
+            && let Ok((frame, slot)) = rx.try_recv()
+        {
+            out.extend_from_slice(&frame);
+            slots.push(slot);
+        }
+        if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
             return;
         }
-        drop(slot);
-        while let Ok((frame, slot)) = rx.try_recv() {
-            if writer.write_all(&frame).await.is_err() {
-                return;
-            }
-            drop(slot);
-        }
-        if writer.flush().await.is_err() {
-            return;
-        }
+        out.clear();
+        slots.clear();
     }
     let _ = writer.shutdown().await;
 }

@@ -9,6 +9,7 @@ mod client;
 mod dns;
 mod http01;
 mod idle;
+mod keyless_sign;
 mod proc;
 mod report;
 mod run;
@@ -56,6 +57,47 @@ enum Cmd {
     Report { file: PathBuf },
     /// Full ACME orders (account, order, http-01, finalize, download) against an ACME server
     Acme(AcmeArgs),
+    /// ECDSA P-256 signatures/s from a key server over the gokeyless protocol (mTLS)
+    Keyless(KeylessArgs),
+}
+
+#[derive(Args)]
+struct KeylessArgs {
+    /// The key server, IP:PORT
+    #[arg(long)]
+    server: SocketAddr,
+    /// The name its certificate carries
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    /// PEM roots for the key server's certificate
+    #[arg(long)]
+    ca: PathBuf,
+    /// The client certificate (PEM chain) and its key
+    #[arg(long)]
+    cert: PathBuf,
+    #[arg(long)]
+    key: PathBuf,
+    /// The P-256 key's SKI, 40 hex digits (SHA-1 of the certificate's subjectPublicKey)
+    #[arg(long)]
+    ski: String,
+    /// Connections
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Requests in flight per connection
+    #[arg(long, default_value_t = 64)]
+    depth: usize,
+    /// Seconds
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Runtime threads (1 = tokio current_thread)
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Key server process(es) whose CPU time is reported
+    #[arg(long = "pid", value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// Print one JSON object on stdout
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -184,6 +226,7 @@ fn main() {
         Cmd::Run(a) => a.t.threads,
         Cmd::Idle(a) => a.t.threads,
         Cmd::Acme(a) => a.threads,
+        Cmd::Keyless(a) => a.threads,
         _ => 1,
     };
     let result = match cli.cmd {
@@ -271,6 +314,29 @@ async fn async_main(cmd: Cmd) -> Result<(), BoxError> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 acme::print_text(&r);
+            }
+            Ok(())
+        }
+        Cmd::Keyless(a) => {
+            let bytes = hex::decode(&a.ski).map_err(|e| format!("--ski {}: {e}", a.ski))?;
+            let ski = keyless::Ski(bytes.try_into().map_err(|_| format!("--ski {}: not 20 bytes", a.ski))?);
+            let r = keyless_sign::run(keyless_sign::SignParams {
+                server: a.server,
+                server_name: a.server_name,
+                ca: a.ca,
+                cert: a.cert,
+                key: a.key,
+                ski,
+                connections: a.connections,
+                depth: a.depth,
+                duration: secs(a.duration)?,
+                pids: a.pids,
+            })
+            .await?;
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                keyless_sign::print_text(&r);
             }
             Ok(())
         }
