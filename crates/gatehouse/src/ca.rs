@@ -17,7 +17,9 @@ use crate::cli::{AcmeCommand, CaCommand, Global, StatusArg};
 pub async fn run(global: &Global, command: CaCommand) -> Result<ExitCode, Failure> {
     let dir = CaDir::new(&global.data_dir);
     match command {
-        CaCommand::Init { name, key_type, days, crl_url } => init(global, &dir, name, &key_type, days, crl_url).await,
+        CaCommand::Init { name, key_type, days, crl_url, key_store } => {
+            init(global, &dir, CaInit { name, key_type: parse_key_type(&key_type)?, days }, crl_url, key_store).await
+        }
         CaCommand::Root => {
             print!("{}", dir.root_pem()?);
             Ok(ExitCode::SUCCESS)
@@ -106,22 +108,35 @@ pub(crate) async fn open_ca(global: &Global, dir: &CaDir) -> Result<CertificateA
 async fn init(
     global: &Global,
     dir: &CaDir,
-    name: String,
-    key_type: &str,
-    days: u32,
+    init: CaInit,
     crl_url: Option<String>,
+    key_store: Option<String>,
 ) -> Result<ExitCode, Failure> {
-    let key_type = parse_key_type(key_type)?;
+    let key_type = init.key_type;
     let passphrase = passphrase(global)?;
-    let init = CaInit { name, key_type, days };
-    dir.init(&init, crl_url.as_deref(), passphrase.as_ref())?;
+    match &key_store {
+        None => {
+            dir.init(&init, crl_url.as_deref(), passphrase.as_ref())?;
+        }
+        Some(uri) => {
+            if dir.exists() {
+                return Err(pki::Error::AlreadyInitialized(global.data_dir.join("ca")).into());
+            }
+            let key = keyserver::ca_key::generate(uri, Path::new("/"), key_type)
+                .map_err(|why| Failure::usage(format!("--key-store: {why}")))?;
+            dir.init_with_token_key(&init, crl_url.as_deref(), passphrase.as_ref(), uri, key)?;
+        }
+    }
     SqliteStore::open(&dir.database()).await?;
     println!("created an {key_type} root and issuing CA in {}", global.data_dir.display());
     println!("root certificate:         {}", dir.root_path().display());
     println!("intermediate certificate: {}", dir.intermediate_path().display());
     println!("settings and policy:      {}", dir.settings_path().display());
+    if let Some(uri) = &key_store {
+        println!("the intermediate's key is in the token ({uri}); the root key is in ca/root.key");
+    }
     if passphrase.is_some() {
-        println!("the CA keys are encrypted with the passphrase you gave");
+        println!("the CA keys in files are encrypted with the passphrase you gave");
     }
     Ok(ExitCode::SUCCESS)
 }

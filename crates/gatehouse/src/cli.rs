@@ -189,6 +189,11 @@ pub enum CaCommand {
         /// CRL URL to put in issued certificates (written to ca.toml).
         #[arg(long)]
         crl_url: Option<String>,
+        /// Keep the intermediate's key in a PKCS#11 token: an RFC 7512 URI naming the
+        /// token, the new key's object label, module-path and pin-source (absolute paths),
+        /// e.g. pkcs11:token=ca;object=issuing?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/ca.pin
+        #[arg(long, value_name = "URI")]
+        key_store: Option<String>,
     },
     /// Print the root certificate (PEM).
     Root,

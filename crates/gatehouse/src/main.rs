@@ -151,6 +151,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A CA whose intermediate key is in a PKCS#11 token (ca init --key-store) is opened
+    // through the key server's token code, by every command that issues.
+    pki::set_token_opener(::keyserver::ca_key::open);
     let result = usable_data_dir(&cli.global.data_dir, data_dir_flag).and_then(|()| match cli.command {
         Command::Ca(command) => current_thread().and_then(|rt| rt.block_on(ca::run(&cli.global, command))),
         Command::Config(ConfigCommand::Check { file }) => {

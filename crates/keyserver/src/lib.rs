@@ -55,6 +55,7 @@ mod tunnel;
 pub use config::{Config, ConfigError, KeySource, Mode, PinSource, Pkcs11Keys, Trust, TunnelTarget};
 pub use keys::{Key, KeyError, KeyOrigin, KeyStore, KeyType};
 pub use pkcs11::TokenError;
+pub use pkcs11::ca_key;
 pub use server::{Prepared, Server, ServerError};
 pub use tls::{HandshakeRefusal, TlsError};
 

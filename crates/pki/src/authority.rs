@@ -13,6 +13,7 @@ use store::NewCertificate;
 use time::{Duration, OffsetDateTime};
 
 use crate::error::{Error, Result};
+use crate::external::CaKey;
 use crate::host::{CnName, server_cn};
 use crate::key::KeyType;
 use crate::name::{SubjectAltName, refuse_control};
@@ -85,6 +86,18 @@ pub struct IssueOptions {
 
 /// Creates a root and an issuing intermediate.
 pub fn create_ca(init: &CaInit) -> Result<CaMaterial> {
+    let inter_key = init.key_type.generate()?;
+    let (root, der) = create_ca_for_key(init, &inter_key)?;
+    Ok(CaMaterial { root, intermediate: CaCertificate { der, key: inter_key } })
+}
+
+/// Creates a root (its key generated here) and an issuing intermediate for
+/// `intermediate_key`, which may be held elsewhere (a token): the root and the
+/// intermediate's certificate.
+pub fn create_ca_for_key(
+    init: &CaInit,
+    intermediate_key: &impl PublicKeyData,
+) -> Result<(CaCertificate, CertificateDer<'static>)> {
     if init.days == 0 {
         return Err(Error::ZeroLifetime);
     }
@@ -92,19 +105,13 @@ pub fn create_ca(init: &CaInit) -> Result<CaMaterial> {
     let root_params = ca_params(format!("{} Root CA", init.name), &init.name, init.days, None);
     let root_cert = root_params.self_signed(&root_key).map_err(Error::Signing)?;
     let root_issuer = rcgen::Issuer::new(root_params, root_key);
-
-    let inter_key = init.key_type.generate()?;
     let mut inter_params = ca_params(format!("{} Issuing CA", init.name), &init.name, init.days, Some(0));
     inter_params.use_authority_key_identifier_extension = true;
-    let inter_cert = inter_params.signed_by(&inter_key, &root_issuer).map_err(Error::Signing)?;
-
+    let inter_cert = inter_params.signed_by(intermediate_key, &root_issuer).map_err(Error::Signing)?;
     // Issuer owns the root key; take it back out for writing to disk.
     let root_key = KeyPair::try_from(&rustls_pki_types::PrivatePkcs8KeyDer::from(root_issuer.key().serialize_der()))
         .map_err(Error::KeyGeneration)?;
-    Ok(CaMaterial {
-        root: CaCertificate { der: root_cert.der().clone(), key: root_key },
-        intermediate: CaCertificate { der: inter_cert.der().clone(), key: inter_key },
-    })
+    Ok((CaCertificate { der: root_cert.der().clone(), key: root_key }, inter_cert.der().clone()))
 }
 
 /// An ordered subject distinguished name.
@@ -186,7 +193,7 @@ pub struct Issued {
 
 /// The issuing intermediate, ready to sign, with the settings that govern it.
 pub struct Issuer {
-    signer: rcgen::Issuer<'static, KeyPair>,
+    signer: rcgen::Issuer<'static, CaKey>,
     intermediate: CertificateDer<'static>,
     root: CertificateDer<'static>,
     key_id: Vec<u8>,
@@ -198,10 +205,11 @@ impl Issuer {
     /// Builds an issuer from the intermediate certificate, its key, the root and the settings.
     pub fn new(
         intermediate: CertificateDer<'static>,
-        key: KeyPair,
+        key: impl Into<CaKey>,
         root: CertificateDer<'static>,
         settings: CaSettings,
     ) -> Result<Issuer> {
+        let key = key.into();
         let (_, parsed) = x509_parser::parse_x509_certificate(&intermediate).map_err(Error::MalformedCaCertificate)?;
         let key_id =
             crate::x509::subject_key_id(&parsed).unwrap_or_else(|| parsed.tbs_certificate.serial.to_bytes_be());
@@ -235,7 +243,7 @@ impl Issuer {
         &self.root
     }
 
-    pub(crate) fn signer(&self) -> &rcgen::Issuer<'static, KeyPair> {
+    pub(crate) fn signer(&self) -> &rcgen::Issuer<'static, CaKey> {
         &self.signer
     }
 

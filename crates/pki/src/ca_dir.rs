@@ -6,6 +6,7 @@
 //! DATA_DIR/ca/root.key           root key (PKCS#8 PEM, 0600, optionally encrypted)
 //! DATA_DIR/ca/intermediate.crt   issuing CA certificate
 //! DATA_DIR/ca/intermediate.key   issuing CA key
+//! DATA_DIR/ca/intermediate.pkcs11  or: the RFC 7512 URI of its key in a PKCS#11 token
 //! DATA_DIR/gatehouse.db          issuance database (see the store crate)
 //! ```
 //!
@@ -13,14 +14,20 @@
 //! into place, so a crash during init leaves either no CA or a whole one.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
 
-use crate::authority::{CaInit, Issuer, create_ca};
+use crate::authority::{CaInit, Issuer, create_ca, create_ca_for_key};
 use crate::error::{Error, Result};
+use crate::external::{CaKey, ExternalKey};
 use crate::files::{PRIVATE, PUBLIC, create_private_dir, sync_dir, write_atomic};
 use crate::key::{Passphrase, decode_private_key, encode_private_key};
 use crate::profile::CaSettings;
+use pkcs8::der::zeroize::Zeroizing;
+
+/// The file that names the intermediate's key in a token, instead of `intermediate.key`.
+const TOKEN_KEY_FILE: &str = "intermediate.pkcs11";
 
 /// The CA's part of a data dir.
 #[derive(Debug, Clone)]
@@ -71,6 +78,31 @@ impl CaDir {
         crl_url: Option<&str>,
         passphrase: Option<&Passphrase>,
     ) -> Result<(CertificateDer<'static>, CertificateDer<'static>)> {
+        self.init_with(init, crl_url, passphrase, None)
+    }
+
+    /// As [`CaDir::init`], with the intermediate's key already in a token: `uri` names
+    /// it (written to `ca/intermediate.pkcs11`), `key` signs with it. The root key
+    /// is made here and kept in `ca/root.key` (offline use only: it signs nothing
+    /// but this intermediate).
+    pub fn init_with_token_key(
+        &self,
+        init: &CaInit,
+        crl_url: Option<&str>,
+        passphrase: Option<&Passphrase>,
+        uri: &str,
+        key: Arc<dyn ExternalKey>,
+    ) -> Result<(CertificateDer<'static>, CertificateDer<'static>)> {
+        self.init_with(init, crl_url, passphrase, Some((uri, key)))
+    }
+
+    fn init_with(
+        &self,
+        init: &CaInit,
+        crl_url: Option<&str>,
+        passphrase: Option<&Passphrase>,
+        token_key: Option<(&str, Arc<dyn ExternalKey>)>,
+    ) -> Result<(CertificateDer<'static>, CertificateDer<'static>)> {
         if self.exists() {
             return Err(Error::AlreadyInitialized(self.ca()));
         }
@@ -79,19 +111,25 @@ impl CaDir {
             CaSettings::parse(&self.settings_path(), &CaSettings::template(Some(url)))?;
         }
         create_private_dir(&self.data_dir)?;
-        let material = create_ca(init)?;
+        let (root, intermediate, intermediate_file) = match token_key {
+            None => {
+                let material = create_ca(init)?;
+                let key = encode_private_key(&material.intermediate.key, passphrase)?;
+                (material.root, material.intermediate.der, ("intermediate.key", key))
+            }
+            Some((uri, key)) => {
+                let (root, intermediate) = create_ca_for_key(init, &CaKey::External(key.clone()))?;
+                (root, intermediate, (TOKEN_KEY_FILE, Zeroizing::new(format!("{uri}\n"))))
+            }
+        };
         let staging = self.data_dir.join(format!(".ca-init.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         create_private_dir(&staging)?;
         let files: [(&str, Vec<u8>, u32); 4] = [
-            ("root.crt", pem_cert(&material.root.der).into_bytes(), PUBLIC),
-            ("root.key", encode_private_key(&material.root.key, passphrase)?.as_bytes().to_vec(), PRIVATE),
-            ("intermediate.crt", pem_cert(&material.intermediate.der).into_bytes(), PUBLIC),
-            (
-                "intermediate.key",
-                encode_private_key(&material.intermediate.key, passphrase)?.as_bytes().to_vec(),
-                PRIVATE,
-            ),
+            ("root.crt", pem_cert(&root.der).into_bytes(), PUBLIC),
+            ("root.key", encode_private_key(&root.key, passphrase)?.as_bytes().to_vec(), PRIVATE),
+            ("intermediate.crt", pem_cert(&intermediate).into_bytes(), PUBLIC),
+            (intermediate_file.0, intermediate_file.1.as_bytes().to_vec(), PRIVATE),
         ];
         for (name, bytes, mode) in &files {
             write_atomic(&staging.join(name), bytes, *mode, true)?;
@@ -106,7 +144,7 @@ impl CaDir {
         if !settings.exists() || crl_url.is_some() {
             write_atomic(&settings, CaSettings::template(crl_url).as_bytes(), PUBLIC, true)?;
         }
-        Ok((material.root.der, material.intermediate.der))
+        Ok((root.der, intermediate))
     }
 
     /// Reads `ca.toml` (defaults when absent).
@@ -135,6 +173,21 @@ impl CaDir {
         let settings = self.settings()?;
         let root = read_cert(&self.root_path())?;
         let intermediate = read_cert(&self.intermediate_path())?;
+        let token_file = self.ca().join(TOKEN_KEY_FILE);
+        if token_file.exists() {
+            let uri = std::fs::read_to_string(&token_file).map_err(Error::io("read", &token_file))?;
+            let opener = crate::external::token_opener().ok_or_else(|| Error::BadFile {
+                path: token_file.clone(),
+                what: "token key reference",
+                why: "the intermediate's key is in a PKCS#11 token and this program cannot open tokens".to_owned(),
+            })?;
+            let key = opener(uri.trim(), &self.ca()).map_err(|why| Error::BadFile {
+                path: token_file.clone(),
+                what: "token key reference",
+                why,
+            })?;
+            return Issuer::new(intermediate, CaKey::External(key), root, settings);
+        }
         let key_path = self.ca().join("intermediate.key");
         let key_pem = std::fs::read_to_string(&key_path).map_err(Error::io("read", &key_path))?;
         let key = decode_private_key(&key_path, &key_pem, passphrase)?;

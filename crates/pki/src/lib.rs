@@ -15,6 +15,7 @@ mod ca_dir;
 mod crl;
 mod csr;
 mod error;
+mod external;
 pub mod files;
 mod host;
 mod key;
@@ -27,11 +28,14 @@ mod serial;
 mod service;
 mod x509;
 
-pub use authority::{CaCertificate, CaInit, CaMaterial, IssueOptions, Issued, Issuer, LeafRequest, Subject, create_ca};
+pub use authority::{
+    CaCertificate, CaInit, CaMaterial, IssueOptions, Issued, Issuer, LeafRequest, Subject, create_ca, create_ca_for_key,
+};
 pub use ca_dir::{CaDir, pem_cert, pem_crl};
 pub use crl::{RevocationReason, build_crl};
 pub use csr::{CheckedCsr, CsrDefect};
 pub use error::{Error, Result, SettingsError};
+pub use external::{CaKey, ExternalKey, TokenOpener, set_token_opener};
 pub use key::{KeyType, Passphrase, decode_private_key, encode_private_key, private_key_der};
 pub use name::{SubjectAltName, dns_matches, is_dns_name, reverse_dns_name, wildcard_matches};
 pub use pem::{PemDefect, PemFileError, read_first_pem, read_first_pem_file, read_pem, read_pem_file};

@@ -14,6 +14,7 @@
 //! - `objects`: its private keys and their public halves.
 //! - `mechanism`: one operation of the protocol as `C_Sign` / `C_Decrypt`.
 
+pub mod ca_key;
 mod mechanism;
 mod objects;
 mod token;
@@ -54,6 +55,12 @@ impl Modules {
             tracing::warn!(token = %keys.token, object = ?keys.object, "the token holds no private key the server can use");
         }
         Ok(found)
+    }
+
+    /// The token `keys` names, logged in.
+    pub(crate) fn token(&mut self, keys: &Pkcs11Keys) -> Result<Arc<Token>, TokenError> {
+        let pkcs11 = self.module(keys)?;
+        Ok(Arc::new(Token::open(pkcs11, keys)?))
     }
 
     fn module(&mut self, keys: &Pkcs11Keys) -> Result<Pkcs11, TokenError> {

@@ -187,6 +187,12 @@ impl Token {
         result
     }
 
+    /// Runs `call` with a read-write session of its own (making objects).
+    pub(crate) fn with_rw_session<T>(&self, call: impl FnOnce(&Session) -> Result<T, Error>) -> Result<T, Error> {
+        let session = self.pkcs11.open_rw_session(self.slot)?;
+        call(&session)
+    }
+
     fn pool(&self) -> MutexGuard<'_, Pool> {
         // A panic while holding the lock leaves the pool's two fields consistent.
         self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -76,6 +76,12 @@ impl SoftHsm {
         self.run_ok(PKCS11_TOOL, &all)
     }
 
+    /// `pkcs11-tool --list-objects --type privkey` of `token`.
+    #[track_caller]
+    pub fn list_private_keys(&self, token: &str, pin: &str) -> String {
+        self.tool(token, pin, &["--list-objects", "--type", "privkey"])
+    }
+
     /// `pkcs11-tool --keypairgen --key-type KEY_TYPE --label LABEL --id ID` in
     /// `token` (`rsa:2048`, `EC:prime256v1`, `EC:secp384r1`, `EC:edwards25519`);
     /// then the public half read out.
