@@ -17,8 +17,9 @@ use crate::cli::{AcmeCommand, CaCommand, Global, StatusArg};
 pub async fn run(global: &Global, command: CaCommand) -> Result<ExitCode, Failure> {
     let dir = CaDir::new(&global.data_dir);
     match command {
-        CaCommand::Init { name, key_type, days, crl_url, key_store } => {
-            init(global, &dir, CaInit { name, key_type: parse_key_type(&key_type)?, days }, crl_url, key_store).await
+        CaCommand::Init { name, key_type, days, crl_url, key_store, root_key_store } => {
+            let init_params = CaInit { name, key_type: parse_key_type(&key_type)?, days };
+            init(global, &dir, init_params, crl_url, (key_store, root_key_store)).await
         }
         CaCommand::Root => {
             print!("{}", dir.root_pem()?);
@@ -110,7 +111,7 @@ async fn init(
     dir: &CaDir,
     init: CaInit,
     crl_url: Option<String>,
-    key_store: Option<String>,
+    (key_store, root_key_store): (Option<String>, Option<String>),
 ) -> Result<ExitCode, Failure> {
     let key_type = init.key_type;
     let passphrase = passphrase(global)?;
@@ -122,9 +123,22 @@ async fn init(
             if dir.exists() {
                 return Err(pki::Error::AlreadyInitialized(global.data_dir.join("ca")).into());
             }
+            if root_key_store.as_deref() == Some(uri.as_str()) {
+                return Err(Failure::usage(
+                    "--root-key-store names the same key as --key-store; give it another object",
+                ));
+            }
             let key = keyserver::ca_key::generate(uri, Path::new("/"), key_type)
                 .map_err(|why| Failure::usage(format!("--key-store: {why}")))?;
-            dir.init_with_token_key(&init, crl_url.as_deref(), passphrase.as_ref(), uri, key)?;
+            let root = match &root_key_store {
+                Some(root_uri) => Some((
+                    root_uri.as_str(),
+                    keyserver::ca_key::generate(root_uri, Path::new("/"), key_type)
+                        .map_err(|why| Failure::usage(format!("--root-key-store: {why}")))?,
+                )),
+                None => None,
+            };
+            dir.init_with_token_key(&init, crl_url.as_deref(), passphrase.as_ref(), (uri, key), root)?;
         }
     }
     SqliteStore::open(&dir.database()).await?;
@@ -132,8 +146,12 @@ async fn init(
     println!("root certificate:         {}", dir.root_path().display());
     println!("intermediate certificate: {}", dir.intermediate_path().display());
     println!("settings and policy:      {}", dir.settings_path().display());
-    if let Some(uri) = &key_store {
-        println!("the intermediate's key is in the token ({uri}); the root key is in ca/root.key");
+    match (&key_store, &root_key_store) {
+        (Some(uri), None) => println!("the intermediate's key is in the token ({uri}); the root key is in ca/root.key"),
+        (Some(uri), Some(root)) => {
+            println!("the intermediate's key is in the token ({uri}); the root's is in ({root})")
+        }
+        _ => {}
     }
     if passphrase.is_some() {
         println!("the CA keys in files are encrypted with the passphrase you gave");

@@ -194,6 +194,9 @@ pub enum CaCommand {
         /// e.g. pkcs11:token=ca;object=issuing?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/ca.pin
         #[arg(long, value_name = "URI")]
         key_store: Option<String>,
+        /// Make the root's key in a PKCS#11 token too (a URI like --key-store's, another object).
+        #[arg(long, value_name = "URI", requires = "key_store")]
+        root_key_store: Option<String>,
     },
     /// Print the root certificate (PEM).
     Root,

@@ -130,6 +130,26 @@ fn the_intermediate_key_in_a_token_issues_revokes_signs_crls_and_serves() {
 }
 
 #[test]
+fn the_root_key_can_be_made_in_the_token_too() {
+    let ca = TokenCa::new();
+    let same = ca.gh(&["ca", "init", "--key-store", &ca.uri("issuing"), "--root-key-store", &ca.uri("issuing")]);
+    assert_eq!(same.code, 2, "{}", same.all());
+    assert!(same.stderr.contains("names the same key as --key-store"), "{}", same.stderr);
+    let init = ca.gh_ok(&["ca", "init", "--key-store", &ca.uri("issuing"), "--root-key-store", &ca.uri("root")]);
+    assert!(init.contains("the root's is in"), "{init}");
+    assert!(!ca.ca_file("root.key").exists() && !ca.ca_file("intermediate.key").exists());
+    assert_eq!(read(ca.ca_file("root.pkcs11")).trim(), ca.uri("root"));
+    let listed = ca.hsm.list_private_keys(TOKEN, PIN);
+    assert!(listed.contains("root") && listed.contains("issuing"), "{listed}");
+    // The root signed itself and the intermediate in the token: openssl checks both.
+    let (root, intermediate) = (ca.ca_file("root.crt"), ca.ca_file("intermediate.crt"));
+    openssl_ok(&["verify", "-CAfile", s(&root), s(&intermediate)]);
+    let out = ca.dir.path().join("out");
+    ca.gh_ok(&["ca", "issue", "--profile", "client", "--cn", "alice", "--out", s(&out)]);
+    openssl_ok(&["verify", "-CAfile", s(&root), "-untrusted", s(&intermediate), s(&out.join("alice.crt"))]);
+}
+
+#[test]
 fn bad_key_stores_are_refused_before_anything_is_written() {
     let ca = TokenCa::new();
     let refused = |uri: &str, says: &str| {

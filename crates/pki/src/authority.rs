@@ -114,6 +114,25 @@ pub fn create_ca_for_key(
     Ok((CaCertificate { der: root_cert.der().clone(), key: root_key }, inter_cert.der().clone()))
 }
 
+/// Creates a root whose key is `root_key` and an issuing intermediate for
+/// `intermediate_key`, both held elsewhere (tokens): the two certificates.
+pub fn create_ca_for_keys(
+    init: &CaInit,
+    intermediate_key: &impl PublicKeyData,
+    root_key: CaKey,
+) -> Result<(CertificateDer<'static>, CertificateDer<'static>)> {
+    if init.days == 0 {
+        return Err(Error::ZeroLifetime);
+    }
+    let root_params = ca_params(format!("{} Root CA", init.name), &init.name, init.days, None);
+    let root_cert = root_params.self_signed(&root_key).map_err(Error::Signing)?;
+    let root_issuer = rcgen::Issuer::new(root_params, root_key);
+    let mut inter_params = ca_params(format!("{} Issuing CA", init.name), &init.name, init.days, Some(0));
+    inter_params.use_authority_key_identifier_extension = true;
+    let inter_cert = inter_params.signed_by(intermediate_key, &root_issuer).map_err(Error::Signing)?;
+    Ok((root_cert.der().clone(), inter_cert.der().clone()))
+}
+
 /// An ordered subject distinguished name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subject(pub Vec<(DnField, String)>);

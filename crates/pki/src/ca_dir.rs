@@ -7,6 +7,7 @@
 //! DATA_DIR/ca/intermediate.crt   issuing CA certificate
 //! DATA_DIR/ca/intermediate.key   issuing CA key
 //! DATA_DIR/ca/intermediate.pkcs11  or: the RFC 7512 URI of its key in a PKCS#11 token
+//! DATA_DIR/ca/root.pkcs11          and, optionally, of the root's
 //! DATA_DIR/gatehouse.db          issuance database (see the store crate)
 //! ```
 //!
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
 
-use crate::authority::{CaInit, Issuer, create_ca, create_ca_for_key};
+use crate::authority::{CaInit, Issuer, create_ca, create_ca_for_key, create_ca_for_keys};
 use crate::error::{Error, Result};
 use crate::external::{CaKey, ExternalKey};
 use crate::files::{PRIVATE, PUBLIC, create_private_dir, sync_dir, write_atomic};
@@ -28,6 +29,14 @@ use pkcs8::der::zeroize::Zeroizing;
 
 /// The file that names the intermediate's key in a token, instead of `intermediate.key`.
 const TOKEN_KEY_FILE: &str = "intermediate.pkcs11";
+
+/// The file that names the root's key in a token, instead of `root.key`.
+const ROOT_TOKEN_KEY_FILE: &str = "root.pkcs11";
+
+/// The contents of a `.pkcs11` file: the URI, one line.
+fn reference(uri: &str) -> Zeroizing<String> {
+    Zeroizing::new(format!("{uri}\n"))
+}
 
 /// The CA's part of a data dir.
 #[derive(Debug, Clone)]
@@ -78,22 +87,23 @@ impl CaDir {
         crl_url: Option<&str>,
         passphrase: Option<&Passphrase>,
     ) -> Result<(CertificateDer<'static>, CertificateDer<'static>)> {
-        self.init_with(init, crl_url, passphrase, None)
+        self.init_with(init, crl_url, passphrase, None, None)
     }
 
     /// As [`CaDir::init`], with the intermediate's key already in a token: `uri` names
-    /// it (written to `ca/intermediate.pkcs11`), `key` signs with it. The root key
-    /// is made here and kept in `ca/root.key` (offline use only: it signs nothing
-    /// but this intermediate).
+    /// it (written to `ca/intermediate.pkcs11`), `key` signs with it. The root key is
+    /// in a token too when `root` names it (`ca/root.pkcs11`); else it is made here
+    /// and kept in `ca/root.key`. Either way it signs nothing after this but the
+    /// intermediate: keep it offline.
     pub fn init_with_token_key(
         &self,
         init: &CaInit,
         crl_url: Option<&str>,
         passphrase: Option<&Passphrase>,
-        uri: &str,
-        key: Arc<dyn ExternalKey>,
+        (uri, key): (&str, Arc<dyn ExternalKey>),
+        root: Option<(&str, Arc<dyn ExternalKey>)>,
     ) -> Result<(CertificateDer<'static>, CertificateDer<'static>)> {
-        self.init_with(init, crl_url, passphrase, Some((uri, key)))
+        self.init_with(init, crl_url, passphrase, Some((uri, key)), root)
     }
 
     fn init_with(
@@ -102,6 +112,7 @@ impl CaDir {
         crl_url: Option<&str>,
         passphrase: Option<&Passphrase>,
         token_key: Option<(&str, Arc<dyn ExternalKey>)>,
+        root_token_key: Option<(&str, Arc<dyn ExternalKey>)>,
     ) -> Result<(CertificateDer<'static>, CertificateDer<'static>)> {
         if self.exists() {
             return Err(Error::AlreadyInitialized(self.ca()));
@@ -111,23 +122,30 @@ impl CaDir {
             CaSettings::parse(&self.settings_path(), &CaSettings::template(Some(url)))?;
         }
         create_private_dir(&self.data_dir)?;
-        let (root, intermediate, intermediate_file) = match token_key {
-            None => {
+        // The certificates, and the files that hold or name their keys.
+        let (root, intermediate, root_file, intermediate_file) = match (token_key, root_token_key) {
+            (None, _) => {
                 let material = create_ca(init)?;
+                let root_key = encode_private_key(&material.root.key, passphrase)?;
                 let key = encode_private_key(&material.intermediate.key, passphrase)?;
-                (material.root, material.intermediate.der, ("intermediate.key", key))
+                (material.root.der, material.intermediate.der, ("root.key", root_key), ("intermediate.key", key))
             }
-            Some((uri, key)) => {
-                let (root, intermediate) = create_ca_for_key(init, &CaKey::External(key.clone()))?;
-                (root, intermediate, (TOKEN_KEY_FILE, Zeroizing::new(format!("{uri}\n"))))
+            (Some((uri, key)), None) => {
+                let (root, intermediate) = create_ca_for_key(init, &CaKey::External(key))?;
+                let root_key = encode_private_key(&root.key, passphrase)?;
+                (root.der, intermediate, ("root.key", root_key), (TOKEN_KEY_FILE, reference(uri)))
+            }
+            (Some((uri, key)), Some((root_uri, root_key))) => {
+                let (root, intermediate) = create_ca_for_keys(init, &CaKey::External(key), CaKey::External(root_key))?;
+                (root, intermediate, (ROOT_TOKEN_KEY_FILE, reference(root_uri)), (TOKEN_KEY_FILE, reference(uri)))
             }
         };
         let staging = self.data_dir.join(format!(".ca-init.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         create_private_dir(&staging)?;
         let files: [(&str, Vec<u8>, u32); 4] = [
-            ("root.crt", pem_cert(&root.der).into_bytes(), PUBLIC),
-            ("root.key", encode_private_key(&root.key, passphrase)?.as_bytes().to_vec(), PRIVATE),
+            ("root.crt", pem_cert(&root).into_bytes(), PUBLIC),
+            (root_file.0, root_file.1.as_bytes().to_vec(), PRIVATE),
             ("intermediate.crt", pem_cert(&intermediate).into_bytes(), PUBLIC),
             (intermediate_file.0, intermediate_file.1.as_bytes().to_vec(), PRIVATE),
         ];
@@ -144,7 +162,7 @@ impl CaDir {
         if !settings.exists() || crl_url.is_some() {
             write_atomic(&settings, CaSettings::template(crl_url).as_bytes(), PUBLIC, true)?;
         }
-        Ok((root.der, intermediate))
+        Ok((root, intermediate))
     }
 
     /// Reads `ca.toml` (defaults when absent).

@@ -29,7 +29,8 @@ mod service;
 mod x509;
 
 pub use authority::{
-    CaCertificate, CaInit, CaMaterial, IssueOptions, Issued, Issuer, LeafRequest, Subject, create_ca, create_ca_for_key,
+    CaCertificate, CaInit, CaMaterial, IssueOptions, Issued, Issuer, LeafRequest, Subject, create_ca,
+    create_ca_for_key, create_ca_for_keys,
 };
 pub use ca_dir::{CaDir, pem_cert, pem_crl};
 pub use crl::{RevocationReason, build_crl};
