@@ -101,17 +101,11 @@ pub fn create_ca_for_key(
     if init.days == 0 {
         return Err(Error::ZeroLifetime);
     }
-    let root_key = init.key_type.generate()?;
-    let root_params = ca_params(format!("{} Root CA", init.name), &init.name, init.days, None);
-    let root_cert = root_params.self_signed(&root_key).map_err(Error::Signing)?;
-    let root_issuer = rcgen::Issuer::new(root_params, root_key);
-    let mut inter_params = ca_params(format!("{} Issuing CA", init.name), &init.name, init.days, Some(0));
-    inter_params.use_authority_key_identifier_extension = true;
-    let inter_cert = inter_params.signed_by(intermediate_key, &root_issuer).map_err(Error::Signing)?;
+    let (root, intermediate, root_issuer) = root_and_intermediate(init, intermediate_key, init.key_type.generate()?)?;
     // Issuer owns the root key; take it back out for writing to disk.
     let root_key = KeyPair::try_from(&rustls_pki_types::PrivatePkcs8KeyDer::from(root_issuer.key().serialize_der()))
         .map_err(Error::KeyGeneration)?;
-    Ok((CaCertificate { der: root_cert.der().clone(), key: root_key }, inter_cert.der().clone()))
+    Ok((CaCertificate { der: root, key: root_key }, intermediate))
 }
 
 /// Creates a root whose key is `root_key` and an issuing intermediate for
@@ -124,13 +118,24 @@ pub fn create_ca_for_keys(
     if init.days == 0 {
         return Err(Error::ZeroLifetime);
     }
+    let (root, intermediate, _) = root_and_intermediate(init, intermediate_key, root_key)?;
+    Ok((root, intermediate))
+}
+
+/// The self-signed root of `root_key`, the intermediate it signs for
+/// `intermediate_key`, and the root's issuer (which owns the key).
+fn root_and_intermediate<S: rcgen::SigningKey>(
+    init: &CaInit,
+    intermediate_key: &impl PublicKeyData,
+    root_key: S,
+) -> Result<(CertificateDer<'static>, CertificateDer<'static>, rcgen::Issuer<'static, S>)> {
     let root_params = ca_params(format!("{} Root CA", init.name), &init.name, init.days, None);
     let root_cert = root_params.self_signed(&root_key).map_err(Error::Signing)?;
     let root_issuer = rcgen::Issuer::new(root_params, root_key);
     let mut inter_params = ca_params(format!("{} Issuing CA", init.name), &init.name, init.days, Some(0));
     inter_params.use_authority_key_identifier_extension = true;
     let inter_cert = inter_params.signed_by(intermediate_key, &root_issuer).map_err(Error::Signing)?;
-    Ok((root_cert.der().clone(), inter_cert.der().clone()))
+    Ok((root_cert.der().clone(), inter_cert.der().clone(), root_issuer))
 }
 
 /// An ordered subject distinguished name.
