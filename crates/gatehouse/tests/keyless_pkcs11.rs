@@ -312,7 +312,10 @@ fn an_unknown_token_label_exits_2_listing_the_labels_there_are() {
 /// `openssl x509 -new -force_pubkey` (no CSR: the private key cannot sign one here).
 #[track_caller]
 fn certificate_for(ks: &TokenKeyServer, public: &Path, host: &str) -> PathBuf {
-    let dir = ks.env.path().join("sites");
+    // A directory per call: tests running side by side make certificates for the same hosts.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = ks.env.path().join("sites").join(n.to_string());
     std::fs::create_dir_all(&dir).unwrap();
     let ext = dir.join(format!("{host}.ext"));
     write(

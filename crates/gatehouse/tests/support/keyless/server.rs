@@ -105,7 +105,10 @@ impl KeyServer {
     /// reads it), as the chain a server sends: the leaf, then the intermediate.
     #[track_caller]
     pub fn site_certificate(&self, key: &Path, host: &str) -> PathBuf {
-        let dir = self.env.path().join("sites");
+        // A directory per call: tests running side by side make certificates for the same hosts.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.env.path().join("sites").join(n.to_string());
         std::fs::create_dir_all(&dir).unwrap();
         let csr = dir.join(format!("{host}.csr"));
         let subject = format!("/CN={host}");
