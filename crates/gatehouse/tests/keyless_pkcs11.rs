@@ -362,9 +362,10 @@ fn a_token_key_server_signs_through_the_tunnel() {
     let ks = TokenKeyServer::shared();
     let tunnel = free_port();
     let listen = format!("keyless_tunnel = \"127.0.0.1:{tunnel}\"");
-    let (gw, _upstream) = token_sites_gateway(ks, "gw-token-tunnel.toml", &listen, "servers = []");
+    let servers = "servers = []\nserver_name = \"keys.token.test\"";
+    let (gw, _upstream) = token_sites_gateway(ks, "gw-token-tunnel.toml", &listen, servers);
     // The key server dials out with a client certificate; it opens no port for gateways.
-    let cert = ks.env.client("token-tunnel-ks");
+    let cert = ks.env.issue("client", "token-tunnel-ks", &["DNS:keys.token.test"]);
     let config = ks.env.write(
         "keyserver-tunnel.toml",
         &format!(

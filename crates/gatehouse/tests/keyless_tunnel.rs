@@ -26,6 +26,14 @@ use support::*;
 const SITES: [(&str, &str); 3] =
     [("p256-pkcs8", "ec.tunnel.test"), ("rsa-pkcs8", "rsa.tunnel.test"), ("ed25519", "ed.tunnel.test")];
 
+/// The name key servers' certificates carry, which the gateway's table requires.
+const KEY_SERVER_NAME: &str = "keys.tunnel.test";
+
+/// A key server's client certificate from the internal CA, naming [`KEY_SERVER_NAME`].
+fn key_server_cert(env: &Env, cn: &str) -> Cert {
+    env.issue("client", cn, &[&format!("DNS:{KEY_SERVER_NAME}")])
+}
+
 /// A gateway whose keyless table has no servers: only key servers attached through
 /// its tunnel listener sign.
 struct TunnelGateway {
@@ -41,7 +49,7 @@ impl TunnelGateway {
         let (https, tunnel) = (free_port(), free_port());
         let mut toml = format!(
             "{}keyless_tunnel = \"127.0.0.1:{tunnel}\"\n\n[runtime]\nworker_threads = 1\n\n\
-             [[keyless]]\nname = \"ks\"\nservers = []\ntimeout_ms = 3000\n",
+             [[keyless]]\nname = \"ks\"\nservers = []\nserver_name = \"{KEY_SERVER_NAME}\"\ntimeout_ms = 3000\n",
             listen_toml(https, None, None)
         );
         for (key, host) in SITES {
@@ -118,7 +126,7 @@ fn shared() -> &'static Shared {
         // One dials the name, one the address: the certificate carries both.
         let targets = [format!("localhost:{}", tg.tunnel), format!("127.0.0.1:{}", tg.tunnel)];
         let servers = [0, 1].map(|i| {
-            let cert = ks.env.client(&format!("tunnel-ks-{i}"));
+            let cert = key_server_cert(&ks.env, &format!("tunnel-ks-{i}"));
             let extra = format!("metrics = \"127.0.0.1:{}\"", metrics[i]);
             let config = tunnel_config(ks, &format!("tunnel-ks-{i}"), &targets[i], &cert, &extra);
             let mut daemon = Daemon::spawn(&key_server_command(ks, &config), &format!("keyserver tunnel {i}"), None);
@@ -185,7 +193,7 @@ fn a_key_server_the_gateway_does_not_trust_is_refused_at_the_tunnel() {
     let ks = KeyServer::shared();
     // A client certificate from another CA; the key server itself trusts the gateway.
     let other = Env::new();
-    let stranger = other.client("stranger-ks");
+    let stranger = key_server_cert(&other, "stranger-ks");
     let trust = format!("trust = [\"{}\"]", s(&ks.env.root()));
     let config = tunnel_config(ks, "stranger-ks", &format!("127.0.0.1:{}", sh.tg.tunnel), &stranger, &trust);
     let mut server = Daemon::spawn(&key_server_command(ks, &config), "keyserver (stranger)", None);
@@ -204,12 +212,25 @@ fn a_key_server_the_gateway_does_not_trust_is_refused_at_the_tunnel() {
 }
 
 #[test]
+fn a_client_certificate_of_the_same_ca_without_the_name_cannot_attach() {
+    let sh = shared();
+    let ks = KeyServer::shared();
+    // A user's certificate from the gateway's own internal CA: it chains, but is no key server.
+    let user = ks.env.client("just-a-user");
+    let config = tunnel_config(ks, "user-ks", &format!("127.0.0.1:{}", sh.tg.tunnel), &user, "");
+    let mut server = Daemon::spawn(&key_server_command(ks, &config), "keyserver (a user's certificate)", None);
+    server.wait_stderr("the gateway's alert", |l| l.contains("keyless tunnel closed") && l.contains("fatal alert"));
+    assert!(!server.proc.stderr().contains("attached to the gateway"), "{}", server.proc.dump());
+    assert_eq!(sh.tg.attached(), 2, "a user's certificate attached:\n{}", sh.tg.gateway.proc.dump());
+}
+
+#[test]
 fn a_gateway_the_key_server_does_not_trust_gets_no_connection() {
     let sh = shared();
     let ks = KeyServer::shared();
     // The key server trusts only another CA: the gateway's tunnel certificate fails.
     let other = Env::new();
-    let cert = ks.env.client("wary-ks");
+    let cert = key_server_cert(&ks.env, "wary-ks");
     let trust = format!("trust = [\"{}\"]", s(&other.root()));
     let config = tunnel_config(ks, "wary-ks", &format!("127.0.0.1:{}", sh.tg.tunnel), &cert, &trust);
     let mut server = Daemon::spawn(&key_server_command(ks, &config), "keyserver (wary)", None);
@@ -240,7 +261,7 @@ fn a_key_server_killed_under_load_is_dropped_at_once_and_no_handshake_fails() {
     let tg = TunnelGateway::start(ks, "tunnel-failover-gw.toml");
     let mut servers: Vec<Proc> = (0..2)
         .map(|i| {
-            let cert = ks.env.client(&format!("failover-ks-{i}"));
+            let cert = key_server_cert(&ks.env, &format!("failover-ks-{i}"));
             let config = tunnel_config(ks, &format!("failover-ks-{i}"), &format!("127.0.0.1:{}", tg.tunnel), &cert, "");
             Proc::spawn(key_server_command(ks, &config), &format!("keyserver failover {i}"))
         })

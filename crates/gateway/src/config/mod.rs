@@ -619,6 +619,12 @@ impl Config {
             if keyless.client_cert.is_some() != keyless.client_key.is_some() {
                 problems.push(format!("{at}: keyless[{i}] needs both client_cert and client_key, or neither"));
             }
+            if keyless.servers.is_empty() && tunnel.is_some() && keyless.server_name.is_none() {
+                problems.push(format!(
+                    "{at}: keyless[{i}] takes key servers from the tunnel but has no server_name; set the name their \
+                     certificates carry (without it any client certificate of the same CA could attach)"
+                ));
+            }
             if keyless.servers.is_empty() && tunnel.is_none() {
                 problems.push(format!(
                     "{at}: keyless[{i}] has no servers and there is no [listen] keyless_tunnel for key servers to \
@@ -883,7 +889,13 @@ servers = ["http://127.0.0.1:3000"]
             )
         };
         let tunnel = "keyless_tunnel = \"127.0.0.1:2408\"\nkeyless_tunnel_names = [\"edge.example.com\"]";
-        let ok = Config::parse(Path::new("t.toml"), &config(tunnel, "[]", true)).expect("valid");
+        assert_eq!(
+            messages(&config(tunnel, "[]", true)),
+            ["line 5, column 1: keyless[0] takes key servers from the tunnel but has no server_name; set the name \
+              their certificates carry (without it any client certificate of the same CA could attach)"]
+        );
+        let ok = Config::parse(Path::new("t.toml"), &config(tunnel, "[]\nserver_name = \"keys.internal\"", true))
+            .expect("valid");
         let listen = ok.listen.expect("listen");
         assert_eq!(listen.keyless_tunnel, Some("127.0.0.1:2408".parse().unwrap()));
         assert_eq!(listen.keyless_tunnel_names, ["edge.example.com"]);
@@ -897,7 +909,7 @@ servers = ["http://127.0.0.1:3000"]
             ["listen.keyless_tunnel is set but no [[keyless]] table uses key servers; add one or drop keyless_tunnel"]
         );
         let bad_name = "keyless_tunnel = \"127.0.0.1:2408\"\nkeyless_tunnel_names = [\"*.example.com\", \"a b\"]";
-        assert_eq!(messages(&config(bad_name, "[]", true)).len(), 2);
+        assert_eq!(messages(&config(bad_name, "[\"127.0.0.1:2407\"]", true)).len(), 2);
         assert_eq!(
             messages(&config("keyless_tunnel_names = [\"edge\"]", "[\"127.0.0.1:2407\"]", true)),
             ["listen.keyless_tunnel_names without keyless_tunnel; set keyless_tunnel"]

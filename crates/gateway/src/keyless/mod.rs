@@ -220,14 +220,29 @@ impl KeyServers {
     }
 
     /// Whether a key server with the certificate `chain` (leaf first) may serve this
-    /// table: it chains to the table's trust.
+    /// table through the tunnel (see [`KeyServers::admits`]).
     pub fn trusts(&self, chain: &[CertificateDer<'static>]) -> bool {
         let Some((leaf, intermediates)) = chain.split_first() else { return false };
-        self.verifier.verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now()).is_ok()
+        self.admits(leaf, intermediates, rustls::pki_types::UnixTime::now()).is_ok()
     }
 
-    fn verifier(&self) -> &Arc<dyn ClientCertVerifier> {
-        &self.verifier
+    /// Admits a key server dialling in through the tunnel: its certificate chains to
+    /// the table's trust and names the table's `server_name`. The name is what sets a
+    /// key server apart from any other client certificate of the same CA (the internal
+    /// CA also issues the users' certificates); a table without one admits none.
+    fn admits(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let not_for_name = || rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName);
+        let name = self.server_name.as_ref().ok_or_else(not_for_name)?;
+        let verified = self.verifier.verify_client_cert(leaf, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(leaf)
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        cert.verify_is_valid_for_subject_name(name).map_err(|_| not_for_name())?;
+        Ok(verified)
     }
 
     /// Adds a key server attached through the tunnel.

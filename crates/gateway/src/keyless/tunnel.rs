@@ -7,8 +7,10 @@
 //!   the listener's IP and `keyless_tunnel_names`; it is looked at again with
 //!   the hourly renewal check and reissued when a third of its life is left.
 //! - A key server's client certificate must chain to the trust of at least one
-//!   `[[keyless]]` table (its `ca`, or the internal CA). The connection then
-//!   serves every table that trusts it ([`Tunnels`]): requests of those tables
+//!   `[[keyless]]` table (its `ca`, or the internal CA) and carry that table's
+//!   `server_name`: the same CA may issue users' client certificates, which must
+//!   not attach as key servers. The connection then serves every table that
+//!   admits it ([`Tunnels`]): requests of those tables
 //!   are spread over their dialled servers and attached connections alike.
 //! - Each attached connection is pinged every [`PING_EVERY`]: that keeps it from
 //!   the key server's idle close, and a key server that answers no ping within
@@ -184,7 +186,7 @@ impl ClientCertVerifier for AnyTable {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let mut refusal = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
         for table in self.tunnels.tables() {
-            match table.verifier().verify_client_cert(end_entity, intermediates, now) {
+            match table.admits(end_entity, intermediates, now) {
                 Ok(verified) => return Ok(verified),
                 Err(e) => refusal = e,
             }
