@@ -63,21 +63,6 @@ fn shared() -> &'static KeylessGateway {
     })
 }
 
-/// `openssl s_client` to `host` with `args`; the handshake verified against the root.
-#[track_caller]
-fn s_client_ok(gw: &Gateway, host: &str, args: &[&str]) -> String {
-    let mut all = vec!["-servername", host, "-verify_hostname", host, "-verify_return_error", "-CAfile", s(&gw.root)];
-    all.extend_from_slice(args);
-    let o = gw.s_client(&all, "");
-    assert!(
-        o.stdout.contains("Verify return code: 0 (ok)") && o.stdout.contains("Cipher is"),
-        "s_client {host} {args:?} did not complete a verified handshake:\n{}\n{}",
-        o.all(),
-        gw.proc.dump()
-    );
-    o.stdout
-}
-
 #[test]
 fn tls13_and_tls12_handshakes_are_signed_by_the_key_server() {
     let gw = &shared().gateway;
@@ -87,20 +72,20 @@ fn tls13_and_tls12_handshakes_are_signed_by_the_key_server() {
             let r = gw.curl(host, "/keyless", &version);
             assert_eq!(r.status, 200, "curl {version:?} {host}: {r:?}\n{}", gw.proc.dump());
         }
-        let tls13 = s_client_ok(gw, host, &["-tls1_3"]);
+        let tls13 = gw.s_client_verified(host, &["-tls1_3"]);
         assert!(tls13.contains("TLSv1.3"), "{tls13}");
-        let tls12 = s_client_ok(gw, host, &["-tls1_2"]);
+        let tls12 = gw.s_client_verified(host, &["-tls1_2"]);
         assert!(tls12.contains("TLSv1.2"), "{tls12}");
     }
     // RSA: PSS in TLS 1.3; PKCS#1 v1.5 when a TLS 1.2 client offers only that.
     let rsa = "rsa.keyless.test";
-    let pss = s_client_ok(gw, rsa, &["-tls1_3"]);
+    let pss = gw.s_client_verified(rsa, &["-tls1_3"]);
     assert!(pss.contains("Peer signature type: RSA-PSS"), "{pss}");
-    let pkcs1 = s_client_ok(gw, rsa, &["-tls1_2", "-sigalgs", "RSA+SHA256"]);
+    let pkcs1 = gw.s_client_verified(rsa, &["-tls1_2", "-sigalgs", "RSA+SHA256"]);
     assert!(pkcs1.contains("Peer signature type: RSA\n") || pkcs1.contains("Peer signature type: RSA\r"), "{pkcs1}");
-    let ed = s_client_ok(gw, "ed.keyless.test", &["-tls1_3"]);
+    let ed = gw.s_client_verified("ed.keyless.test", &["-tls1_3"]);
     assert!(ed.to_ascii_lowercase().contains("peer signature type: ed25519"), "{ed}");
-    let ec = s_client_ok(gw, "ec.keyless.test", &["-tls1_2"]);
+    let ec = gw.s_client_verified("ec.keyless.test", &["-tls1_2"]);
     assert!(ec.contains("Peer signature type: ECDSA"), "{ec}");
     // The key server did the signing: its metrics count each family's operations.
     let m = metrics(KeyServer::shared().metrics_port);

@@ -138,21 +138,6 @@ fn shared() -> &'static Shared {
     })
 }
 
-/// `openssl s_client` to `host` with `args`; the handshake verified against the root.
-#[track_caller]
-fn s_client_ok(gw: &Gateway, host: &str, args: &[&str]) -> String {
-    let mut all = vec!["-servername", host, "-verify_hostname", host, "-verify_return_error", "-CAfile", s(&gw.root)];
-    all.extend_from_slice(args);
-    let o = gw.s_client(&all, "");
-    assert!(
-        o.stdout.contains("Verify return code: 0 (ok)") && o.stdout.contains("Cipher is"),
-        "s_client {host} {args:?} did not complete a verified handshake:\n{}\n{}",
-        o.all(),
-        gw.proc.dump()
-    );
-    o.stdout
-}
-
 /// The signatures a key server has made, every family together.
 fn signatures(metrics_port: u16) -> f64 {
     let m = metrics(metrics_port);
@@ -173,13 +158,13 @@ fn tls13_and_tls12_handshakes_are_signed_through_the_tunnel_by_both_key_servers(
         }
     }
     let rsa = "rsa.tunnel.test";
-    let pss = s_client_ok(gw, rsa, &["-tls1_3"]);
+    let pss = gw.s_client_verified(rsa, &["-tls1_3"]);
     assert!(pss.contains("Peer signature type: RSA-PSS"), "{pss}");
-    let pkcs1 = s_client_ok(gw, rsa, &["-tls1_2", "-sigalgs", "RSA+SHA256"]);
+    let pkcs1 = gw.s_client_verified(rsa, &["-tls1_2", "-sigalgs", "RSA+SHA256"]);
     assert!(pkcs1.contains("Peer signature type: RSA\n") || pkcs1.contains("Peer signature type: RSA\r"), "{pkcs1}");
-    let ed = s_client_ok(gw, "ed.tunnel.test", &["-tls1_3"]);
+    let ed = gw.s_client_verified("ed.tunnel.test", &["-tls1_3"]);
     assert!(ed.to_ascii_lowercase().contains("peer signature type: ed25519"), "{ed}");
-    let ec = s_client_ok(gw, "ec.tunnel.test", &["-tls1_2"]);
+    let ec = gw.s_client_verified("ec.tunnel.test", &["-tls1_2"]);
     assert!(ec.contains("Peer signature type: ECDSA"), "{ec}");
     // Requests are spread over the attached key servers: each has signed.
     for (i, port) in sh.metrics.iter().enumerate() {

@@ -117,6 +117,23 @@ impl Gateway {
     }
 
     /// Access lines (`"event":"request"`).
+    /// `openssl s_client` to `host` with `args`, the handshake verified against the
+    /// root (hostname included); panics unless it completed; its stdout.
+    #[track_caller]
+    pub fn s_client_verified(&self, host: &str, args: &[&str]) -> String {
+        let mut all =
+            vec!["-servername", host, "-verify_hostname", host, "-verify_return_error", "-CAfile", s(&self.root)];
+        all.extend_from_slice(args);
+        let o = self.s_client(&all, "");
+        assert!(
+            o.stdout.contains("Verify return code: 0 (ok)") && o.stdout.contains("Cipher is"),
+            "s_client {host} {args:?} did not complete a verified handshake:\n{}\n{}",
+            o.all(),
+            self.proc.dump()
+        );
+        o.stdout
+    }
+
     pub fn access_lines(&self) -> Vec<Value> {
         self.proc.json_lines().into_iter().filter(|v| v["event"] == "request").collect()
     }
