@@ -29,6 +29,8 @@ need named-checkconf bind9-utils
 need dig bind9-dnsutils
 need softhsm2-util softhsm2
 need pkcs11-tool opensc
+# The store's tests start a PostgreSQL cluster of their own; Debian keeps its programs off PATH.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 py_module() { # py_module MODULE PACKAGE
   if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c "import $1" 2>/dev/null; then
     missing+=("$2")

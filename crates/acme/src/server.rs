@@ -26,7 +26,7 @@ use pki::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeIdentifier, AcmeOrder, AcmeStore, SqliteStore, Store};
+use store::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeIdentifier, AcmeOrder, AcmeStore, Database, Store};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
@@ -77,8 +77,8 @@ const RATE_LIMIT_RETRY: u64 = 3600;
 
 /// The ACME server over one CA and its database.
 pub struct AcmeServer {
-    ca: CertificateAuthority<SqliteStore>,
-    store: SqliteStore,
+    ca: CertificateAuthority<Database>,
+    store: Database,
     validator: Validator,
     settings: Settings,
 }
@@ -163,11 +163,7 @@ fn id_in<'a>(url: &'a str, base: &str, kind: &str) -> Option<&'a str> {
 
 impl AcmeServer {
     /// A server issuing with `ca`, keeping its state in `store` (the CA's database).
-    pub fn new(
-        ca: CertificateAuthority<SqliteStore>,
-        store: SqliteStore,
-        settings: &Settings,
-    ) -> Result<AcmeServer, String> {
+    pub fn new(ca: CertificateAuthority<Database>, store: Database, settings: &Settings) -> Result<AcmeServer, String> {
         let validator = Validator::new(settings.dns_resolver, settings.http_01_port, settings.tls_alpn_01_port)?;
         Ok(AcmeServer { ca, store, validator, settings: settings.clone() })
     }

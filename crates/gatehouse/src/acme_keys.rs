@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
-use store::{AcmeEabKey, AcmeStore, SqliteStore};
+use store::{AcmeEabKey, AcmeStore, Database};
 
 use crate::Failure;
 use crate::cli::EabCommand;
@@ -32,7 +32,7 @@ fn state(key: &AcmeEabKey) -> String {
     }
 }
 
-pub async fn eab(store: &SqliteStore, command: EabCommand) -> Result<ExitCode, Failure> {
+pub async fn eab(store: &Database, command: EabCommand) -> Result<ExitCode, Failure> {
     match command {
         EabCommand::New { label } => {
             let key = AcmeEabKey {

@@ -29,7 +29,7 @@ use std::time::Instant;
 use pki::files::{PRIVATE, write_atomic};
 use pki::{CertificateAuthority, Issued, KeyType, LeafRequest, Pkcs12Format, Profile, RosterRow, Subject, pem_cert};
 use rayon::prelude::*;
-use store::SqliteStore;
+use store::Database;
 
 use crate::Failure;
 use crate::bundle::{self, BundlePaths, P12Request};
@@ -108,7 +108,7 @@ struct Signed<'a> {
 }
 
 pub async fn run(
-    ca: &CertificateAuthority<SqliteStore>,
+    ca: &CertificateAuthority<Database>,
     csv_path: &Path,
     out: &Path,
     p12: Option<P12Options>,
@@ -218,7 +218,7 @@ pub async fn run(
 /// delivered are either the one on disk (delivered now) or revoked as
 /// superseded. Returns the rows still to issue.
 async fn reconcile<'a>(
-    ca: &CertificateAuthority<SqliteStore>,
+    ca: &CertificateAuthority<Database>,
     out: &Path,
     rows: &'a [RosterRow],
     tally: &mut Tally,
@@ -336,7 +336,7 @@ impl Passwords {
 }
 
 fn sign_row<'a>(
-    ca: &CertificateAuthority<SqliteStore>,
+    ca: &CertificateAuthority<Database>,
     row: &'a RosterRow,
     profile: Profile,
     days: Option<u32>,

@@ -8,7 +8,7 @@ use pki::{
     RevocationReason, Serial, Subject, SubjectAltName,
 };
 use serde_json::json;
-use store::{CertificateRecord, ListFilter, SqliteStore, Store};
+use store::{CertificateRecord, Database, ListFilter, Store};
 
 use crate::Failure;
 use crate::bundle::{self, BundlePaths, P12Request};
@@ -93,14 +93,14 @@ pub(crate) fn passphrase(global: &Global) -> Result<Option<Passphrase>, Failure>
     }
 }
 
-async fn open_store(dir: &CaDir) -> Result<SqliteStore, Failure> {
+async fn open_store(dir: &CaDir) -> Result<Database, Failure> {
     if !dir.exists() {
         return Err(pki::Error::NotInitialized(dir.database().parent().map(Path::to_owned).unwrap_or_default()).into());
     }
-    Ok(SqliteStore::open(&dir.database()).await?)
+    Ok(Database::open_sqlite(&dir.database()).await?)
 }
 
-pub(crate) async fn open_ca(global: &Global, dir: &CaDir) -> Result<CertificateAuthority<SqliteStore>, Failure> {
+pub(crate) async fn open_ca(global: &Global, dir: &CaDir) -> Result<CertificateAuthority<Database>, Failure> {
     let issuer = dir.issuer(passphrase(global)?.as_ref())?;
     let store = open_store(dir).await?;
     Ok(CertificateAuthority::new(issuer, store))
@@ -141,7 +141,7 @@ async fn init(
             dir.init_with_token_key(&init, crl_url.as_deref(), passphrase.as_ref(), (uri, key), root)?;
         }
     }
-    SqliteStore::open(&dir.database()).await?;
+    Database::open_sqlite(&dir.database()).await?;
     println!("created an {key_type} root and issuing CA in {}", global.data_dir.display());
     println!("root certificate:         {}", dir.root_path().display());
     println!("intermediate certificate: {}", dir.intermediate_path().display());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use gateway::certificates::CertificateSource;
 use gateway::{Config, Gateway, InternalCa};
 use pki::{CaDir, CaInit, KeyType, LeafRequest, Pkcs12Format, Subject, SubjectAltName};
-use store::{SqliteStore, Store};
+use store::{Database, Store};
 
 use crate::Failure;
 use crate::bundle::{self, BundlePaths, P12Request};
@@ -74,7 +74,7 @@ fn uses_internal_ca(config: &Config) -> bool {
 }
 
 async fn open_internal(global: &Global, data_dir: &Path) -> Result<Arc<InternalCa>, Failure> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&CaDir::new(data_dir).database()).await?);
+    let store: Arc<dyn Store> = Arc::new(Database::open_sqlite(&CaDir::new(data_dir).database()).await?);
     let passphrase = crate::ca::passphrase(global)?;
     Ok(Arc::new(InternalCa::open(data_dir, store, passphrase).await?))
 }
@@ -100,7 +100,7 @@ async fn start_acme_server(
 ) -> Result<(), Failure> {
     let dir = CaDir::new(data_dir);
     let ca = crate::ca::open_ca(global, &dir).await?;
-    let store = SqliteStore::open(&dir.database()).await?;
+    let store = Database::open_sqlite(&dir.database()).await?;
     let internal = open_internal(global, data_dir).await?;
     let mut hosts = vec!["localhost".to_owned()];
     if !settings.listen.ip().is_unspecified() {
@@ -272,7 +272,7 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
         )?;
         eprintln!("created a CA in {}", data_dir.display());
     }
-    let store = SqliteStore::open(&dir.database()).await?;
+    let store = Database::open_sqlite(&dir.database()).await?;
     let client_dir = data_dir.join("quickstart");
     let user = "first-user";
     let paths = BundlePaths::new(&client_dir, user);

@@ -1,10 +1,13 @@
 //! Durable state of gatehouse: the issuance database of the certificate
 //! authority (what was issued, what was revoked, CRL numbers).
 //!
-//! This crate owns the [`Store`] trait and its backends. The SQLite backend
-//! ([`SqliteStore`]) is the embedded default: one file in the data dir, no
-//! setup. The trait speaks only plain data (hex serials, DER bytes, unix
-//! times), so a PostgreSQL backend can implement it without `pki` changing.
+//! This crate owns the [`Store`] and [`AcmeStore`] traits and their backends.
+//! The SQLite backend ([`SqliteStore`]) is the embedded default: one file in
+//! the data dir, no setup. The PostgreSQL backend ([`PgStore`]) is one database
+//! that several gatehouse instances share. [`Database`] is either, chosen by a
+//! storage URL. The traits speak only plain data (hex serials, DER bytes, unix
+//! times); both backends run the same queries (`certificates.rs` for issuance
+//! and revocation, `acme_sql.rs` for ACME) on the same schema (`migrations.rs`).
 //!
 //! It knows nothing of X.509 encoding, HTTP or TLS. Every write that matters
 //! (recording an issued certificate, a revocation, a CRL number) is durable
@@ -13,11 +16,19 @@
 #![forbid(unsafe_code)]
 
 mod acme;
+mod acme_sql;
+mod backend;
+mod certificates;
+mod database;
+mod migrations;
+mod postgres;
 mod record;
 mod sqlite;
-mod sqlite_acme;
 
 pub use acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeIdentifier, AcmeOrder, AcmeStore};
+pub use backend::{Backend, SqlStore};
+pub use database::Database;
+pub use postgres::PgStore;
 pub use record::{
     CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevokeOutcome, RevokedEntry,
 };
@@ -39,12 +50,35 @@ pub enum StoreError {
         /// What the backend said.
         source: sqlx::Error,
     },
+    /// The PostgreSQL database could not be reached or refused the connection.
+    #[error(
+        "cannot connect to the database {url}: {source}; check that PostgreSQL is running there, that the URL's \
+         host, port, user, password and database are right, and that the server admits this host and user \
+         (pg_hba.conf)"
+    )]
+    Connect {
+        /// The storage URL, its password elided.
+        url: String,
+        /// What the backend said.
+        source: sqlx::Error,
+    },
+    /// A storage URL whose scheme names no backend.
+    #[error(
+        "the storage URL {0} names no known backend; use sqlite://PATH (or sqlite:PATH) or \
+         postgres://USER@HOST:PORT/DATABASE (or postgresql://...)"
+    )]
+    UnknownScheme(String),
+    /// A `sqlite:` storage URL without a file path.
+    #[error(
+        "the storage URL {0} has no file path; write sqlite://PATH, for example sqlite:///var/lib/gatehouse/gatehouse.db"
+    )]
+    MissingPath(String),
     /// The database was written by a newer gatehouse.
     #[error(
         "the database schema version {found} is newer than this gatehouse understands ({known}); upgrade gatehouse"
     )]
     SchemaTooNew {
-        /// Version found in the file.
+        /// Version found in the database.
         found: i64,
         /// Newest version this build knows.
         known: i64,

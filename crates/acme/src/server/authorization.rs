@@ -131,7 +131,7 @@ impl AcmeServer {
 /// Tries a challenge a few times; its result settles the challenge and its authorization.
 async fn validate(
     validator: Validator,
-    store: SqliteStore,
+    store: Database,
     authorization: AcmeAuthorization,
     challenge: AcmeChallenge,
     key_authorization: String,

@@ -1,0 +1,109 @@
+//! What the SQL backends share: the store type over a connection pool, and the
+//! few places where SQLite and PostgreSQL need different words.
+//!
+//! The queries themselves are written once (`certificates.rs`, `acme_sql.rs`) with
+//! `$1`-style parameters, which both backends read, against the schema both get
+//! from `migrations.rs`. What a backend must guarantee beyond plain SQL (durable
+//! commits, one writer at a time or row locks) is set up where it is opened
+//! (`sqlite.rs`, `postgres.rs`).
+
+use sqlx::{Pool, Postgres, Sqlite, Transaction};
+
+use crate::Result;
+
+/// The words in which the backends differ.
+pub trait Backend: sqlx::Database {
+    /// Starts a transaction that writes, perhaps after reading what it will change.
+    ///
+    /// SQLite: `BEGIN IMMEDIATE`, which takes the write lock at once; a transaction that
+    /// read first and wrote later would fail with "database is locked" (SQLite cannot move
+    /// a WAL read snapshot forward into a write) if another connection, say the ACME
+    /// server while `ca revoke` runs, wrote in between. This one waits its turn within
+    /// the busy timeout instead. PostgreSQL: a plain `BEGIN`; the rows it will change
+    /// are read with [`FOR_UPDATE`](Backend::FOR_UPDATE), which locks them.
+    const BEGIN_WRITE: &'static str;
+    /// Appended to a `SELECT` of rows the same transaction then changes, so two
+    /// instances on one database cannot both act on what they read. Empty on SQLite,
+    /// where the transaction already holds the one write lock.
+    const FOR_UPDATE: &'static str;
+    /// How many rows a statement changed (sqlx has no trait for it).
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+impl Backend for Sqlite {
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const FOR_UPDATE: &'static str = "";
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
+impl Backend for Postgres {
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
+/// The issuance database (and the ACME server's state) in a SQL database.
+///
+/// See [`SqliteStore`](crate::SqliteStore) and [`PgStore`](crate::PgStore) for how
+/// each is opened.
+#[derive(Debug)]
+pub struct SqlStore<DB: Backend> {
+    pub(crate) pool: Pool<DB>,
+    /// Connections for ACME nonces, whose commits need not wait for the disk: a nonce
+    /// lost in a crash costs a client one badNonce retry, and nonces are half of an
+    /// order's commits. Opened on first use.
+    pub(crate) nonces: Pool<DB>,
+}
+
+impl<DB: Backend> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        SqlStore { pool: self.pool.clone(), nonces: self.nonces.clone() }
+    }
+}
+
+/// Writes `impl` blocks for [`SqlStore`] over any [`Backend`], with the bounds that
+/// let one query body run on both: written once here rather than on every block.
+macro_rules! for_every_backend {
+    ($(#[$attribute:meta])* impl SqlStore { $($body:tt)* }) => {
+        $crate::backend::for_every_backend!(@bounded $(#[$attribute])* impl [] { $($body)* });
+    };
+    ($(#[$attribute:meta])* impl $trait:ident for SqlStore { $($body:tt)* }) => {
+        $crate::backend::for_every_backend!(@bounded $(#[$attribute])* impl [$trait for] { $($body)* });
+    };
+    (@bounded $(#[$attribute:meta])* impl [$($trait_for:tt)*] { $($body:tt)* }) => {
+        $(#[$attribute])*
+        impl<DB: $crate::backend::Backend> $($trait_for)* $crate::backend::SqlStore<DB>
+        where
+            for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+            DB::Arguments: sqlx::IntoArguments<DB>,
+            for<'n> &'n str: sqlx::ColumnIndex<DB::Row> + sqlx::Encode<'n, DB> + sqlx::Type<DB>,
+            usize: sqlx::ColumnIndex<DB::Row>,
+            String: for<'r> sqlx::Decode<'r, DB> + for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+            i64: for<'r> sqlx::Decode<'r, DB> + for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+            bool: for<'r> sqlx::Decode<'r, DB> + for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+            Vec<u8>: for<'r> sqlx::Decode<'r, DB> + for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+            Option<String>: for<'q> sqlx::Encode<'q, DB>,
+            Option<i64>: for<'q> sqlx::Encode<'q, DB>,
+            for<'n> Option<&'n str>: sqlx::Encode<'n, DB>,
+        {
+            $($body)*
+        }
+    };
+}
+pub(crate) use for_every_backend;
+
+impl<DB: Backend> SqlStore<DB> {
+    /// A transaction for reading rows and then changing them (see [`Backend::BEGIN_WRITE`]).
+    pub(crate) async fn write_transaction(&self) -> Result<Transaction<'static, DB>> {
+        Ok(self.pool.begin_with(DB::BEGIN_WRITE).await?)
+    }
+}
+
+/// Now, unix seconds.
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

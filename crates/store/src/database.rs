@@ -1,0 +1,215 @@
+//! [`Database`]: the store a storage URL names, on whichever backend it is.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+
+use crate::acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeIdentifier, AcmeOrder, AcmeStore};
+use crate::postgres::without_password;
+use crate::record::{
+    CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevokeOutcome, RevokedEntry,
+};
+use crate::{PgStore, Result, SqliteStore, Store, StoreError};
+
+/// The issuance database and ACME state, on SQLite or PostgreSQL.
+///
+/// The rest of gatehouse holds this type, so the backend is a matter of the
+/// storage URL alone.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// One SQLite file: the embedded default.
+    Sqlite(SqliteStore),
+    /// A PostgreSQL database that several instances may share.
+    Postgres(PgStore),
+}
+
+impl Database {
+    /// Opens the database a storage URL names, bringing its schema up to date:
+    /// `sqlite://PATH` or `sqlite:PATH` (created if missing), or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `postgresql://`).
+    pub async fn open(url: &str) -> Result<Database> {
+        let (scheme, rest) = url.split_once(':').unwrap_or(("", url));
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                if path.is_empty() {
+                    return Err(StoreError::MissingPath(url.to_owned()));
+                }
+                Database::open_sqlite(Path::new(path)).await
+            }
+            "postgres" | "postgresql" => Ok(Database::Postgres(PgStore::connect(url).await?)),
+            _ => Err(StoreError::UnknownScheme(without_password(url))),
+        }
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path`.
+    pub async fn open_sqlite(path: &Path) -> Result<Database> {
+        Ok(Database::Sqlite(SqliteStore::open(path).await?))
+    }
+}
+
+/// Calls the same method on whichever backend `self` is.
+macro_rules! on_backend {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Database::Sqlite($store) => $call,
+            Database::Postgres($store) => $call,
+        }
+    };
+}
+
+#[async_trait]
+impl Store for Database {
+    async fn record_issued(&self, certificates: &[NewCertificate]) -> Result<()> {
+        on_backend!(self, store => store.record_issued(certificates).await)
+    }
+    async fn record_undelivered(&self, certificates: &[NewCertificate]) -> Result<()> {
+        on_backend!(self, store => store.record_undelivered(certificates).await)
+    }
+    async fn mark_delivered(&self, serials: &[String]) -> Result<()> {
+        on_backend!(self, store => store.mark_delivered(serials).await)
+    }
+    async fn release_hold(&self, serial: &str) -> Result<ReleaseOutcome> {
+        on_backend!(self, store => store.release_hold(serial).await)
+    }
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
+        on_backend!(self, store => store.certificate(serial).await)
+    }
+    async fn certificates(&self, filter: ListFilter) -> Result<Vec<CertificateRecord>> {
+        on_backend!(self, store => store.certificates(filter).await)
+    }
+    async fn revoke(&self, serial: &str, revocation: Revocation) -> Result<RevokeOutcome> {
+        on_backend!(self, store => store.revoke(serial, revocation).await)
+    }
+    async fn revoked(&self, issuer: &str) -> Result<Vec<RevokedEntry>> {
+        on_backend!(self, store => store.revoked(issuer).await)
+    }
+    async fn next_crl_number(&self, issuer: &str) -> Result<u64> {
+        on_backend!(self, store => store.next_crl_number(issuer).await)
+    }
+}
+
+#[async_trait]
+impl AcmeStore for Database {
+    async fn nonce_insert(&self, nonce: &str, expires: i64) -> Result<()> {
+        on_backend!(self, store => store.nonce_insert(nonce, expires).await)
+    }
+    async fn nonce_take(&self, nonce: &str, now: i64) -> Result<bool> {
+        on_backend!(self, store => store.nonce_take(nonce, now).await)
+    }
+    async fn nonce_sweep(&self, now: i64) -> Result<u64> {
+        on_backend!(self, store => store.nonce_sweep(now).await)
+    }
+    async fn account_insert(&self, account: &AcmeAccount) -> Result<bool> {
+        on_backend!(self, store => store.account_insert(account).await)
+    }
+    async fn account(&self, id: &str) -> Result<Option<AcmeAccount>> {
+        on_backend!(self, store => store.account(id).await)
+    }
+    async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AcmeAccount>> {
+        on_backend!(self, store => store.account_by_thumbprint(thumbprint).await)
+    }
+    async fn account_update(&self, id: &str, contact: &[String], status: &str) -> Result<()> {
+        on_backend!(self, store => store.account_update(id, contact, status).await)
+    }
+    async fn account_key_change(&self, id: &str, thumbprint: &str, jwk: &str) -> Result<bool> {
+        on_backend!(self, store => store.account_key_change(id, thumbprint, jwk).await)
+    }
+    async fn order_insert(&self, order: &AcmeOrder, new_authorizations: &[AcmeAuthorization]) -> Result<()> {
+        on_backend!(self, store => store.order_insert(order, new_authorizations).await)
+    }
+    async fn order(&self, id: &str) -> Result<Option<AcmeOrder>> {
+        on_backend!(self, store => store.order(id).await)
+    }
+    async fn orders_of(&self, account_id: &str) -> Result<Vec<String>> {
+        on_backend!(self, store => store.orders_of(account_id).await)
+    }
+    async fn order_transition(
+        &self,
+        id: &str,
+        from: &str,
+        status: &str,
+        error: Option<&str>,
+        certificate_serial: Option<&str>,
+    ) -> Result<bool> {
+        on_backend!(self, store => store.order_transition(id, from, status, error, certificate_serial).await)
+    }
+    async fn order_by_certificate(&self, serial: &str) -> Result<Option<AcmeOrder>> {
+        on_backend!(self, store => store.order_by_certificate(serial).await)
+    }
+    async fn authorization(&self, id: &str) -> Result<Option<AcmeAuthorization>> {
+        on_backend!(self, store => store.authorization(id).await)
+    }
+    async fn authorization_reusable(
+        &self,
+        account_id: &str,
+        identifier: &AcmeIdentifier,
+        wildcard: bool,
+        now: i64,
+    ) -> Result<Option<AcmeAuthorization>> {
+        on_backend!(self, store => store.authorization_reusable(account_id, identifier, wildcard, now).await)
+    }
+    async fn authorization_status(&self, id: &str, status: &str, expires: Option<i64>) -> Result<()> {
+        on_backend!(self, store => store.authorization_status(id, status, expires).await)
+    }
+    async fn challenge(&self, id: &str) -> Result<Option<(AcmeAuthorization, AcmeChallenge)>> {
+        on_backend!(self, store => store.challenge(id).await)
+    }
+    async fn orders_since(&self, account_id: &str, since: i64) -> Result<u64> {
+        on_backend!(self, store => store.orders_since(account_id, since).await)
+    }
+    async fn failed_validations_since(&self, account_id: &str, since: i64) -> Result<u64> {
+        on_backend!(self, store => store.failed_validations_since(account_id, since).await)
+    }
+    async fn eab_insert(&self, key: &AcmeEabKey) -> Result<()> {
+        on_backend!(self, store => store.eab_insert(key).await)
+    }
+    async fn eab_keys(&self) -> Result<Vec<AcmeEabKey>> {
+        on_backend!(self, store => store.eab_keys().await)
+    }
+    async fn eab_key(&self, kid: &str) -> Result<Option<AcmeEabKey>> {
+        on_backend!(self, store => store.eab_key(kid).await)
+    }
+    async fn eab_revoke(&self, kid: &str, at: i64) -> Result<bool> {
+        on_backend!(self, store => store.eab_revoke(kid, at).await)
+    }
+    async fn eab_bind(&self, kid: &str, account_id: &str) -> Result<bool> {
+        on_backend!(self, store => store.eab_bind(kid, account_id).await)
+    }
+    async fn challenge_transition(
+        &self,
+        id: &str,
+        from: &str,
+        status: &str,
+        validated_at: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        on_backend!(self, store => store.challenge_transition(id, from, status, validated_at, error).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_url_with_no_known_scheme_is_refused_with_the_known_ones() {
+        let err = Database::open("mysql://ca:pw@db/pki").await.unwrap_err();
+        assert!(matches!(err, StoreError::UnknownScheme(ref url) if url == "mysql://ca:***@db/pki"), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("sqlite://") && message.contains("postgres://"), "{message}");
+        assert!(matches!(Database::open("sqlite://").await.unwrap_err(), StoreError::MissingPath(_)));
+        assert!(matches!(Database::open("/var/lib/gatehouse.db").await.unwrap_err(), StoreError::UnknownScheme(_)));
+    }
+
+    #[tokio::test]
+    async fn sqlite_urls_name_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for (url, file) in [("sqlite://{}/a.db", "a.db"), ("sqlite:{}/b.db", "b.db")] {
+            let url = url.replace("{}", &dir.path().display().to_string());
+            let database = Database::open(&url).await.unwrap();
+            assert!(matches!(database, Database::Sqlite(_)));
+            assert!(dir.path().join(file).exists(), "{url} made no {file}");
+        }
+    }
+}
