@@ -19,17 +19,19 @@ fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column} column: {e}")))
 }
 
-const SELECT_EAB: &str = "SELECT kid, label, hmac_key, created_at, revoked_at, account_id FROM acme_eab_keys";
-const SELECT_ACCOUNT: &str = "SELECT id, thumbprint, jwk, contact, status, eab_kid, created_at FROM acme_accounts";
-const SELECT_ORDER: &str = "SELECT id, account_id, status, identifiers, authorizations, not_before, not_after, \
+pub(crate) const SELECT_EAB: &str =
+    "SELECT kid, label, hmac_key, created_at, revoked_at, account_id FROM acme_eab_keys";
+pub(crate) const SELECT_ACCOUNT: &str =
+    "SELECT id, thumbprint, jwk, contact, status, eab_kid, created_at FROM acme_accounts";
+pub(crate) const SELECT_ORDER: &str = "SELECT id, account_id, status, identifiers, authorizations, not_before, not_after, \
      profile, replaces, expires, error, certificate_serial, created_at FROM acme_orders";
-const SELECT_AUTHORIZATION: &str = "SELECT id, account_id, identifier_type, identifier_value, wildcard, status, \
+pub(crate) const SELECT_AUTHORIZATION: &str = "SELECT id, account_id, identifier_type, identifier_value, wildcard, status, \
      expires FROM acme_authorizations";
 const SELECT_CHALLENGE: &str = "SELECT id, kind, token, status, validated_at, error FROM acme_challenges";
 
 for_every_backend! {
     impl SqlStore {
-        fn account_from_row(row: &DB::Row) -> Result<AcmeAccount> {
+        pub(crate) fn account_from_row(row: &DB::Row) -> Result<AcmeAccount> {
             Ok(AcmeAccount {
                 id: row.try_get("id")?,
                 thumbprint: row.try_get("thumbprint")?,
@@ -41,7 +43,7 @@ for_every_backend! {
             })
         }
 
-        fn order_from_row(row: &DB::Row) -> Result<AcmeOrder> {
+        pub(crate) fn order_from_row(row: &DB::Row) -> Result<AcmeOrder> {
             Ok(AcmeOrder {
                 id: row.try_get("id")?,
                 account_id: row.try_get("account_id")?,
@@ -59,7 +61,7 @@ for_every_backend! {
             })
         }
 
-        fn challenge_from_row(row: &DB::Row) -> Result<AcmeChallenge> {
+        pub(crate) fn challenge_from_row(row: &DB::Row) -> Result<AcmeChallenge> {
             Ok(AcmeChallenge {
                 id: row.try_get("id")?,
                 kind: row.try_get("kind")?,
@@ -70,7 +72,7 @@ for_every_backend! {
             })
         }
 
-        fn eab_from_row(row: &DB::Row) -> Result<AcmeEabKey> {
+        pub(crate) fn eab_from_row(row: &DB::Row) -> Result<AcmeEabKey> {
             Ok(AcmeEabKey {
                 kid: row.try_get("kid")?,
                 label: row.try_get("label")?,
@@ -90,8 +92,14 @@ for_every_backend! {
             .bind(&id)
             .fetch_all(&self.pool)
             .await?;
+            let challenges = rows.iter().map(Self::challenge_from_row).collect::<Result<_>>()?;
+            Self::authorization_with(row, challenges)
+        }
+
+        /// An authorization row with the challenges read for it.
+        pub(crate) fn authorization_with(row: &DB::Row, challenges: Vec<AcmeChallenge>) -> Result<AcmeAuthorization> {
             Ok(AcmeAuthorization {
-                id,
+                id: row.try_get("id")?,
                 account_id: row.try_get("account_id")?,
                 identifier: AcmeIdentifier {
                     kind: row.try_get("identifier_type")?,
@@ -100,8 +108,109 @@ for_every_backend! {
                 wildcard: row.try_get("wildcard")?,
                 status: row.try_get("status")?,
                 expires: row.try_get("expires")?,
-                challenges: rows.iter().map(Self::challenge_from_row).collect::<Result<_>>()?,
+                challenges,
             })
+        }
+
+        /// Inserts an account; `false` when an account already has its key.
+        pub(crate) async fn insert_account(connection: &mut DB::Connection, account: &AcmeAccount) -> Result<bool> {
+            let inserted = sqlx::query(
+                "INSERT INTO acme_accounts (id, thumbprint, jwk, contact, status, eab_kid, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&account.id)
+            .bind(&account.thumbprint)
+            .bind(&account.jwk)
+            .bind(json(&account.contact)?)
+            .bind(&account.status)
+            .bind(&account.eab_kid)
+            .bind(account.created_at)
+            .execute(&mut *connection)
+            .await;
+            match inserted {
+                Ok(_) => Ok(true),
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        }
+
+        /// Inserts an authorization with its challenges.
+        pub(crate) async fn insert_authorization(
+            connection: &mut DB::Connection,
+            authorization: &AcmeAuthorization,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO acme_authorizations (id, account_id, identifier_type, identifier_value, wildcard, \
+                 status, expires) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&authorization.id)
+            .bind(&authorization.account_id)
+            .bind(&authorization.identifier.kind)
+            .bind(&authorization.identifier.value)
+            .bind(authorization.wildcard)
+            .bind(&authorization.status)
+            .bind(authorization.expires)
+            .execute(&mut *connection)
+            .await?;
+            for (position, challenge) in authorization.challenges.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO acme_challenges (id, authorization_id, position, kind, token, status, \
+                     validated_at, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&challenge.id)
+                .bind(&authorization.id)
+                .bind(position as i64)
+                .bind(&challenge.kind)
+                .bind(&challenge.token)
+                .bind(&challenge.status)
+                .bind(challenge.validated_at)
+                .bind(&challenge.error)
+                .execute(&mut *connection)
+                .await?;
+            }
+            Ok(())
+        }
+
+        /// Inserts an order (its authorizations are inserted on their own).
+        pub(crate) async fn insert_order(connection: &mut DB::Connection, order: &AcmeOrder) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO acme_orders (id, account_id, status, identifiers, authorizations, not_before, not_after, \
+                 profile, replaces, expires, error, certificate_serial, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(&order.id)
+            .bind(&order.account_id)
+            .bind(&order.status)
+            .bind(json(&order.identifiers)?)
+            .bind(json(&order.authorizations)?)
+            .bind(order.not_before)
+            .bind(order.not_after)
+            .bind(&order.profile)
+            .bind(&order.replaces)
+            .bind(order.expires)
+            .bind(&order.error)
+            .bind(&order.certificate_serial)
+            .bind(order.created_at)
+            .execute(&mut *connection)
+            .await?;
+            Ok(())
+        }
+
+        /// Inserts an external account binding key.
+        pub(crate) async fn insert_eab(connection: &mut DB::Connection, key: &AcmeEabKey) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO acme_eab_keys (kid, label, hmac_key, created_at, revoked_at, account_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&key.kid)
+            .bind(&key.label)
+            .bind(&key.hmac_key)
+            .bind(key.created_at)
+            .bind(key.revoked_at)
+            .bind(&key.account_id)
+            .execute(&mut *connection)
+            .await?;
+            Ok(())
         }
     }
 }
@@ -133,24 +242,7 @@ impl AcmeStore for SqlStore {
     }
 
     async fn account_insert(&self, account: &AcmeAccount) -> Result<bool> {
-        let inserted = sqlx::query(
-            "INSERT INTO acme_accounts (id, thumbprint, jwk, contact, status, eab_kid, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&account.id)
-        .bind(&account.thumbprint)
-        .bind(&account.jwk)
-        .bind(json(&account.contact)?)
-        .bind(&account.status)
-        .bind(&account.eab_kid)
-        .bind(account.created_at)
-        .execute(&self.pool)
-        .await;
-        match inserted {
-            Ok(_) => Ok(true),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        Self::insert_account(&mut *self.pool.acquire().await?, account).await
     }
 
     async fn account(&self, id: &str) -> Result<Option<AcmeAccount>> {
@@ -196,56 +288,9 @@ impl AcmeStore for SqlStore {
     async fn order_insert(&self, order: &AcmeOrder, new_authorizations: &[AcmeAuthorization]) -> Result<()> {
         let mut tx = self.write_transaction().await?;
         for authorization in new_authorizations {
-            sqlx::query(
-                "INSERT INTO acme_authorizations (id, account_id, identifier_type, identifier_value, wildcard, \
-                 status, expires) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&authorization.id)
-            .bind(&authorization.account_id)
-            .bind(&authorization.identifier.kind)
-            .bind(&authorization.identifier.value)
-            .bind(authorization.wildcard)
-            .bind(&authorization.status)
-            .bind(authorization.expires)
-            .execute(&mut *tx)
-            .await?;
-            for (position, challenge) in authorization.challenges.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO acme_challenges (id, authorization_id, position, kind, token, status, \
-                     validated_at, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&challenge.id)
-                .bind(&authorization.id)
-                .bind(position as i64)
-                .bind(&challenge.kind)
-                .bind(&challenge.token)
-                .bind(&challenge.status)
-                .bind(challenge.validated_at)
-                .bind(&challenge.error)
-                .execute(&mut *tx)
-                .await?;
-            }
+            Self::insert_authorization(&mut tx, authorization).await?;
         }
-        sqlx::query(
-            "INSERT INTO acme_orders (id, account_id, status, identifiers, authorizations, not_before, not_after, \
-             profile, replaces, expires, error, certificate_serial, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&order.id)
-        .bind(&order.account_id)
-        .bind(&order.status)
-        .bind(json(&order.identifiers)?)
-        .bind(json(&order.authorizations)?)
-        .bind(order.not_before)
-        .bind(order.not_after)
-        .bind(&order.profile)
-        .bind(&order.replaces)
-        .bind(order.expires)
-        .bind(&order.error)
-        .bind(&order.certificate_serial)
-        .bind(order.created_at)
-        .execute(&mut *tx)
-        .await?;
+        Self::insert_order(&mut tx, order).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -378,19 +423,7 @@ impl AcmeStore for SqlStore {
     }
 
     async fn eab_insert(&self, key: &AcmeEabKey) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO acme_eab_keys (kid, label, hmac_key, created_at, revoked_at, account_id) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&key.kid)
-        .bind(&key.label)
-        .bind(&key.hmac_key)
-        .bind(key.created_at)
-        .bind(key.revoked_at)
-        .bind(&key.account_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        Self::insert_eab(&mut *self.pool.acquire().await?, key).await
     }
 
     async fn eab_keys(&self) -> Result<Vec<AcmeEabKey>> {

@@ -26,6 +26,11 @@ pub trait Backend: sqlx::Database {
     /// instances on one database cannot both act on what they read. Empty on SQLite,
     /// where the transaction already holds the one write lock.
     const FOR_UPDATE: &'static str;
+    /// Starts a transaction that only reads, and sees every table as of one moment.
+    ///
+    /// SQLite: a deferred `BEGIN`, whose first read fixes the WAL snapshot the rest see.
+    /// PostgreSQL: `REPEATABLE READ`, whose first statement fixes the snapshot.
+    const BEGIN_SNAPSHOT: &'static str;
     /// How many rows a statement changed (sqlx has no trait for it).
     fn rows_affected(result: &Self::QueryResult) -> u64;
 }
@@ -33,6 +38,7 @@ pub trait Backend: sqlx::Database {
 impl Backend for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const FOR_UPDATE: &'static str = "";
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN";
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
     }
@@ -41,6 +47,7 @@ impl Backend for Sqlite {
 impl Backend for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
     }

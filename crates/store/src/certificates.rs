@@ -15,11 +15,21 @@ use crate::record::{
 };
 use crate::{Result, Store, StoreError};
 
-const SELECT_CERTIFICATE: &str = "SELECT serial, issuer, profile, subject, common_name, sans, not_before, not_after, \
+pub(crate) const SELECT_CERTIFICATE: &str = "SELECT serial, issuer, profile, subject, common_name, sans, not_before, not_after, \
      der, issued_at, revoked_at, revocation_reason, delivered, source FROM certificates";
 
 /// RFC 5280 CRLReason certificateHold: the one revocation that can be released.
 const CERTIFICATE_HOLD: u8 = 6;
+
+/// What the store knows of a certificate besides the certificate itself.
+pub(crate) struct Recorded {
+    /// When it was recorded, unix seconds.
+    pub(crate) issued_at: i64,
+    /// Whether its files reached their owner.
+    pub(crate) delivered: bool,
+    /// Its revocation, if any.
+    pub(crate) revocation: Option<Revocation>,
+}
 
 fn reason(code: i64) -> Result<u8> {
     u8::try_from(code).map_err(|_| StoreError::Corrupt(format!("revocation reason {code}")))
@@ -39,36 +49,47 @@ for_every_backend! {
             let issued_at = now_unix();
             let mut tx = self.write_transaction().await?;
             for cert in certificates {
-                let sans = serde_json::to_string(&cert.sans).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let inserted = sqlx::query(
-                    "INSERT INTO certificates (serial, issuer, profile, subject, common_name, sans, not_before, \
-                     not_after, der, issued_at, delivered, source) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .bind(&cert.serial)
-                .bind(&cert.issuer)
-                .bind(&cert.profile)
-                .bind(&cert.subject)
-                .bind(&cert.common_name)
-                .bind(sans)
-                .bind(cert.not_before)
-                .bind(cert.not_after)
-                .bind(&cert.der)
-                .bind(issued_at)
-                .bind(delivered)
-                .bind(&cert.source)
-                .execute(&mut *tx)
-                .await;
-                match inserted {
-                    Ok(_) => {}
-                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                        return Err(StoreError::SerialExists(cert.serial.clone()));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                Self::insert_certificate(&mut tx, cert, Recorded { issued_at, delivered, revocation: None }).await?;
             }
             tx.commit().await?;
             Ok(())
+        }
+
+        /// Inserts one certificate; [`StoreError::SerialExists`] when its serial is taken.
+        pub(crate) async fn insert_certificate(
+            connection: &mut DB::Connection,
+            cert: &NewCertificate,
+            recorded: Recorded,
+        ) -> Result<()> {
+            let sans = serde_json::to_string(&cert.sans).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let inserted = sqlx::query(
+                "INSERT INTO certificates (serial, issuer, profile, subject, common_name, sans, not_before, \
+                 not_after, der, issued_at, delivered, source, revoked_at, revocation_reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(&cert.serial)
+            .bind(&cert.issuer)
+            .bind(&cert.profile)
+            .bind(&cert.subject)
+            .bind(&cert.common_name)
+            .bind(sans)
+            .bind(cert.not_before)
+            .bind(cert.not_after)
+            .bind(&cert.der)
+            .bind(recorded.issued_at)
+            .bind(recorded.delivered)
+            .bind(&cert.source)
+            .bind(recorded.revocation.map(|r| r.revoked_at))
+            .bind(recorded.revocation.map(|r| i64::from(r.reason)))
+            .execute(&mut *connection)
+            .await;
+            match inserted {
+                Ok(_) => Ok(()),
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    Err(StoreError::SerialExists(cert.serial.clone()))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
 
         /// A certificate's revocation, read and locked inside `tx`: `None` when no
@@ -86,7 +107,7 @@ for_every_backend! {
             row.map(|(revoked_at, code)| revocation(revoked_at, code)).transpose()
         }
 
-        fn record_from_row(row: &DB::Row) -> Result<CertificateRecord> {
+        pub(crate) fn record_from_row(row: &DB::Row) -> Result<CertificateRecord> {
             let sans_json: String = row.try_get("sans")?;
             let sans: Vec<String> =
                 serde_json::from_str(&sans_json).map_err(|e| StoreError::Corrupt(format!("sans column: {e}")))?;

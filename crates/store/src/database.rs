@@ -1,14 +1,17 @@
 //! [`Database`]: the store a storage URL names, on whichever backend it is.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
 use crate::acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeIdentifier, AcmeOrder, AcmeStore};
+use crate::migrations::SchemaVersions;
 use crate::postgres::without_password;
 use crate::record::{
     CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevokeOutcome, RevokedEntry,
 };
+use crate::snapshot::Snapshot;
 use crate::{PgStore, Result, SqliteStore, Store, StoreError};
 
 /// The issuance database and ACME state, on SQLite or PostgreSQL.
@@ -23,31 +26,6 @@ pub enum Database {
     Postgres(PgStore),
 }
 
-impl Database {
-    /// Opens the database a storage URL names, bringing its schema up to date:
-    /// `sqlite://PATH` or `sqlite:PATH` (created if missing), or
-    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `postgresql://`).
-    pub async fn open(url: &str) -> Result<Database> {
-        let (scheme, rest) = url.split_once(':').unwrap_or(("", url));
-        match scheme.to_ascii_lowercase().as_str() {
-            "sqlite" => {
-                let path = rest.strip_prefix("//").unwrap_or(rest);
-                if path.is_empty() {
-                    return Err(StoreError::MissingPath(url.to_owned()));
-                }
-                Database::open_sqlite(Path::new(path)).await
-            }
-            "postgres" | "postgresql" => Ok(Database::Postgres(PgStore::connect(url).await?)),
-            _ => Err(StoreError::UnknownScheme(without_password(url))),
-        }
-    }
-
-    /// Opens (creating if needed) the SQLite database at `path`.
-    pub async fn open_sqlite(path: &Path) -> Result<Database> {
-        Ok(Database::Sqlite(SqliteStore::open(path).await?))
-    }
-}
-
 /// Calls the same method on whichever backend `self` is.
 macro_rules! on_backend {
     ($self:ident, $store:ident => $call:expr) => {
@@ -56,6 +34,96 @@ macro_rules! on_backend {
             Database::Postgres($store) => $call,
         }
     };
+}
+
+/// Where a storage URL points, parsed: `sqlite://PATH` (or `sqlite:PATH`) or
+/// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (or `postgresql://`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum StorageUrl {
+    /// One SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, by its URL as libpq reads it.
+    Postgres(String),
+}
+
+impl StorageUrl {
+    /// Reads a storage URL; [`UnknownScheme`](StoreError::UnknownScheme) or
+    /// [`MissingPath`](StoreError::MissingPath) when it names no database.
+    pub fn parse(url: &str) -> Result<StorageUrl> {
+        let (scheme, rest) = url.split_once(':').unwrap_or(("", url));
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                if path.is_empty() {
+                    return Err(StoreError::MissingPath(url.to_owned()));
+                }
+                Ok(StorageUrl::Sqlite(PathBuf::from(path)))
+            }
+            "postgres" | "postgresql" => Ok(StorageUrl::Postgres(url.to_owned())),
+            _ => Err(StoreError::UnknownScheme(without_password(url))),
+        }
+    }
+}
+
+/// The URL as messages and logs may show it: the password, if any, elided.
+impl fmt::Display for StorageUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            StorageUrl::Postgres(url) => f.write_str(&without_password(url)),
+        }
+    }
+}
+
+/// Never the password, even in a debug print.
+impl fmt::Debug for StorageUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StorageUrl({self})")
+    }
+}
+
+impl Database {
+    /// Opens the database a storage URL names, bringing its schema up to date:
+    /// `sqlite://PATH` or `sqlite:PATH` (created if missing), or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `postgresql://`).
+    pub async fn open(url: &str) -> Result<Database> {
+        Database::open_url(&StorageUrl::parse(url)?).await
+    }
+
+    /// [`open`](Database::open) of a parsed URL.
+    pub async fn open_url(url: &StorageUrl) -> Result<Database> {
+        Ok(Database::open_migrating(url).await?.0)
+    }
+
+    /// [`open_url`](Database::open_url), saying which schema version it found and which it left.
+    pub async fn open_migrating(url: &StorageUrl) -> Result<(Database, SchemaVersions)> {
+        Ok(match url {
+            StorageUrl::Sqlite(path) => {
+                let (store, versions) = SqliteStore::open_migrating(path).await?;
+                (Database::Sqlite(store), versions)
+            }
+            StorageUrl::Postgres(url) => {
+                let (store, versions) = PgStore::connect_migrating(url).await?;
+                (Database::Postgres(store), versions)
+            }
+        })
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path`.
+    pub async fn open_sqlite(path: &Path) -> Result<Database> {
+        Ok(Database::Sqlite(SqliteStore::open(path).await?))
+    }
+
+    /// Everything the database holds but nonces, read as of one moment.
+    pub async fn export(&self) -> Result<Snapshot> {
+        on_backend!(self, store => store.export().await)
+    }
+
+    /// Writes `snapshot` into this database, which must hold nothing (nonces aside),
+    /// in one transaction: all of it or, on any error, none.
+    pub async fn import(&self, snapshot: &Snapshot) -> Result<()> {
+        on_backend!(self, store => store.import(snapshot).await)
+    }
 }
 
 #[async_trait]
@@ -200,6 +268,16 @@ mod tests {
         assert!(message.contains("sqlite://") && message.contains("postgres://"), "{message}");
         assert!(matches!(Database::open("sqlite://").await.unwrap_err(), StoreError::MissingPath(_)));
         assert!(matches!(Database::open("/var/lib/gatehouse.db").await.unwrap_err(), StoreError::UnknownScheme(_)));
+    }
+
+    #[test]
+    fn a_storage_url_never_shows_its_password() {
+        let url = StorageUrl::parse("postgresql://ca:s3cret@db/pki").unwrap();
+        assert_eq!(url.to_string(), "postgresql://ca:***@db/pki");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let url = StorageUrl::parse("sqlite:/var/lib/gatehouse/gatehouse.db").unwrap();
+        assert_eq!(url, StorageUrl::Sqlite("/var/lib/gatehouse/gatehouse.db".into()));
+        assert_eq!(url.to_string(), "sqlite:///var/lib/gatehouse/gatehouse.db");
     }
 
     #[tokio::test]

@@ -8,6 +8,8 @@
 //! storage URL. The traits speak only plain data (hex serials, DER bytes, unix
 //! times); both backends run the same queries (`certificates.rs` for issuance
 //! and revocation, `acme_sql.rs` for ACME) on the same schema (`migrations.rs`).
+//! A whole store can be read out and written into another as a [`Snapshot`]
+//! (`snapshot.rs`), which is how a CA moves between backends.
 //!
 //! It knows nothing of X.509 encoding, HTTP or TLS. Every write that matters
 //! (recording an issued certificate, a revocation, a CRL number) is durable
@@ -23,15 +25,18 @@ mod database;
 mod migrations;
 mod postgres;
 mod record;
+mod snapshot;
 mod sqlite;
 
 pub use acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeIdentifier, AcmeOrder, AcmeStore};
 pub use backend::{Backend, SqlStore};
-pub use database::Database;
+pub use database::{Database, StorageUrl};
+pub use migrations::SchemaVersions;
 pub use postgres::PgStore;
 pub use record::{
     CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevokeOutcome, RevokedEntry,
 };
+pub use snapshot::{ChallengeFailure, CrlNumber, Snapshot};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -73,6 +78,12 @@ pub enum StoreError {
         "the storage URL {0} has no file path; write sqlite://PATH, for example sqlite:///var/lib/gatehouse/gatehouse.db"
     )]
     MissingPath(String),
+    /// A copy's target already holds data: copies go only into an empty database.
+    #[error(
+        "the target database already holds {0}; copy only into an empty database (a new SQLite file, or a \
+         PostgreSQL database just made with createdb): gatehouse does not merge two CAs' records"
+    )]
+    NotEmpty(String),
     /// The database was written by a newer gatehouse.
     #[error(
         "the database schema version {found} is newer than this gatehouse understands ({known}); upgrade gatehouse"

@@ -210,6 +210,16 @@ CREATE TABLE acme_eab_keys (
     },
 ];
 
+/// What opening a database did to its schema: the version it found (0 for a new
+/// database) and the version it left, this build's newest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersions {
+    /// The version found.
+    pub before: i64,
+    /// The version left.
+    pub after: i64,
+}
+
 /// The newest schema version this build knows.
 pub(crate) fn latest() -> i64 {
     MIGRATIONS.len() as i64

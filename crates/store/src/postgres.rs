@@ -14,7 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, Postgres};
 
 use crate::backend::SqlStore;
-use crate::migrations;
+use crate::migrations::{self, SchemaVersions};
 use crate::{Result, StoreError};
 
 /// The issuance database in a PostgreSQL database.
@@ -33,13 +33,18 @@ impl SqlStore<Postgres> {
     /// Connects to the database at `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`,
     /// as libpq reads it) and brings its schema up to date.
     pub async fn connect(url: &str) -> Result<Self> {
+        Ok(SqlStore::connect_migrating(url).await?.0)
+    }
+
+    /// [`connect`](SqlStore::connect), saying which schema version it found and which it left.
+    pub async fn connect_migrating(url: &str) -> Result<(Self, SchemaVersions)> {
         let connect_error = |source| StoreError::Connect { url: without_password(url), source };
         let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
         // One connection first, without the pool's retries, so that a wrong URL or a
         // server that is down is told at once and in the server's words.
         let mut first = PgConnection::connect_with(&options).await.map_err(connect_error)?;
         sqlx::raw_sql(DURABLE_COMMITS).execute(&mut first).await?;
-        migrate(&mut first).await?;
+        let versions = migrate(&mut first).await?;
         first.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
@@ -55,12 +60,12 @@ impl SqlStore<Postgres> {
                 )
             })
             .connect_lazy_with(options);
-        Ok(SqlStore { pool, nonces })
+        Ok((SqlStore { pool, nonces }, versions))
     }
 }
 
 /// Brings the schema up to date, one instance at a time.
-async fn migrate(connection: &mut PgConnection) -> Result<()> {
+async fn migrate(connection: &mut PgConnection) -> Result<SchemaVersions> {
     let mut tx = connection.begin().await?;
     // Held to the end of the transaction: a second instance waits here, then
     // finds the schema current. DDL is transactional, so a failed step leaves nothing.
@@ -74,8 +79,9 @@ async fn migrate(connection: &mut PgConnection) -> Result<()> {
     .await?;
     let found: Option<i64> =
         sqlx::query_scalar("SELECT version FROM gatehouse_schema").fetch_optional(&mut *tx).await?;
+    let before = found.unwrap_or(0);
     let mut reached = None;
-    for (version, step) in migrations::pending(found.unwrap_or(0))? {
+    for (version, step) in migrations::pending(before)? {
         sqlx::raw_sql(sqlx::AssertSqlSafe(step.postgres)).execute(&mut *tx).await?;
         reached = Some(version);
     }
@@ -89,7 +95,7 @@ async fn migrate(connection: &mut PgConnection) -> Result<()> {
         .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(SchemaVersions { before, after: reached.unwrap_or(before) })
 }
 
 /// `url` with its password, if it has one, replaced by `***`, for messages and logs.

@@ -12,7 +12,7 @@ use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::backend::SqlStore;
-use crate::migrations;
+use crate::migrations::{self, SchemaVersions};
 use crate::{Result, StoreError};
 
 /// The issuance database in one SQLite file.
@@ -21,6 +21,11 @@ pub type SqliteStore = SqlStore<Sqlite>;
 impl SqlStore<Sqlite> {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
+        Ok(SqlStore::open_migrating(path).await?.0)
+    }
+
+    /// [`open`](SqlStore::open), saying which schema version it found and which it left.
+    pub async fn open_migrating(path: &Path) -> Result<(Self, SchemaVersions)> {
         let open_error = |source| StoreError::Open { path: path.display().to_string(), source };
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(open_error)?
@@ -36,20 +41,22 @@ impl SqlStore<Sqlite> {
             .max_connections(2)
             .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
         let store = SqlStore { pool, nonces };
-        store.migrate().await?;
-        Ok(store)
+        let versions = store.migrate().await?;
+        Ok((store, versions))
     }
 
-    async fn migrate(&self) -> Result<()> {
+    async fn migrate(&self) -> Result<SchemaVersions> {
         let mut tx = self.write_transaction().await?;
         let found: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await?;
+        let mut versions = SchemaVersions { before: found, after: found };
         for (version, step) in migrations::pending(found)? {
             sqlx::raw_sql(sqlx::AssertSqlSafe(step.sqlite)).execute(&mut *tx).await?;
             let bump = format!("PRAGMA user_version = {version}");
             sqlx::raw_sql(sqlx::AssertSqlSafe(bump)).execute(&mut *tx).await?;
+            versions.after = version;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(versions)
     }
 }
 

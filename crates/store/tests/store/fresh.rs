@@ -21,7 +21,7 @@ impl Fresh {
 
     /// A database of its own in the PostgreSQL test cluster.
     pub async fn postgres() -> Fresh {
-        Fresh { url: crate::cluster::database().await, dir: None }
+        Fresh { url: test_cluster::database().await, dir: None }
     }
 
     /// Opens it as gatehouse does: a new pool, the schema brought up to date.

@@ -2,11 +2,11 @@
 //!
 //! Each behaviour is one async fn taking a [`fresh::Fresh`] database; the
 //! `on_both_backends!` macro runs it once on a SQLite file and once on a
-//! database in this binary's PostgreSQL test cluster (`cluster.rs`). What only a
+//! database in this binary's PostgreSQL test cluster (the `test-cluster` crate). What only a
 //! shared database can show (two instances at once) is in `postgres.rs`.
 
 mod acme;
 mod certificates;
-mod cluster;
 mod fresh;
 mod postgres;
+mod snapshot;

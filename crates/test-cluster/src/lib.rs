@@ -1,5 +1,6 @@
-//! A throwaway PostgreSQL cluster for this test binary, and a new database in it
-//! per test.
+//! A throwaway PostgreSQL cluster for one test binary, and a new database in it
+//! per test: what the store's tests and the `gatehouse` CLI tests run against
+//! (dev-only; never a dependency of the program).
 //!
 //! Debian's postgresql (scripts/test.sh installs it): `initdb` makes a cluster in a
 //! temp dir, and `postgres` serves it on 127.0.0.1 on a free port, started once, by
@@ -10,6 +11,8 @@
 //! from before initdb, starts the server, and waits on a pipe whose only writer is
 //! this process: when the test binary exits, however it exits (even killed), the
 //! kernel closes the pipe and the shell stops the server. No server outlives its tests.
+
+#![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
@@ -57,6 +60,12 @@ struct Cluster {
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// [`database`], for a test that is not async: on a runtime of its own.
+pub fn database_blocking() -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("start a tokio runtime");
+    runtime.block_on(database())
+}
 
 /// The URL of a new, empty database in this binary's cluster.
 pub async fn database() -> String {

@@ -1,0 +1,193 @@
+//! A whole store as plain data ([`Snapshot`]): what `gatehouse store copy` reads
+//! from one database and writes into another, on either backend.
+//!
+//! Export reads every table in one read transaction, so the snapshot is of one
+//! moment even while the source serves. Import writes it in one transaction
+//! into a database that holds nothing, so a copy lands whole or not at all, and
+//! it refuses a database that holds anything rather than merge two histories
+//! (two CAs' serials, CRL numbers and ACME accounts cannot be merged safely).
+//! Nonces are not copied: they live minutes, and a client given a fresh one
+//! retries after a `badNonce`.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeOrder};
+use crate::acme_sql::{SELECT_ACCOUNT, SELECT_AUTHORIZATION, SELECT_EAB, SELECT_ORDER};
+use crate::backend::for_every_backend;
+use crate::certificates::{Recorded, SELECT_CERTIFICATE};
+use crate::record::CertificateRecord;
+use crate::{Result, StoreError};
+
+/// Everything a store holds but nonces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Every certificate recorded, oldest first, with its delivery and revocation.
+    pub certificates: Vec<CertificateRecord>,
+    /// The last CRL number each issuer took.
+    pub crl_numbers: Vec<CrlNumber>,
+    /// ACME accounts.
+    pub acme_accounts: Vec<AcmeAccount>,
+    /// ACME authorizations with their challenges.
+    pub acme_authorizations: Vec<AcmeAuthorization>,
+    /// When challenges failed (kept for the failed-validation rate limit).
+    pub acme_challenge_failures: Vec<ChallengeFailure>,
+    /// ACME orders, oldest first.
+    pub acme_orders: Vec<AcmeOrder>,
+    /// External account binding keys, oldest first.
+    pub acme_eab_keys: Vec<AcmeEabKey>,
+}
+
+/// The last CRL number an issuer took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlNumber {
+    /// The issuer's key id (hex).
+    pub issuer: String,
+    /// The number of its last CRL.
+    pub last: i64,
+}
+
+/// When a challenge failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeFailure {
+    /// The challenge's id.
+    pub challenge_id: String,
+    /// Unix seconds.
+    pub failed_at: i64,
+}
+
+/// The tables a snapshot fills, and what a row of each is called in messages.
+const TABLES: &[(&str, &str, &str)] = &[
+    ("certificates", "certificate", "certificates"),
+    ("crl_numbers", "CRL number", "CRL numbers"),
+    ("acme_accounts", "ACME account", "ACME accounts"),
+    ("acme_orders", "ACME order", "ACME orders"),
+    ("acme_authorizations", "ACME authorization", "ACME authorizations"),
+    ("acme_eab_keys", "EAB key", "EAB keys"),
+];
+
+for_every_backend! {
+    impl SqlStore {
+        /// Everything but nonces, as of one moment.
+        pub(crate) async fn export(&self) -> Result<Snapshot> {
+            let mut tx = self.pool.begin_with(DB::BEGIN_SNAPSHOT).await?;
+            let rows = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
+            let certificates = rows(format!("{SELECT_CERTIFICATE} ORDER BY issued_at, rowid"))
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(Self::record_from_row)
+                .collect::<Result<_>>()?;
+            let crl_numbers = sqlx::query_as("SELECT issuer, last FROM crl_numbers ORDER BY issuer")
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(issuer, last): (String, i64)| CrlNumber { issuer, last })
+                .collect();
+            let acme_accounts = rows(format!("{SELECT_ACCOUNT} ORDER BY created_at, id"))
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(Self::account_from_row)
+                .collect::<Result<_>>()?;
+            let mut challenges: HashMap<String, Vec<AcmeChallenge>> = HashMap::new();
+            let mut acme_challenge_failures = Vec::new();
+            let challenge_rows = sqlx::query(
+                "SELECT id, kind, token, status, validated_at, error, authorization_id, failed_at \
+                 FROM acme_challenges ORDER BY authorization_id, position",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &challenge_rows {
+                let challenge = Self::challenge_from_row(row)?;
+                if let Some(failed_at) = row.try_get::<Option<i64>, _>("failed_at")? {
+                    acme_challenge_failures.push(ChallengeFailure { challenge_id: challenge.id.clone(), failed_at });
+                }
+                challenges.entry(row.try_get("authorization_id")?).or_default().push(challenge);
+            }
+            let acme_authorizations = rows(format!("{SELECT_AUTHORIZATION} ORDER BY id"))
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| {
+                    let id: String = row.try_get("id")?;
+                    Self::authorization_with(row, challenges.remove(&id).unwrap_or_default())
+                })
+                .collect::<Result<_>>()?;
+            let acme_orders = rows(format!("{SELECT_ORDER} ORDER BY created_at, rowid"))
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(Self::order_from_row)
+                .collect::<Result<_>>()?;
+            let acme_eab_keys = rows(format!("{SELECT_EAB} ORDER BY created_at, rowid"))
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(Self::eab_from_row)
+                .collect::<Result<_>>()?;
+            tx.commit().await?;
+            Ok(Snapshot {
+                certificates,
+                crl_numbers,
+                acme_accounts,
+                acme_authorizations,
+                acme_challenge_failures,
+                acme_orders,
+                acme_eab_keys,
+            })
+        }
+
+        /// Writes `snapshot` into this store, which must hold nothing but nonces, in one transaction.
+        pub(crate) async fn import(&self, snapshot: &Snapshot) -> Result<()> {
+            let mut tx = self.write_transaction().await?;
+            let mut held = Vec::new();
+            for (table, one, many) in TABLES {
+                let sql = format!("SELECT COUNT(*) FROM {table}");
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut *tx).await?;
+                if n > 0 {
+                    held.push(format!("{n} {}", if n == 1 { one } else { many }));
+                }
+            }
+            if !held.is_empty() {
+                return Err(StoreError::NotEmpty(held.join(", ")));
+            }
+            for account in &snapshot.acme_accounts {
+                if !Self::insert_account(&mut tx, account).await? {
+                    return Err(StoreError::Corrupt(format!("two ACME accounts have the key of {}", account.id)));
+                }
+            }
+            for authorization in &snapshot.acme_authorizations {
+                Self::insert_authorization(&mut tx, authorization).await?;
+            }
+            for failure in &snapshot.acme_challenge_failures {
+                sqlx::query("UPDATE acme_challenges SET failed_at = $1 WHERE id = $2")
+                    .bind(failure.failed_at)
+                    .bind(&failure.challenge_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for order in &snapshot.acme_orders {
+                Self::insert_order(&mut tx, order).await?;
+            }
+            for record in &snapshot.certificates {
+                let recorded =
+                    Recorded { issued_at: record.issued_at, delivered: record.delivered, revocation: record.revocation };
+                Self::insert_certificate(&mut tx, &record.certificate, recorded).await?;
+            }
+            for number in &snapshot.crl_numbers {
+                sqlx::query("INSERT INTO crl_numbers (issuer, last) VALUES ($1, $2)")
+                    .bind(&number.issuer)
+                    .bind(number.last)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for key in &snapshot.acme_eab_keys {
+                Self::insert_eab(&mut tx, key).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+    }
+}
