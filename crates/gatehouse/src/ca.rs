@@ -8,7 +8,7 @@ use pki::{
     RevocationReason, Serial, Subject, SubjectAltName,
 };
 use serde_json::json;
-use store::{CertificateRecord, Database, ListFilter, Store};
+use store::{CertificateRecord, Database, ListFilter, StorageUrl, Store};
 
 use crate::Failure;
 use crate::bundle::{self, BundlePaths, P12Request};
@@ -41,14 +41,14 @@ pub async fn run(global: &Global, command: CaCommand) -> Result<ExitCode, Failur
         CaCommand::Revoke { serial, reason } => {
             let serial: Serial = serial.parse()?;
             let reason: RevocationReason = reason.parse()?;
-            let store = open_store(&dir).await?;
+            let store = open_store(global, &dir).await?;
             pki::revoke(&store, &serial, reason).await?;
             println!("revoked {serial} ({reason})");
             Ok(ExitCode::SUCCESS)
         }
         CaCommand::Unrevoke { serial } => {
             let serial: Serial = serial.parse()?;
-            let store = open_store(&dir).await?;
+            let store = open_store(global, &dir).await?;
             pki::release_hold(&store, &serial).await?;
             println!("released {serial}: valid again, and off the next CRL (run `gatehouse ca crl`)");
             Ok(ExitCode::SUCCESS)
@@ -56,10 +56,10 @@ pub async fn run(global: &Global, command: CaCommand) -> Result<ExitCode, Failur
         CaCommand::Crl { out, der, next_update_hours } => {
             crl(global, &dir, out.as_deref(), der, next_update_hours).await
         }
-        CaCommand::List { status, json } => list(&dir, status, json).await,
-        CaCommand::Show { serial, json } => show(&dir, &serial, json).await,
+        CaCommand::List { status, json } => list(&open_store(global, &dir).await?, status, json).await,
+        CaCommand::Show { serial, json } => show(&open_store(global, &dir).await?, &serial, json).await,
         CaCommand::Acme { command: AcmeCommand::Eab { command } } => {
-            crate::acme_keys::eab(&open_store(&dir).await?, command).await
+            crate::acme_keys::eab(&open_store(global, &dir).await?, command).await
         }
         CaCommand::Batch { csv, out, p12, p12_password_file, profile, days, key_type } => {
             let format = p12.p12.then_some(if p12.legacy { Pkcs12Format::Legacy } else { Pkcs12Format::Modern });
@@ -93,16 +93,18 @@ pub(crate) fn passphrase(global: &Global) -> Result<Option<Passphrase>, Failure>
     }
 }
 
-async fn open_store(dir: &CaDir) -> Result<Database, Failure> {
+/// The CA's database at the selected storage, once its certificates and keys are in the data dir.
+async fn open_store(global: &Global, dir: &CaDir) -> Result<Database, Failure> {
+    let url = crate::storage::selected(global, &global.data_dir)?;
     if !dir.exists() {
-        return Err(pki::Error::NotInitialized(dir.database().parent().map(Path::to_owned).unwrap_or_default()).into());
+        return Err(pki::Error::NotInitialized(global.data_dir.clone()).into());
     }
-    Ok(Database::open_sqlite(&dir.database()).await?)
+    crate::storage::open(&url).await
 }
 
 pub(crate) async fn open_ca(global: &Global, dir: &CaDir) -> Result<CertificateAuthority<Database>, Failure> {
     let issuer = dir.issuer(passphrase(global)?.as_ref())?;
-    let store = open_store(dir).await?;
+    let store = open_store(global, dir).await?;
     Ok(CertificateAuthority::new(issuer, store))
 }
 
@@ -115,6 +117,13 @@ async fn init(
 ) -> Result<ExitCode, Failure> {
     let key_type = init.key_type;
     let passphrase = passphrase(global)?;
+    // A PostgreSQL storage is reached before the CA is made, so a wrong URL leaves no CA
+    // behind; a SQLite file goes in the data dir, which making the CA creates.
+    let url = crate::storage::selected(global, &global.data_dir)?;
+    let shared = match &url {
+        StorageUrl::Postgres(_) => Some(crate::storage::open(&url).await?),
+        StorageUrl::Sqlite(_) => None,
+    };
     match &key_store {
         None => {
             dir.init(&init, crl_url.as_deref(), passphrase.as_ref())?;
@@ -141,8 +150,11 @@ async fn init(
             dir.init_with_token_key(&init, crl_url.as_deref(), passphrase.as_ref(), (uri, key), root)?;
         }
     }
-    Database::open_sqlite(&dir.database()).await?;
+    if shared.is_none() {
+        crate::storage::open(&url).await?;
+    }
     println!("created an {key_type} root and issuing CA in {}", global.data_dir.display());
+    println!("database:                 {url}");
     println!("root certificate:         {}", dir.root_path().display());
     println!("intermediate certificate: {}", dir.intermediate_path().display());
     println!("settings and policy:      {}", dir.settings_path().display());
@@ -318,8 +330,7 @@ fn record_json(record: &CertificateRecord, now: i64) -> serde_json::Value {
     })
 }
 
-async fn list(dir: &CaDir, status: Option<StatusArg>, json: bool) -> Result<ExitCode, Failure> {
-    let store = open_store(dir).await?;
+async fn list(store: &Database, status: Option<StatusArg>, json: bool) -> Result<ExitCode, Failure> {
     let now = now();
     let filter = match status {
         None => ListFilter::All,
@@ -350,9 +361,8 @@ async fn list(dir: &CaDir, status: Option<StatusArg>, json: bool) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show(dir: &CaDir, serial: &str, json: bool) -> Result<ExitCode, Failure> {
+async fn show(store: &Database, serial: &str, json: bool) -> Result<ExitCode, Failure> {
     let serial: Serial = serial.parse()?;
-    let store = open_store(dir).await?;
     let record =
         store.certificate(&serial.to_string()).await?.ok_or_else(|| pki::Error::UnknownSerial(serial.to_string()))?;
     let now = now();

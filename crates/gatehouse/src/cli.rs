@@ -38,6 +38,14 @@ pub struct Global {
     /// File holding the passphrase that encrypts the CA keys (or set GATEHOUSE_CA_PASSPHRASE).
     #[arg(long, global = true, value_name = "FILE")]
     pub ca_passphrase_file: Option<PathBuf>,
+    /// The database of certificates, revocations and ACME state: sqlite://PATH or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (default: sqlite://DATA_DIR/gatehouse.db).
+    /// The CA's certificates and keys stay in the data dir.
+    #[arg(long, global = true, value_name = "URL", env = "GATEHOUSE_STORAGE", hide_env_values = true)]
+    pub storage: Option<String>,
+    /// Where `storage` came from, for messages: `--storage` or `GATEHOUSE_STORAGE` (set by main).
+    #[arg(skip)]
+    pub storage_flag: &'static str,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +92,27 @@ pub enum Command {
     /// The certificate authority: init, root, issue, sign, revoke, unrevoke, crl, list, show, batch.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// The database (--storage): bring its schema up to date, or copy it to another backend.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Bring the schema of the storage (--storage, default the data dir's SQLite file) to this
+    /// gatehouse's version, and say from which version to which.
+    Migrate,
+    /// Copy certificates, revocations, CRL numbers and ACME state from one database into
+    /// another, empty one, in one transaction (nonces are not copied).
+    Copy {
+        /// The database to copy: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The database to fill, which must hold nothing: sqlite://PATH (created) or
+        /// postgres://USER@HOST:PORT/DATABASE (made with createdb).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ mod ca;
 mod cli;
 mod keyserver;
 mod serve;
+mod storage;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -63,7 +64,11 @@ impl From<pki::Error> for Failure {
 
 impl From<store::StoreError> for Failure {
     fn from(e: store::StoreError) -> Failure {
-        Failure::failed(e.to_string())
+        // A storage URL that names no database is a usage error; the database failing is not.
+        match e {
+            store::StoreError::UnknownScheme(_) | store::StoreError::MissingPath(_) => Failure::usage(e.to_string()),
+            _ => Failure::failed(e.to_string()),
+        }
     }
 }
 
@@ -133,10 +138,14 @@ fn current_thread() -> Result<tokio::runtime::Runtime, Failure> {
 fn main() -> ExitCode {
     end_quietly_when_stdout_closes();
     let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let data_dir_flag = match matches.value_source("data_dir") {
         Some(ValueSource::EnvVariable) => "GATEHOUSE_DATA_DIR",
         _ => "--data-dir",
+    };
+    cli.global.storage_flag = match matches.value_source("storage") {
+        Some(ValueSource::EnvVariable) => "GATEHOUSE_STORAGE",
+        _ => "--storage",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -156,6 +165,7 @@ fn main() -> ExitCode {
     pki::set_token_opener(::keyserver::ca_key::open);
     let result = usable_data_dir(&cli.global.data_dir, data_dir_flag).and_then(|()| match cli.command {
         Command::Ca(command) => current_thread().and_then(|rt| rt.block_on(ca::run(&cli.global, command))),
+        Command::Store(command) => current_thread().and_then(|rt| rt.block_on(storage::run(&cli.global, command))),
         Command::Config(ConfigCommand::Check { file }) => {
             current_thread().and_then(|rt| rt.block_on(serve::check(&cli.global, &file)))
         }

@@ -73,8 +73,9 @@ fn uses_internal_ca(config: &Config) -> bool {
         })
 }
 
-async fn open_internal(global: &Global, data_dir: &Path) -> Result<Arc<InternalCa>, Failure> {
-    let store: Arc<dyn Store> = Arc::new(Database::open_sqlite(&CaDir::new(data_dir).database()).await?);
+/// The internal CA of `data_dir`, recording in `store`.
+async fn open_internal(global: &Global, data_dir: &Path, store: Database) -> Result<Arc<InternalCa>, Failure> {
+    let store: Arc<dyn Store> = Arc::new(store);
     let passphrase = crate::ca::passphrase(global)?;
     Ok(Arc::new(InternalCa::open(data_dir, store, passphrase).await?))
 }
@@ -96,12 +97,12 @@ fn data_dir(global: &Global, config: &Config, config_path: &Path) -> Result<Path
 async fn start_acme_server(
     global: &Global,
     data_dir: &Path,
+    store: &Database,
     settings: &gateway::config::AcmeServerSettings,
 ) -> Result<(), Failure> {
     let dir = CaDir::new(data_dir);
-    let ca = crate::ca::open_ca(global, &dir).await?;
-    let store = Database::open_sqlite(&dir.database()).await?;
-    let internal = open_internal(global, data_dir).await?;
+    let ca = pki::CertificateAuthority::new(dir.issuer(crate::ca::passphrase(global)?.as_ref())?, store.clone());
+    let internal = open_internal(global, data_dir, store.clone()).await?;
     let mut hosts = vec!["localhost".to_owned()];
     if !settings.listen.ip().is_unspecified() {
         hosts.push(settings.listen.ip().to_string());
@@ -123,7 +124,8 @@ async fn start_acme_server(
         failed_validations_per_hour: settings.failed_validations_per_hour,
         renewal_info_retry_secs: settings.renewal_info_retry_secs.max(1),
     };
-    let server = acme::AcmeServer::new(ca, store, &acme).map_err(|e| Failure::failed(format!("acme_server: {e}")))?;
+    let server =
+        acme::AcmeServer::new(ca, store.clone(), &acme).map_err(|e| Failure::failed(format!("acme_server: {e}")))?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| Failure::failed(format!("acme_server: cannot listen on {}: {e}", settings.listen)))?;
@@ -135,15 +137,23 @@ async fn start_acme_server(
 
 /// `gatehouse serve --config FILE`.
 pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Result<ExitCode, Failure> {
+    // The database is opened once the config needs it: an ACME server or the internal CA.
+    let storage = crate::storage::for_config(global, &config, &data_dir(global, &config, config_path)?)?;
+    let mut store = None;
     if let Some(settings) = &config.acme_server {
-        start_acme_server(global, &data_dir(global, &config, config_path)?, settings).await?;
+        let opened = store.insert(crate::storage::open(&storage).await?);
+        start_acme_server(global, &data_dir(global, &config, config_path)?, opened, settings).await?;
         if config.sites.is_empty() {
             gateway::wait_for_termination().await;
             return Ok(ExitCode::SUCCESS);
         }
     }
     let internal = if uses_internal_ca(&config) {
-        Some(open_internal(global, &data_dir(global, &config, config_path)?).await?)
+        let store = match store {
+            Some(store) => store,
+            None => crate::storage::open(&storage).await?,
+        };
+        Some(open_internal(global, &data_dir(global, &config, config_path)?, store).await?)
     } else {
         None
     };
@@ -272,7 +282,7 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
         )?;
         eprintln!("created a CA in {}", data_dir.display());
     }
-    let store = Database::open_sqlite(&dir.database()).await?;
+    let store = crate::storage::open(&crate::storage::selected(global, &data_dir)?).await?;
     let client_dir = data_dir.join("quickstart");
     let user = "first-user";
     let paths = BundlePaths::new(&client_dir, user);
@@ -343,6 +353,10 @@ impl Hints<'_> {
         }
         if let Some(file) = &self.global.ca_passphrase_file {
             ca += &format!(" --ca-passphrase-file {}", q(file));
+        }
+        // Shown with its password elided: the operator typed it, the terminal need not keep it.
+        if let Some(Ok(url)) = self.global.storage.as_deref().map(store::StorageUrl::parse) {
+            ca += &format!(" --storage {}", shell_word(&url.to_string()));
         }
         format!(
             "gatehouse is serving {url} with client certificates required, in front of {upstream}\n\n\

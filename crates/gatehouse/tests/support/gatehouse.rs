@@ -1,5 +1,5 @@
 //! Running the `gatehouse` binary: `gatehouse --data-dir DIR ARGS...`, with stdin
-//! closed and nothing taken from the caller's environment (no passphrase, no data dir).
+//! closed and nothing taken from the caller's environment (no passphrase, data dir or storage).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -24,7 +24,7 @@ pub fn gh_cmd(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin());
     c.arg("--data-dir").arg(dir).args(args);
     c.current_dir(dir);
-    c.env_remove(PASS_ENV).env_remove("GATEHOUSE_DATA_DIR");
+    c.env_remove(PASS_ENV).env_remove("GATEHOUSE_DATA_DIR").env_remove("GATEHOUSE_STORAGE");
     c.env("NO_COLOR", "1");
     c.stdin(Stdio::null());
     c

@@ -88,6 +88,10 @@ fn one_line(message: &str) -> String {
 pub struct Config {
     /// Data dir of the internal CA (default: the `--data-dir` of the command).
     pub data_dir: Option<PathBuf>,
+    /// The database of the internal CA and the ACME server: `sqlite://PATH` or
+    /// `postgres://USER@HOST:PORT/DATABASE` (default: the command's `--storage`, else
+    /// `sqlite://DATA_DIR/gatehouse.db`).
+    pub storage: Option<Spanned<String>>,
     /// Listening addresses (required when there are sites).
     pub listen: Option<Listen>,
     /// TLS settings shared by every site.
@@ -515,6 +519,11 @@ impl Config {
                 ));
             }
         };
+        if let Some(storage) = &self.storage
+            && let Err(e) = store::StorageUrl::parse(storage.get_ref())
+        {
+            problems.push(format!("{}: storage: {e}", at(storage.span())));
+        }
         if self.sites.is_empty() && self.acme_server.is_none() {
             problems.push(
                 "no [[site]] and no [acme_server] is configured; add a site with hosts, certificate and upstream"
@@ -741,14 +750,28 @@ servers = ["http://127.0.0.1:3000"]
         assert_eq!(
             messages(&text),
             [
-                "line 2, column 1: backlog: unknown field `backlog`, expected one of `data_dir`, `listen`, `tls`, \
-                 `limits`, `identity`, `runtime`, `log`, `site`, `upstream`, `acme_server`, `acme`, `keyless`",
+                "line 2, column 1: backlog: unknown field `backlog`, expected one of `data_dir`, `storage`, `listen`, \
+                 `tls`, `limits`, `identity`, `runtime`, `log`, `site`, `upstream`, `acme_server`, `acme`, `keyless`",
                 "line 20, column 10: log.access: invalid type: string \"no\", expected a boolean",
                 "line 26, column 1: site[0].colour: unknown field `colour`, expected one of `hosts`, `certificate`, \
                  `mtls`, `trust`, `upstream`, `hsts_max_age`, `route`",
                 "line 29, column 23: site[1].hosts[1]: invalid type: integer `3`, expected a string",
                 "line 35, column 11: upstream[0].servers: invalid type: string \"http://127.0.0.1:3000\", expected a sequence",
             ]
+        );
+    }
+
+    #[test]
+    fn storage_is_a_url_that_names_a_backend() {
+        let good = GOOD.replace("data_dir = \"ca\"\n", "data_dir = \"ca\"\nstorage = \"postgres://ca@db:5432/pki\"\n");
+        let config = Config::parse(Path::new("t.toml"), &good).expect("valid config");
+        assert_eq!(config.storage.map(|s| s.into_inner()).as_deref(), Some("postgres://ca@db:5432/pki"));
+        let bad = GOOD.replace("data_dir = \"ca\"\n", "data_dir = \"ca\"\nstorage = \"mysql://ca:pw@db/pki\"\n");
+        let found = messages(&bad);
+        assert!(
+            found.len() == 1
+                && found[0].starts_with("line 2, column 11: storage: the storage URL mysql://ca:***@db/pki"),
+            "{found:?}"
         );
     }
 

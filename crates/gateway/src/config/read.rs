@@ -28,6 +28,7 @@ pub(super) fn read_tables(text: &str) -> Result<Config, Vec<String>> {
         let name: &str = key.get_ref();
         match name {
             "data_dir" => problems.read::<PathBuf>(name, value),
+            "storage" => problems.read::<String>(name, value),
             "listen" => problems.read::<Listen>(name, value),
             "tls" => problems.read::<TlsSettings>(name, value),
             "limits" => problems.read::<Limits>(name, value),
