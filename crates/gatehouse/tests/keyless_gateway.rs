@@ -3,7 +3,8 @@
 //! and TLS 1.2 handshakes with ECDSA P-256, RSA-2048 (PSS in 1.3, PKCS#1 v1.5 in 1.2
 //! when the client offers only that) and Ed25519 keys from a key directory; a key the
 //! key server does not have fails the handshake, logged with the protocol's error
-//! code; with two key servers, stopping one under load fails no handshake.
+//! code, and one that a second key server has is found there; with two key servers,
+//! stopping one under load fails no handshake.
 //!
 //! The key server is [`KeyServer`] (its CA is the gateway's internal CA: the gateway's
 //! client certificate and its trust in the key server come from it by default).
@@ -98,12 +99,7 @@ fn tls13_and_tls12_handshakes_are_signed_by_the_key_server() {
 #[test]
 fn a_key_the_key_server_does_not_have_fails_the_handshake_with_its_error_code() {
     let ks = KeyServer::shared();
-    // A key made here, never given to the key server.
-    let dir = ks.env.path().join("unknown-key");
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("orphan.key");
-    openssl_ok(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", s(&key)]);
-    let chain = ks.site_certificate(&key, "orphan.keyless.test");
+    let chain = orphan_key(ks, "unknown-key");
     let kg = KeylessGateway::start(ks, &[ks.port], &[(chain, "orphan.keyless.test")], "orphan-gw.toml");
     let gw = &kg.gateway;
     let r = gw.curl("orphan.keyless.test", "/", &[]);
@@ -117,22 +113,56 @@ fn a_key_the_key_server_does_not_have_fails_the_handshake_with_its_error_code() 
     assert_eq!(gw.curl("ec.keyless.test", "/", &[]).status, 200);
 }
 
-#[test]
-fn stopping_one_of_two_key_servers_under_load_fails_no_handshake() {
-    let ks = KeyServer::shared();
-    // A second key server: the same keys, certificate and CA, another port.
+/// A P-256 key made in `dir` under the key server's test dir, never given to the key
+/// server, and the chain of a site certificate for `orphan.keyless.test` with it.
+fn orphan_key(ks: &KeyServer, dir: &str) -> PathBuf {
+    let dir = ks.env.path().join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("orphan.key");
+    openssl_ok(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", s(&key)]);
+    ks.site_certificate(&key, "orphan.keyless.test")
+}
+
+/// A second key server with the shared one's certificate and CA, serving the keys of
+/// `keys` (a directory under the key server's test dir), listening on its own port.
+fn second_key_server(ks: &KeyServer, name: &str, keys: &str) -> (Daemon, u16) {
     let port = free_port();
     let config = ks.env.write(
-        "keyserver-2.toml",
+        &format!("{name}.toml"),
         &format!(
             "listen = \"127.0.0.1:{port}\"\ncertificate = {{ cert = \"certs/localhost.fullchain.pem\", key = \"certs/localhost.key\" }}\n\
-             [[keys]]\ndir = \"keys\"\n"
+             [[keys]]\ndir = \"{keys}\"\n"
         ),
     );
     let mut c = gh_cmd(&ks.env.data(), &["keyserver", "--config", s(&config)]);
     c.current_dir("/");
-    let mut second = Daemon::spawn(&c, "gatehouse keyserver (second)", None);
-    second.wait_listening(port, "the second key server");
+    let mut daemon = Daemon::spawn(&c, &format!("gatehouse keyserver ({name})"), None);
+    daemon.wait_listening(port, name);
+    (daemon, port)
+}
+
+#[test]
+fn key_servers_holding_different_keys_each_sign_with_their_own() {
+    let ks = KeyServer::shared();
+    // The second key server holds only a key the shared one has not.
+    let chain = orphan_key(ks, "only-on-second");
+    let (_second, port) = second_key_server(ks, "keyserver-orphan", "only-on-second");
+    let kg = KeylessGateway::start(ks, &[port, ks.port], &[(chain, "orphan.keyless.test")], "split-gw.toml");
+    let gw = &kg.gateway;
+    // Requests start at each server in turn: the one without the key passes it on.
+    for round in 0..4 {
+        for host in ["orphan.keyless.test", "ec.keyless.test"] {
+            let r = gw.curl(host, "/split", &[]);
+            assert_eq!(r.status, 200, "round {round}, {host}: {r:?}\n{}", gw.proc.dump());
+        }
+    }
+}
+
+#[test]
+fn stopping_one_of_two_key_servers_under_load_fails_no_handshake() {
+    let ks = KeyServer::shared();
+    // A second key server: the same keys, certificate and CA, another port.
+    let (second, port) = second_key_server(ks, "keyserver-2", "keys");
     // The second first: a server list is tried in turn from a rotating start.
     let kg = KeylessGateway::start(ks, &[port, ks.port], &[], "two-gw.toml");
     let load = HandshakeLoad::start("ec.keyless.test", kg.gateway.https, "/load", &kg.gateway.root, 2);

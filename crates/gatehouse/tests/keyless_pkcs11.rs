@@ -183,40 +183,13 @@ fn rsa_pkcs1_v1_5_and_pss_signatures_of_the_token_key_verify() {
     assert!(!openssl_verifies(&key.public, &digest, sig, &opts), "the salt length is not checked");
 }
 
-/// The digest openssl makes (SHA-224 is not among the test client's).
-fn openssl_digest(hash: &str, data: &[u8]) -> Vec<u8> {
-    let d = tmp();
-    let (input, output) = (d.join("in"), d.join("out"));
-    write(&input, data);
-    openssl_ok(&["dgst", &format!("-{hash}"), "-binary", "-out", s(&output), s(&input)]);
-    read_bytes(&output)
-}
-
 #[test]
 fn rsa_decrypt_gives_the_raw_block_of_the_token_key() {
     let ks = TokenKeyServer::shared();
     let mut gw = ks.connect();
     let key = ks.key("rsa1");
-    // A 256-byte block below the modulus, as TLS RSA key exchange's padded premaster is.
-    let mut block = vec![0x00, 0x02];
-    block.extend((0..254u32).map(|i| u8::try_from(i % 251 + 1).unwrap()));
-    let d = tmp();
-    let (plain, cipher) = (d.join("block"), d.join("cipher"));
-    write(&plain, &block);
-    openssl_ok(&[
-        "pkeyutl",
-        "-encrypt",
-        "-pubin",
-        "-inkey",
-        s(&key.public),
-        "-pkeyopt",
-        "rsa_padding_mode:none",
-        "-in",
-        s(&plain),
-        "-out",
-        s(&cipher),
-    ]);
-    let response = gw.call(&Message::request(21, Opcode::RsaDecrypt, by_ski(key), read_bytes(&cipher)));
+    let (block, cipher) = raw_rsa_ciphertext(&key.public);
+    let response = gw.call(&Message::request(21, Opcode::RsaDecrypt, by_ski(key), cipher));
     assert_eq!(signature(&response), &block[..], "m = c^d mod n, left-padded, padding not removed");
     // A ciphertext of the wrong length is the token's refusal: crypto failure.
     let response = gw.call(&Message::request(22, Opcode::RsaDecrypt, by_ski(key), vec![1; 255]));

@@ -38,6 +38,33 @@ fn rsa_pkcs1_v1_5_signatures_of_pkcs8_and_pkcs1_keys_verify() {
     }
 }
 
+#[test]
+fn key_files_sign_legacy_pkcs1_digests_and_decrypt_raw_rsa() {
+    let ks = KeyServer::shared();
+    let mut gw = ks.connect();
+    // SHA-1 and SHA-224 in a DigestInfo; TLS 1.0/1.1's bare MD5 || SHA-1 without one.
+    for (id, name, hash, opcode) in [
+        (5, "rsa-pkcs8", "sha1", Opcode::RsaSignSha1),
+        (6, "rsa-pkcs1", "sha224", Opcode::RsaSignSha224),
+        (7, "rsa-pkcs8", "md5-sha1", Opcode::RsaSignMd5Sha1),
+    ] {
+        let key = ks.key(name);
+        let digest = openssl_digest(hash, TRANSCRIPT);
+        let response = gw.call(&Message::request(id, opcode, by_ski(key), digest.clone()));
+        let sig = signature(&response);
+        let opts = ["-pkeyopt", &format!("digest:{hash}")];
+        assert!(openssl_verifies(&key.public, &digest, sig, &opts), "{name} {hash}: openssl rejects the signature");
+        let other = openssl_digest(hash, b"another transcript");
+        assert!(!openssl_verifies(&key.public, &other, sig, &opts), "{name}: the judge accepts anything");
+    }
+    for (id, name) in [(8, "rsa-pkcs8"), (9, "rsa-pkcs1")] {
+        let key = ks.key(name);
+        let (block, cipher) = raw_rsa_ciphertext(&key.public);
+        let response = gw.call(&Message::request(id, Opcode::RsaDecrypt, by_ski(key), cipher));
+        assert_eq!(signature(&response), &block[..], "{name}: m = c^d mod n, left-padded, padding not removed");
+    }
+}
+
 fn digest_of_other(hash: &str) -> Vec<u8> {
     digest(hash, b"another transcript")
 }
@@ -155,9 +182,9 @@ fn refusals_carry_the_spec_error_codes() {
         code(&mut gw, Message::request(37, Opcode::RsaSignSha256, p256, sha256.clone())),
         Some(ErrorCode::CryptoFailure)
     );
-    // RSA decrypt: aws-lc-rs has no raw RSA operation, so it is a crypto failure too.
+    // RSA decrypt of a ciphertext one byte shorter than the modulus: 0x01 too.
     assert_eq!(
-        code(&mut gw, Message::request(38, Opcode::RsaDecrypt, rsa, vec![1; 256])),
+        code(&mut gw, Message::request(38, Opcode::RsaDecrypt, rsa, vec![1; 255])),
         Some(ErrorCode::CryptoFailure)
     );
     // The connection still serves.

@@ -39,6 +39,8 @@ fn key_server_cert(env: &Env, cn: &str) -> Cert {
 struct TunnelGateway {
     gateway: Gateway,
     tunnel: u16,
+    /// The admin listener (`/metrics`).
+    admin: u16,
     _upstream: Upstream,
 }
 
@@ -46,11 +48,11 @@ impl TunnelGateway {
     #[track_caller]
     fn start(ks: &KeyServer, name: &str) -> TunnelGateway {
         let upstream = Upstream::start(&ks.env);
-        let (https, tunnel) = (free_port(), free_port());
+        let (https, tunnel, admin) = (free_port(), free_port(), free_port());
         let mut toml = format!(
             "{}keyless_tunnel = \"127.0.0.1:{tunnel}\"\n\n[runtime]\nworker_threads = 1\n\n\
              [[keyless]]\nname = \"ks\"\nservers = []\nserver_name = \"{KEY_SERVER_NAME}\"\ntimeout_ms = 3000\n",
-            listen_toml(https, None, None)
+            listen_toml(https, None, Some(admin))
         );
         for (key, host) in SITES {
             let chain = ks.site_certificate(&ks.key(key).file, host);
@@ -66,12 +68,17 @@ impl TunnelGateway {
             "{}",
             gateway.proc.dump()
         );
-        TunnelGateway { gateway, tunnel, _upstream: upstream }
+        TunnelGateway { gateway, tunnel, admin, _upstream: upstream }
     }
 
     /// How many key servers the gateway has logged as attached.
     fn attached(&self) -> usize {
         self.gateway.proc.stderr().matches("key server attached through the keyless tunnel").count()
+    }
+
+    /// The gateway's gauge of the key servers of table `ks` reached `via` "listed" or "tunnel".
+    fn servers_metric(&self, via: &str) -> Option<f64> {
+        metric(&metrics(self.admin), &format!("gatehouse_keyless_servers{{keyless=\"ks\",via=\"{via}\"}}"))
     }
 
     /// Waits until `n` key servers have attached.
@@ -252,6 +259,9 @@ fn a_key_server_killed_under_load_is_dropped_at_once_and_no_handshake_fails() {
         })
         .collect();
     tg.wait_attached(2);
+    // Both are on /metrics (attached, none listed).
+    assert_eq!(tg.servers_metric("tunnel"), Some(2.0), "{}", metrics(tg.admin));
+    assert_eq!(tg.servers_metric("listed"), Some(0.0), "{}", metrics(tg.admin));
     let load = HandshakeLoad::start("ec.tunnel.test", tg.gateway.https, "/load", &tg.gateway.root, 2);
     load.wait_done(20);
     let before = load.done();
@@ -269,6 +279,7 @@ fn a_key_server_killed_under_load_is_dropped_at_once_and_no_handshake_fails() {
     let (total, failures) = load.finish();
     eprintln!("{total} handshakes, {} failed, one key server killed after {before}", failures.len());
     assert!(failures.is_empty(), "handshakes failed around the kill: {failures:?}\n{}", tg.gateway.proc.dump());
-    // The survivor carried the rest.
+    // The survivor carried the rest, and is the one attached server left on /metrics.
     assert!(servers[1].try_exit().is_none(), "{}", servers[1].dump());
+    assert_eq!(tg.servers_metric("tunnel"), Some(1.0), "{}", metrics(tg.admin));
 }

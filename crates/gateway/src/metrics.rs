@@ -3,7 +3,8 @@
 //! reason, request durations by route and status class, handshakes with their
 //! duration, client-certificate refusals by reason, open connections and the
 //! connection limits, upstream failures and connect durations, reloads; at each
-//! scrape, dropped log lines and the healthy servers of each pool.
+//! scrape, dropped log lines, the healthy servers of each pool and the key
+//! servers of each `[[keyless]]` table (listed, and attached through the tunnel).
 //!
 //! The request path pays no lock, no allocation and no lookup for them: every
 //! label set is resolved once (the counters of each reason when the metrics are
@@ -312,6 +313,7 @@ impl Metrics {
         let mut out = String::new();
         let encoded = prometheus_text::encode(&mut out, &self.registry)
             .and_then(|()| prometheus_text::encode(&mut out, &pool_servers(runtime)))
+            .and_then(|()| prometheus_text::encode(&mut out, &key_servers(runtime)))
             .and_then(|()| prometheus_text::encode(&mut out, &certificate_expiry(runtime)));
         if encoded.is_err() {
             tracing::error!("cannot encode the metrics");
@@ -336,6 +338,44 @@ fn pool_servers(runtime: &Runtime) -> Registry {
         healthy,
     );
     registry.register("gatehouse_upstream_servers", "Servers of an upstream, configured", servers);
+    registry
+}
+
+/// The labels of a `[[keyless]]` table's key servers: the table, and how they are
+/// reached (`listed` in `servers`, or attached through the `tunnel`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyServerLabels {
+    keyless: String,
+    via: &'static str,
+}
+
+/// The key servers of each `[[keyless]]` table, read now: listed and attached, and of
+/// those, the ones requests go to first (a listed server that failed lately is tried last).
+fn key_servers(runtime: &Runtime) -> Registry {
+    let servers = Family::<KeyServerLabels, Gauge>::default();
+    let up = Family::<KeyServerLabels, Gauge>::default();
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    for table in runtime.keyless_tables() {
+        let counts = table.counts();
+        for (via, all, usable) in
+            [("listed", counts.listed, counts.listed_up), ("tunnel", counts.attached, counts.attached)]
+        {
+            let labels = KeyServerLabels { keyless: table.name().to_owned(), via };
+            servers.get_or_create(&labels).set(count(all));
+            up.get_or_create(&labels).set(count(usable));
+        }
+    }
+    let mut registry = Registry::default();
+    registry.register(
+        "gatehouse_keyless_servers",
+        "Key servers of a keyless table: listed in servers, or attached through the keyless tunnel now",
+        servers,
+    );
+    registry.register(
+        "gatehouse_keyless_servers_up",
+        "Key servers of a keyless table asked first: attached, or listed and not failed in the last 2 s",
+        up,
+    );
     registry
 }
 

@@ -102,11 +102,7 @@ impl Operation {
 fn log_failure(operation: &Operation, why: &OperationError) {
     let (ski, key_type) = (operation.key.ski(), operation.key.key_type());
     match why {
-        // A gateway asking for what this server does not do is worth an operator's attention.
-        OperationError::Unsupported(_) => {
-            tracing::warn!(%ski, %key_type, opcode = %operation.opcode, error = %why, "operation refused (0x01)");
-        }
-        // So is a token that refuses or fails.
+        // A token that refuses or fails is worth an operator's attention.
         OperationError::TokenRefused(_) | OperationError::TokenFailed(_) => tracing::warn!(
             %ski,
             %key_type,

@@ -27,6 +27,7 @@ use rustls_pki_types::PrivateKeyDer;
 
 use crate::config::KeySource;
 use crate::pkcs11::{Modules, TokenError, TokenKey};
+use crate::raw_rsa::RawRsa;
 
 /// The kind of a key, as logs and the metrics' `key_type` label name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,7 +70,9 @@ impl fmt::Display for KeyType {
 /// The private half: in the form aws-lc-rs signs with, or a handle to a
 /// key in a token.
 pub(crate) enum KeyPair {
-    Rsa(RsaKeyPair),
+    /// aws-lc-rs's key for TLS's signatures, and AWS-LC's own for the raw
+    /// operations aws-lc-rs lacks (`crate::raw_rsa`).
+    Rsa(RsaKeyPair, RawRsa),
     Ecdsa(EcdsaKeyPair, KeyType),
     Ed25519(Ed25519KeyPair),
     Token(TokenKey),
@@ -127,7 +130,7 @@ impl Key {
     /// The key's kind.
     pub fn key_type(&self) -> KeyType {
         match &self.pair {
-            KeyPair::Rsa(_) => KeyType::Rsa,
+            KeyPair::Rsa(..) => KeyType::Rsa,
             KeyPair::Ecdsa(_, kind) => *kind,
             KeyPair::Ed25519(_) => KeyType::Ed25519,
             KeyPair::Token(k) => k.key_type,
@@ -139,7 +142,7 @@ impl Key {
         let bytes = std::fs::read(file).map_err(|e| KeyError::File { file: file.to_owned(), why: e.into() })?;
         let pair = parse(&bytes).map_err(|why| KeyError::File { file: file.to_owned(), why })?;
         let public = match &pair {
-            KeyPair::Rsa(k) => k.public_key().as_ref().to_vec(),
+            KeyPair::Rsa(k, _) => k.public_key().as_ref().to_vec(),
             KeyPair::Ecdsa(k, _) => k.public_key().as_ref().to_vec(),
             KeyPair::Ed25519(k) => k.public_key().as_ref().to_vec(),
             KeyPair::Token(_) => unreachable!("parse makes no token keys"),
@@ -261,7 +264,7 @@ fn parse(bytes: &[u8]) -> Result<KeyPair, KeyDefect> {
     };
     match &der {
         PrivateKeyDer::Pkcs1(k) => {
-            RsaKeyPair::from_der(k.secret_pkcs1_der()).map(KeyPair::Rsa).map_err(rejected("a PKCS#1 RSA key"))
+            rsa_pair(RsaKeyPair::from_der(k.secret_pkcs1_der()), k.secret_pkcs1_der(), "a PKCS#1 RSA key")
         }
         PrivateKeyDer::Sec1(k) => {
             let sec1 = k.secret_sec1_der();
@@ -280,11 +283,23 @@ fn parse(bytes: &[u8]) -> Result<KeyPair, KeyDefect> {
     }
 }
 
+/// Both forms of an RSA key, from its PKCS#1 DER `pkcs1`.
+fn rsa_pair(
+    pair: Result<RsaKeyPair, aws_lc_rs::error::KeyRejected>,
+    pkcs1: &[u8],
+    kind: &'static str,
+) -> Result<KeyPair, KeyDefect> {
+    let pair = pair.map_err(rejected(kind))?;
+    let raw = RawRsa::from_pkcs1_der(pkcs1)
+        .ok_or_else(|| KeyDefect::Rejected { kind, reason: "AWS-LC refuses its RSAPrivateKey".to_owned() })?;
+    Ok(KeyPair::Rsa(pair, raw))
+}
+
 fn parse_pkcs8(der: &[u8]) -> Result<KeyPair, KeyDefect> {
     let info = pkcs8::PrivateKeyInfo::try_from(der).map_err(|_| KeyDefect::NotAKey)?;
     let oid = info.algorithm.oid;
     if oid == RSA_ENCRYPTION {
-        RsaKeyPair::from_pkcs8(der).map(KeyPair::Rsa).map_err(rejected("a PKCS#8 RSA key"))
+        rsa_pair(RsaKeyPair::from_pkcs8(der), info.private_key, "a PKCS#8 RSA key")
     } else if oid == EC_PUBLIC_KEY {
         let curve = info.algorithm.parameters_oid().map_err(|_| KeyDefect::Curve("(none given)".to_owned()))?;
         let (_, kind, alg) = CURVES

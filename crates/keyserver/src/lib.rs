@@ -28,17 +28,15 @@
 //! from the spec page and RFCs on top of the `keyless` codec crate, rustls and
 //! aws-lc-rs; the protocol part is small (frame in, operation, frame out).
 //!
-//! # What aws-lc-rs cannot do, and so is refused for key files
-//! aws-lc-rs offers no raw RSA private operation and no PKCS#1 v1.5 signature
-//! for MD5-SHA1, SHA-1 or SHA-224 digests, and this crate uses no unsafe code
-//! to reach AWS-LC underneath. For key files, opcodes 0x01 (RSA decrypt, used
-//! only by TLS RSA key exchange) and 0x02–0x04 are answered with error 0x01
-//! (crypto failure). TLS 1.2 and 1.3 servers that sign with
-//! rsa_pkcs1_sha256/384/512 or PSS, which is every scheme rustls signs with,
-//! need none of them. Keys in a token do all of them (`CKM_RSA_X_509`, and
-//! `CKM_RSA_PKCS` over a DigestInfo built here).
+//! # Unsafe code
+//! One module, `raw_rsa`, calls AWS-LC (through aws-lc-sys) for what aws-lc-rs
+//! does not offer: raw RSA decryption (opcode 0x01) and PKCS#1 v1.5 signatures
+//! of MD5-SHA1, SHA-1 and SHA-224 digests (0x02–0x04) with key files. Its docs
+//! say why; the rest of the crate has no unsafe code. Keys in a token do the
+//! same through the token (`CKM_RSA_X_509`, and `CKM_RSA_PKCS` over a
+//! DigestInfo built here).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
@@ -48,6 +46,7 @@ pub mod keys;
 mod metrics;
 mod operation;
 mod pkcs11;
+mod raw_rsa;
 mod server;
 mod tls;
 mod tunnel;

@@ -2,7 +2,8 @@
 //!
 //! Digests arrive already made (the gateway hashed the handshake transcript),
 //! so RSA and ECDSA sign a precomputed digest through aws-lc-rs's
-//! `sign_digest`; Ed25519 signs the whole message. Keys in a token are the
+//! `sign_digest`; Ed25519 signs the whole message. RSA decryption and the
+//! legacy PKCS#1 v1.5 digests go to AWS-LC itself (`crate::raw_rsa`). Keys in a token are the
 //! token's to use (`crate::pkcs11`). The request's digest length has been
 //! checked against the opcode's hash before this runs.
 
@@ -11,6 +12,7 @@ use aws_lc_rs::signature::{self, RsaEncoding};
 use keyless::{ErrorCode, Opcode};
 
 use crate::keys::{Key, KeyPair, KeyType};
+use crate::raw_rsa::{LegacyHash, RawRsa};
 
 /// Why an operation gave no result; on the wire each is the error code
 /// [`OperationError::code`] gives, in the log each is named.
@@ -19,9 +21,6 @@ pub(crate) enum OperationError {
     /// The opcode is for another kind of key (an ECDSA opcode on an RSA key).
     #[error("the opcode is for another kind of key")]
     WrongKeyType,
-    /// An operation aws-lc-rs does not offer (see the crate docs).
-    #[error("aws-lc-rs offers no {0}")]
-    Unsupported(&'static str),
     /// aws-lc refused to sign.
     #[error("aws-lc failed the operation")]
     Crypto,
@@ -51,17 +50,17 @@ pub(crate) fn perform(key: &Key, opcode: Opcode, payload: &[u8]) -> Result<Vec<u
     use Opcode::*;
     match (&key.pair, opcode) {
         (KeyPair::Token(k), _) => crate::pkcs11::perform(k, opcode, payload),
-        (KeyPair::Rsa(_), RsaDecrypt) => Err(OperationError::Unsupported("raw RSA decryption")),
-        (KeyPair::Rsa(_), RsaSignMd5Sha1 | RsaSignSha1 | RsaSignSha224) => {
-            Err(OperationError::Unsupported("PKCS#1 v1.5 signature of MD5-SHA1, SHA-1 or SHA-224 digests"))
-        }
-        (KeyPair::Rsa(k), RsaSignSha256) => rsa_sign(k, &signature::RSA_PKCS1_SHA256, &digest::SHA256, payload),
-        (KeyPair::Rsa(k), RsaSignSha384) => rsa_sign(k, &signature::RSA_PKCS1_SHA384, &digest::SHA384, payload),
-        (KeyPair::Rsa(k), RsaSignSha512) => rsa_sign(k, &signature::RSA_PKCS1_SHA512, &digest::SHA512, payload),
+        (KeyPair::Rsa(_, raw), RsaDecrypt) => raw.decrypt_raw(payload).ok_or(OperationError::Crypto),
+        (KeyPair::Rsa(_, raw), RsaSignMd5Sha1) => legacy(raw, LegacyHash::Md5Sha1, payload),
+        (KeyPair::Rsa(_, raw), RsaSignSha1) => legacy(raw, LegacyHash::Sha1, payload),
+        (KeyPair::Rsa(_, raw), RsaSignSha224) => legacy(raw, LegacyHash::Sha224, payload),
+        (KeyPair::Rsa(k, _), RsaSignSha256) => rsa_sign(k, &signature::RSA_PKCS1_SHA256, &digest::SHA256, payload),
+        (KeyPair::Rsa(k, _), RsaSignSha384) => rsa_sign(k, &signature::RSA_PKCS1_SHA384, &digest::SHA384, payload),
+        (KeyPair::Rsa(k, _), RsaSignSha512) => rsa_sign(k, &signature::RSA_PKCS1_SHA512, &digest::SHA512, payload),
         // aws-lc-rs's PSS encodings use MGF1 with the same hash and a salt as long as it.
-        (KeyPair::Rsa(k), RsaPssSignSha256) => rsa_sign(k, &signature::RSA_PSS_SHA256, &digest::SHA256, payload),
-        (KeyPair::Rsa(k), RsaPssSignSha384) => rsa_sign(k, &signature::RSA_PSS_SHA384, &digest::SHA384, payload),
-        (KeyPair::Rsa(k), RsaPssSignSha512) => rsa_sign(k, &signature::RSA_PSS_SHA512, &digest::SHA512, payload),
+        (KeyPair::Rsa(k, _), RsaPssSignSha256) => rsa_sign(k, &signature::RSA_PSS_SHA256, &digest::SHA256, payload),
+        (KeyPair::Rsa(k, _), RsaPssSignSha384) => rsa_sign(k, &signature::RSA_PSS_SHA384, &digest::SHA384, payload),
+        (KeyPair::Rsa(k, _), RsaPssSignSha512) => rsa_sign(k, &signature::RSA_PSS_SHA512, &digest::SHA512, payload),
         (
             KeyPair::Ecdsa(k, curve),
             EcdsaSignMd5Sha1 | EcdsaSignSha1 | EcdsaSignSha224 | EcdsaSignSha256 | EcdsaSignSha384 | EcdsaSignSha512,
@@ -69,6 +68,10 @@ pub(crate) fn perform(key: &Key, opcode: Opcode, payload: &[u8]) -> Result<Vec<u
         (KeyPair::Ed25519(k), Ed25519Sign) => Ok(k.sign(payload).as_ref().to_vec()),
         _ => Err(OperationError::WrongKeyType),
     }
+}
+
+fn legacy(key: &RawRsa, hash: LegacyHash, digest: &[u8]) -> Result<Vec<u8>, OperationError> {
+    key.sign_pkcs1(hash, digest).ok_or(OperationError::Crypto)
 }
 
 fn rsa_sign(

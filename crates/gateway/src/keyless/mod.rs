@@ -6,7 +6,10 @@
 //! - [`KeyServers`]: the servers of a table, each behind one multiplexed mTLS
 //!   connection ([`connection`]), tried in turn from a rotating start: a server
 //!   that fails at the transport is skipped for [`RETRY_AFTER`], and a request it
-//!   failed is sent once to the next (the protocol's advice).
+//!   failed is sent once to the next (the protocol's advice). A server that
+//!   answers key-not-found passes the request on to the next, so the servers of
+//!   one table (attached through the tunnel by several key owners, say) need not
+//!   all hold every key.
 //! - [`signer`]: the rustls signing key of a keyless site.
 //!
 //! # Signing off the event loop
@@ -259,6 +262,15 @@ impl KeyServers {
         attached.clone()
     }
 
+    /// How many key servers the table has now, for the metrics.
+    pub fn counts(&self) -> ServerCounts {
+        ServerCounts {
+            listed: self.servers.len(),
+            listed_up: self.servers.iter().filter(|s| !s.failed_lately()).count(),
+            attached: self.attached().len(),
+        }
+    }
+
     /// Has the key of `ski` sign `payload` with `opcode`, from a synchronous caller (a
     /// rustls handshake): the request goes out on the keyless runtime while this thread
     /// waits, off the event loop when it is on one (see the module docs).
@@ -333,26 +345,34 @@ impl KeyServers {
         // Servers that failed lately go last, not away: they may be all there is.
         let (fresh, failed): (Vec<Target<'_>>, Vec<Target<'_>>) = order.partition(|t| !t.failed_lately());
         let mut last = None;
-        // A request is sent to two servers at most (the protocol's retry once).
-        for target in fresh.into_iter().chain(failed).take(2) {
+        let mut failures = 0;
+        for target in fresh.into_iter().chain(failed) {
             let answer = match target {
                 Target::Dialled(server) => self.call_one(server, request.clone()).await,
                 Target::Attached(connection) => connection.call(request.clone()).await,
             };
             match answer {
-                Ok(answer) => {
-                    return match (answer.opcode, answer.error_code()) {
-                        (Some(Opcode::Response), _) => Ok(answer.payload().to_vec()),
-                        (_, Some(code)) => Err(KeylessError::Server(code)),
-                        _ => Err(KeylessError::Server(ErrorCode::Format)),
-                    };
-                }
+                Ok(answer) => match (answer.opcode, answer.error_code()) {
+                    (Some(Opcode::Response), _) => return Ok(answer.payload().to_vec()),
+                    // Key servers of one table may hold different keys: ask the next.
+                    (_, Some(ErrorCode::KeyNotFound)) => {
+                        tracing::debug!(keyless = %self.name, server = %target, "key server has not the key; asking the next");
+                        last = Some(KeylessError::Server(ErrorCode::KeyNotFound));
+                    }
+                    (_, Some(code)) => return Err(KeylessError::Server(code)),
+                    _ => return Err(KeylessError::Server(ErrorCode::Format)),
+                },
                 Err(e) => {
                     if let Target::Dialled(server) = target {
                         server.failed();
                     }
                     tracing::warn!(keyless = %self.name, server = %target, error = %e, "key server failed; trying the next");
                     last = Some(e);
+                    // A request that failed at the transport is sent once more at most (the protocol's retry).
+                    failures += 1;
+                    if failures == 2 {
+                        break;
+                    }
                 }
             }
         }
@@ -375,6 +395,17 @@ impl KeyServers {
         };
         connection.call(request).await
     }
+}
+
+/// The key servers of a table, counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerCounts {
+    /// Listed in `servers`.
+    pub listed: usize,
+    /// Listed and not failed in the last [`RETRY_AFTER`].
+    pub listed_up: usize,
+    /// Attached through the tunnel now.
+    pub attached: usize,
 }
 
 /// Where a request may go: a listed server, dialled, or one attached through the tunnel.

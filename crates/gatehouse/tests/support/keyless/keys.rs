@@ -136,3 +136,37 @@ pub fn digest(hash: &str, message: &[u8]) -> Vec<u8> {
     };
     d::digest(algorithm, message).as_ref().to_vec()
 }
+
+/// The digest openssl makes of `data` by `hash` (any openssl names: "sha224", "md5-sha1", ...).
+pub fn openssl_digest(hash: &str, data: &[u8]) -> Vec<u8> {
+    let d = tmp();
+    let (input, output) = (d.join("in"), d.join("out"));
+    write(&input, data);
+    openssl_ok(&["dgst", &format!("-{hash}"), "-binary", "-out", s(&output), s(&input)]);
+    read_bytes(&output)
+}
+
+/// A 256-byte block shaped as TLS RSA key exchange's padded premaster (00 02 ...),
+/// and its raw encryption (no padding added) by openssl with the RSA-2048 `public` key:
+/// what RSA decrypt must give back, and what it is given.
+pub fn raw_rsa_ciphertext(public: &Path) -> (Vec<u8>, Vec<u8>) {
+    let mut block = vec![0x00, 0x02];
+    block.extend((0..254u32).map(|i| u8::try_from(i % 251 + 1).unwrap()));
+    let d = tmp();
+    let (plain, cipher) = (d.join("block"), d.join("cipher"));
+    write(&plain, &block);
+    openssl_ok(&[
+        "pkeyutl",
+        "-encrypt",
+        "-pubin",
+        "-inkey",
+        s(public),
+        "-pkeyopt",
+        "rsa_padding_mode:none",
+        "-in",
+        s(&plain),
+        "-out",
+        s(&cipher),
+    ]);
+    (block, read_bytes(&cipher))
+}
