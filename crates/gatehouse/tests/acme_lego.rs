@@ -12,20 +12,12 @@ mod support;
 
 use support::*;
 
-/// `lego run` over http-01 for `names`, asserting success.
-#[track_caller]
-fn obtain_http(server: &GatehouseAcme, lego: &Lego, names: &[&str]) -> Issued {
-    let _port = server.hold_http();
-    assert_client_ok("lego --http run", &lego.obtain(Solver::Http(server.http_01_port), names));
-    lego.issued(names[0])
-}
-
 #[test]
 fn lego_gets_a_certificate_over_http01() {
     let server = GatehouseAcme::shared();
     let lego = server.lego();
     let names = ["lego-http.example.test", "www.lego-http.example.test"];
-    let issued = obtain_http(server, &lego, &names);
+    let issued = server.obtain_http(&lego, &names);
     server.assert_issued(&issued, &names, SERVER_PROFILE_HOURS);
 }
 
@@ -59,7 +51,7 @@ fn lego_renew_gets_a_new_certificate() {
     let server = GatehouseAcme::shared();
     let lego = server.lego();
     let names = ["lego-renew.example.test"];
-    let first = obtain_http(server, &lego, &names).serial();
+    let first = server.obtain_http(&lego, &names).serial();
     // Due when fewer than 91 days are left: a 90-day certificate at once.
     let o = {
         let _port = server.hold_http();
@@ -76,7 +68,7 @@ fn lego_revoke_shows_in_ca_list_and_crl() {
     let server = GatehouseAcme::shared();
     let lego = server.lego();
     let names = ["lego-revoke.example.test"];
-    let issued = obtain_http(server, &lego, &names);
+    let issued = server.obtain_http(&lego, &names);
     server.assert_issued(&issued, &names, SERVER_PROFILE_HOURS);
     assert_client_ok("lego revoke", &lego.revoke(&names));
     server.assert_revoked(&issued);

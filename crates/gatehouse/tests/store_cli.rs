@@ -188,12 +188,7 @@ fn an_acme_order_made_by_lego_survives_a_copy_to_postgres() {
     let mut server = GatehouseAcme::start_with(&AcmeServerOptions { restartable: true, ..Default::default() });
     let lego = server.lego();
     let names = ["copied.example.test"];
-    let o = {
-        let _port = server.hold_http();
-        lego.obtain(Solver::Http(server.http_01_port), &names)
-    };
-    assert_client_ok("lego --http run", &o);
-    let issued = lego.issued(names[0]);
+    let issued = server.obtain_http(&lego, &names);
     server.assert_issued(&issued, &names, SERVER_PROFILE_HOURS);
     server.stop();
 

@@ -72,25 +72,18 @@ for_every_backend! {
         /// Everything but nonces, as of one moment.
         pub(crate) async fn export(&self) -> Result<Snapshot> {
             let mut tx = self.pool.begin_with(DB::BEGIN_SNAPSHOT).await?;
-            let rows = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
-            let certificates = rows(format!("{SELECT_CERTIFICATE} ORDER BY issued_at, rowid"))
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(Self::record_from_row)
-                .collect::<Result<_>>()?;
+            let certificates =
+                Self::read_all(&mut tx, format!("{SELECT_CERTIFICATE} ORDER BY issued_at, rowid"), Self::record_from_row)
+                    .await?;
             let crl_numbers = sqlx::query_as("SELECT issuer, last FROM crl_numbers ORDER BY issuer")
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
                 .map(|(issuer, last): (String, i64)| CrlNumber { issuer, last })
                 .collect();
-            let acme_accounts = rows(format!("{SELECT_ACCOUNT} ORDER BY created_at, id"))
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(Self::account_from_row)
-                .collect::<Result<_>>()?;
+            let acme_accounts =
+                Self::read_all(&mut tx, format!("{SELECT_ACCOUNT} ORDER BY created_at, id"), Self::account_from_row)
+                    .await?;
             let mut challenges: HashMap<String, Vec<AcmeChallenge>> = HashMap::new();
             let mut acme_challenge_failures = Vec::new();
             let challenge_rows = sqlx::query(
@@ -106,7 +99,7 @@ for_every_backend! {
                 }
                 challenges.entry(row.try_get("authorization_id")?).or_default().push(challenge);
             }
-            let acme_authorizations = rows(format!("{SELECT_AUTHORIZATION} ORDER BY id"))
+            let acme_authorizations = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT_AUTHORIZATION} ORDER BY id")))
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
@@ -115,18 +108,11 @@ for_every_backend! {
                     Self::authorization_with(row, challenges.remove(&id).unwrap_or_default())
                 })
                 .collect::<Result<_>>()?;
-            let acme_orders = rows(format!("{SELECT_ORDER} ORDER BY created_at, rowid"))
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(Self::order_from_row)
-                .collect::<Result<_>>()?;
-            let acme_eab_keys = rows(format!("{SELECT_EAB} ORDER BY created_at, rowid"))
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(Self::eab_from_row)
-                .collect::<Result<_>>()?;
+            let acme_orders =
+                Self::read_all(&mut tx, format!("{SELECT_ORDER} ORDER BY created_at, rowid"), Self::order_from_row)
+                    .await?;
+            let acme_eab_keys =
+                Self::read_all(&mut tx, format!("{SELECT_EAB} ORDER BY created_at, rowid"), Self::eab_from_row).await?;
             tx.commit().await?;
             Ok(Snapshot {
                 certificates,
@@ -137,6 +123,16 @@ for_every_backend! {
                 acme_orders,
                 acme_eab_keys,
             })
+        }
+
+        /// Every row `sql` selects, each read by `from_row`.
+        async fn read_all<T>(
+            tx: &mut sqlx::Transaction<'static, DB>,
+            sql: String,
+            from_row: fn(&DB::Row) -> Result<T>,
+        ) -> Result<Vec<T>> {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut **tx).await?;
+            rows.iter().map(from_row).collect()
         }
 
         /// Writes `snapshot` into this store, which must hold nothing but nonces, in one transaction.

@@ -144,6 +144,14 @@ impl GatehouseAcme {
         Lego::new(&self.directory(), &self.root())
     }
 
+    /// `lego run` over http-01 for `names` (holding the http-01 port), asserting success.
+    #[track_caller]
+    pub fn obtain_http(&self, lego: &Lego, names: &[&str]) -> Issued {
+        let _port = self.hold_http();
+        assert_client_ok("lego --http run", &lego.obtain(Solver::Http(self.http_01_port), names));
+        lego.issued(names[0])
+    }
+
     /// The `ca list --json` entry of an issued certificate; panics when it is missing.
     #[track_caller]
     pub fn entry(&self, issued: &Issued) -> Value {
