@@ -99,7 +99,8 @@ fn ca_init_on_postgres_keeps_the_records_there_and_the_keys_in_the_data_dir() {
     let d = tmp();
     let pg = postgres();
     let init = gh_on(&d, &pg, &["ca", "init"]);
-    assert!(init.contains("database:") && init.contains(&pg), "{init}");
+    let shown = test_cluster::with_password(&pg, "***");
+    assert!(init.lines().any(|l| l.starts_with("database:") && l.ends_with(&shown)), "{init}");
     assert!(root_crt(&d).exists() && inter_key(&d).exists(), "the CA's certificates and keys are in the data dir");
     assert!(!db(&d).exists(), "ca init --storage postgres:// made a SQLite file too");
     // GATEHOUSE_STORAGE selects it as --storage does.
@@ -143,7 +144,7 @@ fn a_copy_into_a_database_that_holds_records_is_refused() {
 }
 
 #[test]
-fn a_postgres_that_is_not_running_or_a_bad_url_is_one_clear_line() {
+fn a_postgres_not_running_a_wrong_password_or_a_bad_url_is_one_clear_line() {
     let d = init_ca(&[]);
     // What a stopped server looks like to a client: nothing listens on its port.
     let url = format!("postgres://ca:s3cret@127.0.0.1:{}/pki", free_port());
@@ -156,6 +157,12 @@ fn a_postgres_that_is_not_running_or_a_bad_url_is_one_clear_line() {
         assert!(err.contains("check that PostgreSQL is running there"), "{err}");
         assert!(!err.contains("s3cret"), "the password was printed: {err}");
     }
+    // A server that is there, but the password is wrong.
+    let wrong = test_cluster::with_password(&postgres(), "not-the-password");
+    let err = gh_fails(&d, &["--storage", &wrong, "ca", "list"], 1);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(!err.contains("not-the-password"), "the password was printed: {err}");
     let err = gh_fails(&d, &["--storage", "mysql://ca:s3cret@db/pki", "ca", "list"], 2);
     assert!(
         err.starts_with("gatehouse: --storage: the storage URL mysql://ca:***@db/pki names no known backend"),

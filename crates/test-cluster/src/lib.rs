@@ -5,7 +5,8 @@
 //! Debian's postgresql (scripts/test.sh installs it): `initdb` makes a cluster in a
 //! temp dir, and `postgres` serves it on 127.0.0.1 on a free port, started once, by
 //! the first test that asks. When the tests run as root, both run as the user
-//! `postgres` (initdb refuses root), in a dir given to that user.
+//! `postgres` (initdb refuses root), in a dir given to that user. The server asks
+//! for a password over TCP, as a real one would; [`database`]'s URLs carry it.
 //!
 //! The server is stopped, and its dir removed, by a small shell that owns the dir
 //! from before initdb, starts the server, and waits on a pipe whose only writer is
@@ -27,6 +28,22 @@ use sqlx::Connection;
 
 /// The superuser the cluster is made with.
 const SUPERUSER: &str = "gatehouse";
+
+/// The superuser's password: the server asks for it (scram-sha-256), as a real one
+/// would, so tests see what a wrong password does. New in every test binary.
+fn password() -> &'static str {
+    static PASSWORD: OnceLock<String> = OnceLock::new();
+    PASSWORD.get_or_init(|| {
+        use std::hash::BuildHasher;
+        let random = std::collections::hash_map::RandomState::new();
+        format!("pw{:016x}{:016x}", random.hash_one(1u8), random.hash_one(2u8))
+    })
+}
+
+/// `url` (one of this cluster's) with `password` in place of the right one.
+pub fn with_password(url: &str, password: &str) -> String {
+    url.replacen(&format!(":{}@", self::password()), &format!(":{password}@"), 1)
+}
 
 /// Owns the cluster's dir from before initdb: once told `serve` on its stdin, starts
 /// the server given as its arguments (after the dir); at end of file on its stdin,
@@ -82,7 +99,7 @@ pub async fn database() -> String {
 }
 
 fn url(port: u16, database: &str) -> String {
-    format!("postgres://{SUPERUSER}@127.0.0.1:{port}/{database}")
+    format!("postgres://{SUPERUSER}:{}@127.0.0.1:{port}/{database}", password())
 }
 
 impl Cluster {
@@ -132,8 +149,11 @@ impl Cluster {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
                 .map_err(|e| format!("give {} to the user postgres: {e}", dir.display()))?;
         }
+        let password_file = dir.join("password");
+        std::fs::write(&password_file, password()).map_err(|e| format!("write the superuser's password: {e}"))?;
         let initdb = as_server_user(run_as, &bin.join("initdb"))
-            .args(["--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync", "--username", SUPERUSER])
+            .args(["--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-sync", "--username", SUPERUSER])
+            .arg(format!("--pwfile={}", password_file.display()))
             .arg("-D")
             .arg(&data)
             .output()

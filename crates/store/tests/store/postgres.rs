@@ -138,3 +138,13 @@ async fn a_server_that_is_not_there_is_named_without_its_password() {
     assert!(!message.contains("secret"), "{message}");
     assert!(message.contains("check that PostgreSQL is running"), "{message}");
 }
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_and_not_repeated() {
+    let url = test_cluster::with_password(&Fresh::postgres().await.url, "not-the-password");
+    let err = Database::open(&url).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::Connect { .. }), "{message}");
+    assert!(message.contains("password authentication failed"), "{message}");
+    assert!(!message.contains("not-the-password"), "{message}");
+}
