@@ -1,13 +1,15 @@
 //! `--storage` and `gatehouse store migrate / copy` against a real PostgreSQL (a
 //! throwaway cluster of this test binary, from the `test-cluster` crate): the CA
 //! keeps its records there, and a copy between SQLite and PostgreSQL, either way,
-//! leaves `ca list --json` and the CRL's revoked certificates as they were, and an
-//! ACME account and order made by lego still serve that client.
+//! leaves `ca list --json` and the CRL's revoked certificates as they were, an
+//! ACME account and order made by lego still serve that client, and a gateway
+//! whose config names the PostgreSQL storage enforces a revocation made there.
 
 mod support;
 use support::*;
 
 use std::path::Path;
+use std::time::Duration;
 
 /// A new, empty database in this binary's PostgreSQL cluster.
 fn postgres() -> String {
@@ -223,4 +225,27 @@ fn an_acme_order_made_by_lego_survives_a_copy_to_postgres() {
     let left = list_json(&data, &[]);
     let left = find_serial(&left, &issued.serial()).cloned().expect("the certificate in the SQLite file");
     assert_eq!(left["status"], "valid", "the server on PostgreSQL wrote to the SQLite file: {left}");
+}
+
+#[test]
+fn a_gateway_with_storage_on_postgres_refuses_a_certificate_revoked_there() {
+    let env = Env::new();
+    let data = env.data();
+    let pg = postgres();
+    copy(&data, &format!("sqlite://{}", db(&data).display()), &pg);
+    let up = Upstream::start(&env);
+    let https = free_port();
+    let site = "mtls = \"require\"\ntrust = { internal_ca = true }\n";
+    let config = localhost_config(&env, &listen_toml(https, None, None), &up, "", site);
+    let gw = Gateway::start(&env, "gw.toml", https, &format!("storage = \"{pg}\"\n{config}"));
+    let alice = env.issue_in(&env.path().join("pg-certs"), "client", "alice", &[], &["--storage", &pg]);
+    assert_eq!(gw.curl_cert("localhost", "/", &alice, &[]).status, 200);
+    assert!(find_serial(&list_json(&data, &[]), &alice.serial).is_none(), "alice was recorded in the SQLite file");
+
+    gh_on(&data, &pg, &["ca", "revoke", &alice.serial]);
+    let refused = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        let answer = gw.curl_cert("localhost", "/", &alice, &[]);
+        (answer.status != 200).then_some(answer)
+    });
+    assert!(refused.is_some(), "a certificate revoked on PostgreSQL was still served after 10 s\n{}", gw.proc.dump());
 }
