@@ -120,10 +120,9 @@ async fn init(
     // A PostgreSQL storage is reached before the CA is made, so a wrong URL leaves no CA
     // behind; a SQLite file goes in the data dir, which making the CA creates.
     let url = crate::storage::selected(global, &global.data_dir)?;
-    let shared = match &url {
-        StorageUrl::Postgres(_) => Some(crate::storage::open(&url).await?),
-        StorageUrl::Sqlite(_) => None,
-    };
+    if let StorageUrl::Postgres(_) = url {
+        crate::storage::open(&url).await?;
+    }
     match &key_store {
         None => {
             dir.init(&init, crl_url.as_deref(), passphrase.as_ref())?;
@@ -150,9 +149,7 @@ async fn init(
             dir.init_with_token_key(&init, crl_url.as_deref(), passphrase.as_ref(), (uri, key), root)?;
         }
     }
-    if shared.is_none() {
-        crate::storage::open(&url).await?;
-    }
+    crate::storage::open(&url).await?;
     println!("created an {key_type} root and issuing CA in {}", global.data_dir.display());
     println!("database:                 {url}");
     println!("root certificate:         {}", dir.root_path().display());

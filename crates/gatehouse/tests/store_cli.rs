@@ -159,6 +159,10 @@ fn a_postgres_not_running_a_wrong_password_or_a_bad_url_is_one_clear_line() {
         assert!(err.contains("check that PostgreSQL is running there"), "{err}");
         assert!(!err.contains("s3cret"), "the password was printed: {err}");
     }
+    // ca init reaches the database before it makes the CA: nothing is left behind.
+    let empty = tmp();
+    gh_fails(&empty, &["--storage", &url, "ca", "init"], 1);
+    assert!(!root_crt(&empty).exists(), "ca init made a CA whose database it cannot reach");
     // A server that is there, but the password is wrong.
     let wrong = test_cluster::with_password(&postgres(), "not-the-password");
     let err = gh_fails(&d, &["--storage", &wrong, "ca", "list"], 1);
