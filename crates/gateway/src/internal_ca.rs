@@ -1,9 +1,21 @@
 //! The gateway's link to the internal CA: its root as a trust anchor, its
-//! revocations (polled from the issuance database every second, so a
-//! `gatehouse ca revoke` is refused within two seconds without restart), and
-//! server certificates for sites with `internal_ca = true`, issued on first
-//! use and renewed when a third of their lifetime is left (the site's
-//! [`crate::certificates::SiteCertificate`] asks again hourly and swaps the new one in).
+//! revocations, and server certificates for sites with `internal_ca = true`,
+//! issued on first use and renewed when a third of their lifetime is left (the
+//! site's [`crate::certificates::SiteCertificate`] asks again hourly and swaps the
+//! new one in).
+//!
+//! Revocations are followed, not re-read: the first load reads the whole revoked
+//! set and the cursor of the store's revocation change log; from then on only the
+//! changes after the cursor are read and applied (a serial revoked is added, a
+//! certificateHold released is removed) and the new set is swapped in. They are
+//! read when the store says something changed (PostgreSQL: a listener on
+//! `gatehouse_revocations`, told by each revoking transaction as it commits, so a
+//! `gatehouse ca revoke` on any instance is refused by every gateway on that
+//! database at once), and every poll interval in any case, which covers SQLite
+//! (nothing to listen to), a listener connection that dropped (it reconnects
+//! with backoff; what it missed is read after the cursor) and a notice lost in
+//! flight. The store's log never hands out a change behind a cursor already
+//! read (see the store's `revocation_log.rs`), so nothing is missed either way.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -12,7 +24,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use store::Store;
+use store::{RevocationNotice, Store};
+use tokio::sync::Mutex;
 
 use crate::certificates::subject_alt_names;
 use crate::trust::InternalRevocations;
@@ -57,9 +70,16 @@ pub struct InternalCa {
     intermediate: CertificateDer<'static>,
     issuer_key_id: String,
     revocations: Arc<InternalRevocations>,
+    /// Where in the store's revocation change log `revocations` is; `None` before the
+    /// first load. Held while reading and applying, so the poll and the listener
+    /// never apply one batch twice or out of order.
+    cursor: Mutex<Option<u64>>,
     store: Arc<dyn Store>,
     passphrase: Option<pki::Passphrase>,
 }
+
+/// The longest wait before listening again after the listener connection failed.
+const MAX_LISTEN_BACKOFF: Duration = Duration::from_secs(30);
 
 impl InternalCa {
     /// Opens the CA in `data_dir` (its certificates and database; the key is read only to issue).
@@ -88,6 +108,7 @@ impl InternalCa {
             intermediate,
             issuer_key_id: key_id,
             revocations,
+            cursor: Mutex::new(None),
             store,
             passphrase,
         };
@@ -110,20 +131,57 @@ impl InternalCa {
         self.revocations.clone()
     }
 
-    /// Re-reads the revoked serials; returns whether they changed.
+    /// Reads the revocation changes since the last read (the whole set the first
+    /// time, or when the store's log is behind the cursor: another database) and
+    /// swaps the new set in; returns whether it changed.
     pub async fn refresh_revocations(&self) -> Result<bool, InternalCaError> {
-        let revoked = self.store.revoked(&self.issuer_key_id).await?;
-        let serials: HashSet<String> = revoked.into_iter().map(|r| r.serial).collect();
-        if **self.revocations.serials.load() == serials {
+        let mut cursor = self.cursor.lock().await;
+        let current = self.revocations.serials.load_full();
+        let (serials, changes) = match *cursor {
+            Some(after) => {
+                let read = self.store.revocation_changes(&self.issuer_key_id, after).await?;
+                if read.cursor < after {
+                    tracing::warn!(
+                        cursor = after,
+                        log = read.cursor,
+                        "the revocation log is behind this gateway's cursor (a restored or copied database); reading the whole revoked set"
+                    );
+                    *cursor = None;
+                    drop(cursor);
+                    return Box::pin(self.refresh_revocations()).await;
+                }
+                *cursor = Some(read.cursor);
+                if read.changes.is_empty() {
+                    return Ok(false);
+                }
+                let mut serials = HashSet::clone(&current);
+                let count = read.changes.len();
+                for change in read.changes {
+                    if change.revoked {
+                        serials.insert(change.serial);
+                    } else {
+                        serials.remove(&change.serial);
+                    }
+                }
+                (serials, count)
+            }
+            None => {
+                let read = self.store.revoked_serials(&self.issuer_key_id).await?;
+                *cursor = Some(read.cursor);
+                (read.serials.into_iter().collect::<HashSet<String>>(), 0)
+            }
+        };
+        if *current == serials {
             return Ok(false);
         }
-        tracing::info!(revoked = serials.len(), "internal CA revocation list updated");
+        tracing::info!(revoked = serials.len(), changes, "internal CA revocation list updated");
         self.revocations.serials.store(Arc::new(serials));
         Ok(true)
     }
 
-    /// Polls revocations every `interval` until the runtime shuts down.
-    pub fn spawn_revocation_poller(self: &Arc<Self>, interval: Duration) {
+    /// Follows revocations until the runtime shuts down: reads the changes every
+    /// `interval`, and at once when the store tells of one (where it can).
+    pub fn follow_revocations(self: &Arc<Self>, interval: Duration) {
         let ca = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -134,6 +192,44 @@ impl InternalCa {
                 if let Err(e) = ca.refresh_revocations().await {
                     tracing::warn!(error = %e, "cannot read revocations from the issuance database; keeping the last known set");
                 }
+            }
+        });
+        let ca = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                let Some(store) = ca.upgrade().map(|ca| ca.store.clone()) else { return };
+                match store.revocation_notices().await {
+                    Ok(None) => return,
+                    Ok(Some(mut notices)) => {
+                        backoff = Duration::from_millis(500);
+                        // What changed while no one listened is read now.
+                        let mut notice = Ok(RevocationNotice::Missed);
+                        loop {
+                            let issuer = match notice {
+                                Ok(RevocationNotice::Changed { issuer }) => Some(issuer),
+                                Ok(RevocationNotice::Missed) => None,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "lost the database connection that hears of revocations; polling until it is back");
+                                    break;
+                                }
+                            };
+                            let Some(ca) = ca.upgrade() else { return };
+                            if issuer.is_none_or(|issuer| issuer == ca.issuer_key_id)
+                                && let Err(e) = ca.refresh_revocations().await
+                            {
+                                tracing::warn!(error = %e, "cannot read revocations from the issuance database; keeping the last known set");
+                            }
+                            drop(ca);
+                            notice = notices.next().await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "cannot listen for revocations; polling until it can");
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_LISTEN_BACKOFF);
             }
         });
     }

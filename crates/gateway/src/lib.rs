@@ -138,7 +138,7 @@ impl Gateway {
         metrics.set_connection_limit(connection_slots.size());
         runtime.start_health_checks();
         if let Some(ca) = &internal {
-            ca.spawn_revocation_poller(Duration::from_millis(500));
+            ca.follow_revocations(Duration::from_millis(500));
         }
         Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),

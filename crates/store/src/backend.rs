@@ -10,6 +10,7 @@
 use sqlx::{Pool, Postgres, Sqlite, Transaction};
 
 use crate::Result;
+use crate::revocation_log::RevocationNotices;
 
 /// The words in which the backends differ.
 pub trait Backend: sqlx::Database {
@@ -31,16 +32,26 @@ pub trait Backend: sqlx::Database {
     /// SQLite: a deferred `BEGIN`, whose first read fixes the WAL snapshot the rest see.
     /// PostgreSQL: `REPEATABLE READ`, whose first statement fixes the snapshot.
     const BEGIN_SNAPSHOT: &'static str;
+    /// Run, with the issuer's key id as `$1`, in a transaction that changes a
+    /// revocation, to tell listeners when it commits; empty where no one can listen.
+    const NOTIFY_REVOCATION: &'static str;
     /// How many rows a statement changed (sqlx has no trait for it).
     fn rows_affected(result: &Self::QueryResult) -> u64;
+    /// A connection of its own that hears of revocation changes, where the backend can push them.
+    fn revocation_notices(pool: &Pool<Self>) -> impl Future<Output = Result<Option<RevocationNotices>>> + Send;
 }
 
 impl Backend for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const FOR_UPDATE: &'static str = "";
     const BEGIN_SNAPSHOT: &'static str = "BEGIN";
+    const NOTIFY_REVOCATION: &'static str = "";
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
+    }
+    async fn revocation_notices(_: &Pool<Self>) -> Result<Option<RevocationNotices>> {
+        // One process writes a SQLite file; there is no one to push from.
+        Ok(None)
     }
 }
 
@@ -48,8 +59,12 @@ impl Backend for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    const NOTIFY_REVOCATION: &'static str = "SELECT pg_notify('gatehouse_revocations', $1)";
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
+    }
+    async fn revocation_notices(pool: &Pool<Self>) -> Result<Option<RevocationNotices>> {
+        Ok(Some(RevocationNotices::listen(pool).await?))
     }
 }
 

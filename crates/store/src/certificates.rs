@@ -4,15 +4,18 @@
 //! Every write commits before the call returns. Several instances may share one
 //! PostgreSQL database, so nothing here decides on a value read earlier without
 //! holding it: a revocation reads its row with [`FOR_UPDATE`](crate::Backend::FOR_UPDATE), and a CRL
-//! number is taken in one upsert.
+//! number is taken in one upsert. Each change of a revocation is also written to
+//! the revocation change log (`revocation_log.rs`) in the same transaction.
 
 use async_trait::async_trait;
 use sqlx::Row;
 
 use crate::backend::{for_every_backend, now_unix};
 use crate::record::{
-    CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevokeOutcome, RevokedEntry,
+    CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevocationChanges, RevokeOutcome,
+    RevokedEntry, RevokedSerials,
 };
+use crate::revocation_log::RevocationNotices;
 use crate::{Result, Store, StoreError};
 
 pub(crate) const SELECT_CERTIFICATE: &str = "SELECT serial, issuer, profile, subject, common_name, sans, not_before, not_after, \
@@ -84,6 +87,9 @@ for_every_backend! {
             .execute(&mut *connection)
             .await;
             match inserted {
+                Ok(_) if recorded.revocation.is_some() => {
+                    Self::log_revocation_change(connection, &cert.issuer, &cert.serial, true).await
+                }
                 Ok(_) => Ok(()),
                 Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
                     Err(StoreError::SerialExists(cert.serial.clone()))
@@ -92,19 +98,19 @@ for_every_backend! {
             }
         }
 
-        /// A certificate's revocation, read and locked inside `tx`: `None` when no
-        /// certificate has this serial, `Some(None)` when it is not revoked.
+        /// A certificate's issuer and revocation, read and locked inside `tx`: `None` when
+        /// no certificate has this serial, a `None` revocation when it is not revoked.
         async fn revocation_of(
             tx: &mut sqlx::Transaction<'static, DB>,
             serial: &str,
-        ) -> Result<Option<Option<Revocation>>> {
+        ) -> Result<Option<(String, Option<Revocation>)>> {
             let sql = format!(
-                "SELECT revoked_at, revocation_reason FROM certificates WHERE serial = $1{}",
+                "SELECT issuer, revoked_at, revocation_reason FROM certificates WHERE serial = $1{}",
                 DB::FOR_UPDATE
             );
-            let row: Option<(Option<i64>, Option<i64>)> =
+            let row: Option<(String, Option<i64>, Option<i64>)> =
                 sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(serial).fetch_optional(&mut **tx).await?;
-            row.map(|(revoked_at, code)| revocation(revoked_at, code)).transpose()
+            row.map(|(issuer, revoked_at, code)| Ok((issuer, revocation(revoked_at, code)?))).transpose()
         }
 
         pub(crate) fn record_from_row(row: &DB::Row) -> Result<CertificateRecord> {
@@ -159,16 +165,17 @@ for_every_backend! {
             let mut tx = self.write_transaction().await?;
             let outcome = match Self::revocation_of(&mut tx, serial).await? {
                 None => ReleaseOutcome::NotFound,
-                Some(Some(revocation)) if revocation.reason == CERTIFICATE_HOLD => {
+                Some((issuer, Some(revocation))) if revocation.reason == CERTIFICATE_HOLD => {
                     sqlx::query(
                         "UPDATE certificates SET revoked_at = NULL, revocation_reason = NULL WHERE serial = $1",
                     )
                     .bind(serial)
                     .execute(&mut *tx)
                     .await?;
+                    Self::log_revocation_change(&mut tx, &issuer, serial, false).await?;
                     ReleaseOutcome::Released
                 }
-                Some(revocation) => ReleaseOutcome::NotOnHold(revocation),
+                Some((_, revocation)) => ReleaseOutcome::NotOnHold(revocation),
             };
             tx.commit().await?;
             Ok(outcome)
@@ -203,14 +210,15 @@ for_every_backend! {
             let mut tx = self.write_transaction().await?;
             let outcome = match Self::revocation_of(&mut tx, serial).await? {
                 None => RevokeOutcome::NotFound,
-                Some(Some(earlier)) => RevokeOutcome::AlreadyRevoked(earlier),
-                Some(None) => {
+                Some((_, Some(earlier))) => RevokeOutcome::AlreadyRevoked(earlier),
+                Some((issuer, None)) => {
                     sqlx::query("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3")
                         .bind(revocation.revoked_at)
                         .bind(i64::from(revocation.reason))
                         .bind(serial)
                         .execute(&mut *tx)
                         .await?;
+                    Self::log_revocation_change(&mut tx, &issuer, serial, true).await?;
                     RevokeOutcome::Revoked
                 }
             };
@@ -244,6 +252,18 @@ for_every_backend! {
             .fetch_one(&self.pool)
             .await?;
             u64::try_from(number).map_err(|_| StoreError::Corrupt(format!("CRL number {number}")))
+        }
+
+        async fn revoked_serials(&self, issuer: &str) -> Result<RevokedSerials> {
+            self.read_revoked_serials(issuer).await
+        }
+
+        async fn revocation_changes(&self, issuer: &str, cursor: u64) -> Result<RevocationChanges> {
+            self.read_revocation_changes(issuer, cursor).await
+        }
+
+        async fn revocation_notices(&self) -> Result<Option<RevocationNotices>> {
+            DB::revocation_notices(&self.pool).await
         }
     }
 }

@@ -9,8 +9,10 @@ use crate::acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, Acm
 use crate::migrations::SchemaVersions;
 use crate::postgres::without_password;
 use crate::record::{
-    CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevokeOutcome, RevokedEntry,
+    CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevocationChanges, RevokeOutcome,
+    RevokedEntry, RevokedSerials,
 };
+use crate::revocation_log::RevocationNotices;
 use crate::snapshot::Snapshot;
 use crate::{PgStore, Result, SqliteStore, Store, StoreError};
 
@@ -154,6 +156,15 @@ impl Store for Database {
     }
     async fn next_crl_number(&self, issuer: &str) -> Result<u64> {
         on_backend!(self, store => store.next_crl_number(issuer).await)
+    }
+    async fn revoked_serials(&self, issuer: &str) -> Result<RevokedSerials> {
+        on_backend!(self, store => store.revoked_serials(issuer).await)
+    }
+    async fn revocation_changes(&self, issuer: &str, cursor: u64) -> Result<RevocationChanges> {
+        on_backend!(self, store => store.revocation_changes(issuer, cursor).await)
+    }
+    async fn revocation_notices(&self) -> Result<Option<RevocationNotices>> {
+        on_backend!(self, store => store.revocation_notices().await)
     }
 }
 

@@ -8,6 +8,9 @@
 //! storage URL. The traits speak only plain data (hex serials, DER bytes, unix
 //! times); both backends run the same queries (`certificates.rs` for issuance
 //! and revocation, `acme_sql.rs` for ACME) on the same schema (`migrations.rs`).
+//! Every change of a revocation is numbered in a change log (`revocation_log.rs`)
+//! that gateways follow with a cursor, told of changes at once on PostgreSQL
+//! ([`RevocationNotices`]).
 //! A whole store can be read out and written into another as a [`Snapshot`]
 //! (`snapshot.rs`), which is how a CA moves between backends.
 //!
@@ -25,6 +28,7 @@ mod database;
 mod migrations;
 mod postgres;
 mod record;
+mod revocation_log;
 mod snapshot;
 mod sqlite;
 
@@ -34,8 +38,10 @@ pub use database::{Database, StorageUrl};
 pub use migrations::SchemaVersions;
 pub use postgres::PgStore;
 pub use record::{
-    CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevokeOutcome, RevokedEntry,
+    CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevocationChange, RevocationChanges,
+    RevokeOutcome, RevokedEntry, RevokedSerials,
 };
+pub use revocation_log::{RevocationNotice, RevocationNotices};
 pub use snapshot::{ChallengeFailure, CrlNumber, Snapshot};
 pub use sqlite::SqliteStore;
 
@@ -140,6 +146,19 @@ pub trait Store: Send + Sync {
 
     /// Takes the next CRL number of an issuer: 1 for its first CRL, then one more each call.
     async fn next_crl_number(&self, issuer: &str) -> Result<u64>;
+
+    /// The revoked serials of one issuer now, with the cursor to follow their
+    /// changes from ([`revocation_changes`](Store::revocation_changes)).
+    async fn revoked_serials(&self, issuer: &str) -> Result<RevokedSerials>;
+
+    /// The changes of one issuer's revocations (revoked, hold released) made after
+    /// `cursor`, in order. None is ever missed: see `revocation_log.rs`.
+    async fn revocation_changes(&self, issuer: &str, cursor: u64) -> Result<RevocationChanges>;
+
+    /// A connection told of every revocation change as it commits, where the
+    /// backend can push (PostgreSQL's LISTEN/NOTIFY); `None` where it cannot
+    /// (SQLite: poll [`revocation_changes`](Store::revocation_changes)).
+    async fn revocation_notices(&self) -> Result<Option<RevocationNotices>>;
 }
 
 /// A shared store is a store, so callers can hold `Arc<dyn Store>`.
@@ -171,5 +190,14 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     }
     async fn next_crl_number(&self, issuer: &str) -> Result<u64> {
         (**self).next_crl_number(issuer).await
+    }
+    async fn revoked_serials(&self, issuer: &str) -> Result<RevokedSerials> {
+        (**self).revoked_serials(issuer).await
+    }
+    async fn revocation_changes(&self, issuer: &str, cursor: u64) -> Result<RevocationChanges> {
+        (**self).revocation_changes(issuer, cursor).await
+    }
+    async fn revocation_notices(&self) -> Result<Option<RevocationNotices>> {
+        (**self).revocation_notices().await
     }
 }

@@ -208,6 +208,38 @@ CREATE TABLE acme_eab_keys (
 );
 "#,
     },
+    // The revocation change log (`revocation_log.rs`): every change of a certificate's
+    // revocation state, numbered from the one-row counter `revocation_sequence`.
+    Migration {
+        sqlite: r#"
+CREATE TABLE revocation_sequence (
+    one  INTEGER PRIMARY KEY NOT NULL CHECK (one = 1),
+    last INTEGER NOT NULL
+) STRICT;
+INSERT INTO revocation_sequence (one, last) VALUES (1, 0);
+CREATE TABLE revocation_changes (
+    sequence INTEGER PRIMARY KEY NOT NULL,
+    issuer   TEXT NOT NULL,
+    serial   TEXT NOT NULL,
+    revoked  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX revocation_changes_issuer ON revocation_changes (issuer, sequence);
+"#,
+        postgres: r#"
+CREATE TABLE revocation_sequence (
+    one  BIGINT PRIMARY KEY NOT NULL CHECK (one = 1),
+    last BIGINT NOT NULL
+);
+INSERT INTO revocation_sequence (one, last) VALUES (1, 0);
+CREATE TABLE revocation_changes (
+    sequence BIGINT PRIMARY KEY NOT NULL,
+    issuer   TEXT NOT NULL,
+    serial   TEXT NOT NULL,
+    revoked  BOOLEAN NOT NULL
+);
+CREATE INDEX revocation_changes_issuer ON revocation_changes (issuer, sequence);
+"#,
+    },
 ];
 
 /// What opening a database did to its schema: the version it found (0 for a new

@@ -101,3 +101,35 @@ pub enum ListFilter {
     /// Recorded, never delivered, not revoked.
     Undelivered,
 }
+
+/// The revoked serials of one issuer as of one moment, and the cursor of that
+/// moment: [`Store::revocation_changes`](crate::Store::revocation_changes) after it
+/// gives every change made since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedSerials {
+    /// Serials, uppercase hex.
+    pub serials: Vec<String>,
+    /// The position in the revocation change log this set is as of.
+    pub cursor: u64,
+}
+
+/// One change of a certificate's revocation state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationChange {
+    /// Serial, uppercase hex.
+    pub serial: String,
+    /// `true`: revoked; `false`: a certificateHold released.
+    pub revoked: bool,
+}
+
+/// The changes of one issuer's revocations after a cursor, oldest first, and the
+/// cursor to ask with next time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationChanges {
+    /// The changes, in the order they were made.
+    pub changes: Vec<RevocationChange>,
+    /// The position in the change log these changes reach. Lower than the cursor
+    /// asked with only when the database is not the one that cursor came from (a
+    /// restored or copied database): then read [`RevokedSerials`] afresh.
+    pub cursor: u64,
+}

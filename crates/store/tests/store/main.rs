@@ -9,4 +9,5 @@ mod acme;
 mod certificates;
 mod fresh;
 mod postgres;
+mod revocation_log;
 mod snapshot;
