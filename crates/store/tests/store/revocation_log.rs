@@ -5,7 +5,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use store::{ReleaseOutcome, Revocation, RevocationChange, RevocationNotice, RevokeOutcome, RevokedSerials, Store};
+use store::{
+    Database, ReleaseOutcome, Revocation, RevocationChange, RevocationNotice, RevocationNotices, RevokeOutcome,
+    RevokedSerials, Store,
+};
 use tokio::task::JoinSet;
 
 use crate::certificates::cert;
@@ -114,16 +117,46 @@ async fn revocations_by_two_instances_at_once_are_all_read_through_a_cursor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_hears_each_revocation_change_when_it_commits() {
-    let db = Fresh::postgres().await;
-    let (a, b) = (db.open().await, db.open().await);
-    a.record_issued(&[cert("01", 100)]).await.unwrap();
-    let mut notices = a.revocation_notices().await.unwrap().expect("PostgreSQL pushes revocation changes");
+    let (_db, _a, b, mut notices) = listening().await;
     b.revoke("01", HOLD).await.unwrap();
     assert_eq!(heard(&mut notices).await, RevocationNotice::Changed { issuer: "AB".into() });
     b.release_hold("01").await.unwrap();
     assert_eq!(heard(&mut notices).await, RevocationNotice::Changed { issuer: "AB".into() });
 }
 
-async fn heard(notices: &mut store::RevocationNotices) -> RevocationNotice {
+async fn heard(notices: &mut RevocationNotices) -> RevocationNotice {
     tokio::time::timeout(Duration::from_secs(20), notices.next()).await.expect("a notice within 20 s").unwrap()
+}
+
+/// What the gateway does when the listener's connection is cut (a PostgreSQL
+/// restart, a proxy timeout): a `Missed` notice (read after the cursor) or an
+/// error (listen anew), and then it hears changes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_whose_connection_is_cut_says_so_and_hears_again_once_listening_anew() {
+    let (db, a, b, mut notices) = listening().await;
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN %gatehouse_revocations%'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(cut, 1, "the listener's connection was not found");
+    let after_cut = tokio::time::timeout(Duration::from_secs(20), notices.next()).await.expect("told within 20 s");
+    match after_cut {
+        Ok(RevocationNotice::Missed) => {}
+        Err(_) => notices = a.revocation_notices().await.unwrap().expect("listening anew"),
+        Ok(other) => panic!("a cut connection gave {other:?}"),
+    }
+    b.revoke("01", HOLD).await.unwrap();
+    assert_eq!(heard(&mut notices).await, RevocationNotice::Changed { issuer: "AB".into() });
+}
+
+/// A new PostgreSQL database with certificate 01, two instances on it, and the first one's notices.
+async fn listening() -> (Fresh, Database, Database, RevocationNotices) {
+    let db = Fresh::postgres().await;
+    let (a, b) = (db.open().await, db.open().await);
+    a.record_issued(&[cert("01", 100)]).await.unwrap();
+    let notices = a.revocation_notices().await.unwrap().expect("PostgreSQL pushes revocation changes");
+    (db, a, b, notices)
 }
