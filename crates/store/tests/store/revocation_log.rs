@@ -136,7 +136,8 @@ async fn a_listener_whose_connection_is_cut_says_so_and_hears_again_once_listeni
     let (db, a, b, mut notices) = listening().await;
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
     let cut: i64 = sqlx::query_scalar(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN %gatehouse_revocations%'",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND query LIKE 'LISTEN %gatehouse_revocations%'",
     )
     .fetch_one(&mut admin)
     .await
