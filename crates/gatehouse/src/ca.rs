@@ -22,6 +22,9 @@ pub async fn run(global: &Global, command: CaCommand) -> Result<ExitCode, Failur
             init(global, &dir, init_params, crl_url, (key_store, root_key_store)).await
         }
         CaCommand::Root => {
+            if global.storage.is_some() {
+                open_store(global, &dir).await?;
+            }
             print!("{}", dir.root_pem()?);
             Ok(ExitCode::SUCCESS)
         }
@@ -93,18 +96,23 @@ pub(crate) fn passphrase(global: &Global) -> Result<Option<Passphrase>, Failure>
     }
 }
 
-/// The CA's database at the selected storage, once its certificates and keys are in the data dir.
+/// The CA's database at the selected storage, once the data dir holds the CA: its
+/// own, or on a shared storage the one kept there (see [`crate::shared_ca`]).
 async fn open_store(global: &Global, dir: &CaDir) -> Result<Database, Failure> {
     let url = crate::storage::selected(global, &global.data_dir)?;
-    if !dir.exists() {
+    if let StorageUrl::Sqlite(_) = url
+        && !dir.exists()
+    {
         return Err(pki::Error::NotInitialized(global.data_dir.clone()).into());
     }
-    crate::storage::open(&url).await
+    let db = crate::storage::open(&url).await?;
+    crate::shared_ca::take(dir, &db, &url).await?;
+    Ok(db)
 }
 
 pub(crate) async fn open_ca(global: &Global, dir: &CaDir) -> Result<CertificateAuthority<Database>, Failure> {
-    let issuer = dir.issuer(passphrase(global)?.as_ref())?;
     let store = open_store(global, dir).await?;
+    let issuer = dir.issuer(passphrase(global)?.as_ref())?;
     Ok(CertificateAuthority::new(issuer, store))
 }
 
@@ -121,7 +129,9 @@ async fn init(
     // behind; a SQLite file goes in the data dir, which making the CA creates.
     let url = crate::storage::selected(global, &global.data_dir)?;
     if let StorageUrl::Postgres(_) = url {
-        crate::storage::open(&url).await?;
+        let db = crate::storage::open(&url).await?;
+        let both_in_tokens = key_store.is_some() && root_key_store.is_some();
+        crate::shared_ca::check_init(&db, &url, passphrase.is_some() || both_in_tokens).await?;
     }
     match &key_store {
         None => {
@@ -149,7 +159,8 @@ async fn init(
             dir.init_with_token_key(&init, crl_url.as_deref(), passphrase.as_ref(), (uri, key), root)?;
         }
     }
-    crate::storage::open(&url).await?;
+    let db = crate::storage::open(&url).await?;
+    crate::shared_ca::share_new(dir, &db, &url).await?;
     println!("created an {key_type} root and issuing CA in {}", global.data_dir.display());
     println!("database:                 {url}");
     println!("root certificate:         {}", dir.root_path().display());
@@ -164,6 +175,11 @@ async fn init(
     }
     if passphrase.is_some() {
         println!("the CA keys in files are encrypted with the passphrase you gave");
+    }
+    if let StorageUrl::Postgres(_) = url {
+        println!(
+            "the CA is kept in the database too: another instance needs only --storage, the passphrase and an empty --data-dir"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

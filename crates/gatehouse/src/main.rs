@@ -11,6 +11,7 @@ mod ca;
 mod cli;
 mod keyserver;
 mod serve;
+mod shared_ca;
 mod storage;
 
 use std::path::Path;

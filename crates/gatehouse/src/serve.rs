@@ -10,7 +10,7 @@ use std::sync::Arc;
 use gateway::certificates::CertificateSource;
 use gateway::{Config, Gateway, InternalCa};
 use pki::{CaDir, CaInit, KeyType, LeafRequest, Pkcs12Format, Subject, SubjectAltName};
-use store::{Database, Store};
+use store::{Database, StorageUrl, Store};
 
 use crate::Failure;
 use crate::bundle::{self, BundlePaths, P12Request};
@@ -139,23 +139,26 @@ async fn start_acme_server(
 pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Result<ExitCode, Failure> {
     // The database is opened once the config needs it: an ACME server or the internal CA.
     let storage = crate::storage::for_config(global, &config, &data_dir(global, &config, config_path)?)?;
-    let mut store = None;
-    if let Some(settings) = &config.acme_server {
-        let opened = store.insert(crate::storage::open(&storage).await?);
-        start_acme_server(global, &data_dir(global, &config, config_path)?, opened, settings).await?;
+    let store = if config.acme_server.is_some() || uses_internal_ca(&config) {
+        let store = crate::storage::open(&storage).await?;
+        let dir = CaDir::new(data_dir(global, &config, config_path)?);
+        crate::shared_ca::take(&dir, &store, &storage).await?;
+        Some(store)
+    } else {
+        None
+    };
+    if let (Some(settings), Some(store)) = (&config.acme_server, &store) {
+        start_acme_server(global, &data_dir(global, &config, config_path)?, store, settings).await?;
         if config.sites.is_empty() {
             gateway::wait_for_termination().await;
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let internal = if uses_internal_ca(&config) {
-        let store = match store {
-            Some(store) => store,
-            None => crate::storage::open(&storage).await?,
-        };
-        Some(open_internal(global, &data_dir(global, &config, config_path)?, store).await?)
-    } else {
-        None
+    let internal = match store {
+        Some(store) if uses_internal_ca(&config) => {
+            Some(open_internal(global, &data_dir(global, &config, config_path)?, store).await?)
+        }
+        _ => None,
     };
     // ACME accounts and certificates are kept in the data dir.
     let acme_dir = if config.acme.is_empty() { None } else { Some(data_dir(global, &config, config_path)?) };
@@ -274,15 +277,37 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
     let data_dir = global.data_dir.clone();
     let dir = CaDir::new(&data_dir);
     let passphrase = crate::ca::passphrase(global)?;
+    let url = crate::storage::selected(global, &data_dir)?;
+    // A SQLite file goes in the data dir, which making the CA creates; a shared storage
+    // may hold the CA already (see shared_ca).
+    let shared = match url {
+        StorageUrl::Sqlite(_) => None,
+        StorageUrl::Postgres(_) => Some(crate::storage::open(&url).await?),
+    };
+    let found = match &shared {
+        Some(db) => crate::shared_ca::agree(&dir, db, &url).await?,
+        None => crate::shared_ca::Agreement::Local,
+    };
     if !dir.exists() {
+        if let Some(db) = &shared {
+            crate::shared_ca::check_init(db, &url, passphrase.is_some()).await?;
+        }
         dir.init(
             &CaInit { name: "gatehouse".into(), key_type: KeyType::EcdsaP256, days: 3650 },
             None,
             passphrase.as_ref(),
         )?;
+        if let Some(db) = &shared {
+            crate::shared_ca::share_new(&dir, db, &url).await?;
+        }
         eprintln!("created a CA in {}", data_dir.display());
+    } else if found == crate::shared_ca::Agreement::Installed {
+        eprintln!("took the CA kept in {url} into {}", data_dir.display());
     }
-    let store = crate::storage::open(&crate::storage::selected(global, &data_dir)?).await?;
+    let store = match shared {
+        Some(db) => db,
+        None => crate::storage::open(&url).await?,
+    };
     let client_dir = data_dir.join("quickstart");
     let user = "first-user";
     let paths = BundlePaths::new(&client_dir, user);

@@ -101,13 +101,15 @@ fn a_copy_sqlite_to_postgres_and_back_keeps_ca_list_and_the_crl() {
 fn ca_init_on_postgres_keeps_the_records_there_and_the_keys_in_the_data_dir() {
     let d = tmp();
     let pg = postgres();
-    let init = gh_on(&d, &pg, &["ca", "init"]);
+    let passphrase = ("GATEHOUSE_CA_PASSPHRASE", "the passphrase of this CA");
+    let init = gh_env(&d, &["--storage", &pg, "ca", "init"], &[passphrase]);
+    assert_eq!(init.code, 0, "{}", init.all());
     let shown = test_cluster::with_password(&pg, "***");
-    assert!(init.lines().any(|l| l.starts_with("database:") && l.ends_with(&shown)), "{init}");
+    assert!(init.stdout.lines().any(|l| l.starts_with("database:") && l.ends_with(&shown)), "{}", init.stdout);
     assert!(root_crt(&d).exists() && inter_key(&d).exists(), "the CA's certificates and keys are in the data dir");
     assert!(!db(&d).exists(), "ca init --storage postgres:// made a SQLite file too");
     // GATEHOUSE_STORAGE selects it as --storage does.
-    let env = [("GATEHOUSE_STORAGE", pg.as_str())];
+    let env = [("GATEHOUSE_STORAGE", pg.as_str()), passphrase];
     let issued = gh_env(&d, &["ca", "issue", "--profile", "client", "--cn", "dave", "--out", s(&d)], &env);
     assert_eq!(issued.code, 0, "{}", issued.all());
     let serial = serial_line(&issued.stdout);

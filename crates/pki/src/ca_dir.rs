@@ -213,6 +213,113 @@ impl CaDir {
     }
 }
 
+/// One file of a CA, as kept in a shared database ([`CaDir::shared_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaDirFile {
+    /// Its path under the data dir: `ca.toml` or `ca/NAME`.
+    pub name: String,
+    /// Its bytes.
+    pub contents: Vec<u8>,
+    /// Whether it is a key, or names one in a token, and so is written 0600.
+    pub private: bool,
+}
+
+/// The files of `ca/` that another instance needs, whichever of them this CA has,
+/// with whether each is private.
+const SHARED: [(&str, bool); 6] = [
+    ("root.crt", false),
+    ("intermediate.crt", false),
+    ("root.key", true),
+    ("intermediate.key", true),
+    (ROOT_TOKEN_KEY_FILE, true),
+    (TOKEN_KEY_FILE, true),
+];
+
+impl CaDir {
+    /// What another instance with an empty data dir needs to issue as this CA: the
+    /// certificates, `ca.toml`, and the key files, which must be encrypted (or be
+    /// token references): a key in the clear is refused with
+    /// [`Error::PlainKeyNotShared`] rather than handed to a database.
+    pub fn shared_files(&self) -> Result<Vec<CaDirFile>> {
+        self.require()?;
+        let mut files = Vec::new();
+        for (name, private) in SHARED {
+            let path = self.ca().join(name);
+            let contents = match std::fs::read(&path) {
+                Ok(contents) => contents,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("read", &path)(e)),
+            };
+            if name.ends_with(".key") && !crate::key::is_encrypted_pem(&contents) {
+                return Err(Error::PlainKeyNotShared(path));
+            }
+            files.push(CaDirFile { name: format!("ca/{name}"), contents, private });
+        }
+        match std::fs::read(self.settings_path()) {
+            Ok(contents) => files.push(CaDirFile { name: "ca.toml".to_owned(), contents, private: false }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("read", self.settings_path())(e)),
+        }
+        Ok(files)
+    }
+
+    /// Writes a CA's files, as [`CaDir::shared_files`] gave them on another instance,
+    /// into this data dir: `ca/` whole or not at all (as `init` does), and `ca.toml`
+    /// unless one is here already. Refuses when a CA is here, and any name that is not
+    /// one of a CA's files, so a row in the database cannot write elsewhere.
+    pub fn install(&self, files: &[CaDirFile]) -> Result<()> {
+        if self.exists() {
+            return Err(Error::AlreadyInitialized(self.ca()));
+        }
+        let mut settings = None;
+        let mut in_ca = Vec::new();
+        for file in files {
+            match file.name.strip_prefix("ca/") {
+                _ if file.name == "ca.toml" => settings = Some(file),
+                Some(name) if SHARED.iter().any(|(known, _)| *known == name) => in_ca.push((name, file)),
+                _ => {
+                    return Err(Error::SharedCaDamaged(format!(
+                        "it holds {:?}, which is not one of a CA's files",
+                        file.name
+                    )));
+                }
+            }
+        }
+        for needed in ["root.crt", "intermediate.crt"] {
+            if !in_ca.iter().any(|(name, _)| *name == needed) {
+                return Err(Error::SharedCaDamaged(format!("it has no ca/{needed}")));
+            }
+        }
+        create_private_dir(&self.data_dir)?;
+        let staging = self.data_dir.join(format!(".ca-install.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        create_private_dir(&staging)?;
+        for (name, file) in &in_ca {
+            let mode = if file.private { PRIVATE } else { PUBLIC };
+            write_atomic(&staging.join(name), &file.contents, mode, true)?;
+        }
+        if self.exists() {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(Error::AlreadyInitialized(self.ca()));
+        }
+        std::fs::rename(&staging, self.ca()).map_err(Error::io("create", self.ca()))?;
+        sync_dir(&self.data_dir)?;
+        if let Some(file) = settings
+            && !self.settings_path().exists()
+        {
+            write_atomic(&self.settings_path(), &file.contents, PUBLIC, true)?;
+        }
+        Ok(())
+    }
+
+    /// Removes `ca/` (and nothing else), for a CA just made here that lost a race to
+    /// become the shared database's CA and has issued nothing.
+    pub fn discard(&self) -> Result<()> {
+        std::fs::remove_dir_all(self.ca()).map_err(Error::io("remove", self.ca()))?;
+        sync_dir(&self.data_dir)
+    }
+}
+
 /// PEM of one certificate.
 pub fn pem_cert(der: &[u8]) -> String {
     pem_block("CERTIFICATE", der)

@@ -134,6 +134,17 @@ pub enum Error {
     /// No CA in this data dir.
     #[error("no CA in {0}; run `gatehouse ca init` first (or point --data-dir at the right directory)")]
     NotInitialized(PathBuf),
+    /// A CA key kept in the clear, asked to go into a shared database.
+    #[error(
+        "the CA key {0} is not encrypted, and a CA kept in a shared database holds its keys only encrypted; \
+         make the CA with GATEHOUSE_CA_PASSPHRASE set (or its keys in a PKCS#11 token, --key-store and --root-key-store)"
+    )]
+    PlainKeyNotShared(PathBuf),
+    /// The CA files a shared database gave are not a whole CA; nothing was written.
+    #[error(
+        "the CA kept in the storage is damaged ({0}); nothing was written to the data dir; restore the storage from a backup"
+    )]
+    SharedCaDamaged(String),
     /// An encrypted CA key and no passphrase.
     #[error("the CA key {0} is encrypted; set GATEHOUSE_CA_PASSPHRASE or pass --ca-passphrase-file")]
     PassphraseNeeded(PathBuf),

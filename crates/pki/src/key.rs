@@ -167,6 +167,11 @@ pub fn encode_private_key(key: &KeyPair, passphrase: Option<&Passphrase>) -> Res
     }
 }
 
+/// Whether `pem` starts with an encrypted PKCS#8 block.
+pub(crate) fn is_encrypted_pem(pem: &[u8]) -> bool {
+    crate::pem::first_label(pem).as_deref() == Some(ENCRYPTED_LABEL)
+}
+
 /// Reads a PKCS#8 PEM private key (plain or encrypted) from `path`.
 ///
 /// pki-types has no section kind for encrypted PKCS#8, so that one block is read by the

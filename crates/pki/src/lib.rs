@@ -32,7 +32,7 @@ pub use authority::{
     CaCertificate, CaInit, CaMaterial, IssueOptions, Issued, Issuer, LeafRequest, Subject, create_ca,
     create_ca_for_key, create_ca_for_keys,
 };
-pub use ca_dir::{CaDir, pem_cert, pem_crl};
+pub use ca_dir::{CaDir, CaDirFile, pem_cert, pem_crl};
 pub use crl::{RevocationReason, build_crl};
 pub use csr::{CheckedCsr, CsrDefect};
 pub use error::{Error, Result, SettingsError};

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use crate::acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeIdentifier, AcmeOrder, AcmeStore};
+use crate::ca_files::CaFile;
 use crate::migrations::SchemaVersions;
 use crate::postgres::without_password;
 use crate::record::{
@@ -119,6 +120,16 @@ impl Database {
     /// Everything the database holds but nonces, read as of one moment.
     pub async fn export(&self) -> Result<Snapshot> {
         on_backend!(self, store => store.export().await)
+    }
+
+    /// The CA's files kept in the database (see [`CaFile`]); empty when it holds no CA.
+    pub async fn ca_files(&self) -> Result<Vec<CaFile>> {
+        on_backend!(self, store => store.ca_files().await)
+    }
+
+    /// Keeps `files` as the database's CA, all or none; `false` when it already holds one.
+    pub async fn put_ca_files(&self, files: &[CaFile]) -> Result<bool> {
+        on_backend!(self, store => store.put_ca_files(files).await)
     }
 
     /// Writes `snapshot` into this database, which must hold nothing (nonces aside),

@@ -23,6 +23,7 @@
 mod acme;
 mod acme_sql;
 mod backend;
+mod ca_files;
 mod certificates;
 mod database;
 mod migrations;
@@ -34,6 +35,7 @@ mod sqlite;
 
 pub use acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeIdentifier, AcmeOrder, AcmeStore};
 pub use backend::{Backend, SqlStore};
+pub use ca_files::CaFile;
 pub use database::{Database, StorageUrl};
 pub use migrations::SchemaVersions;
 pub use postgres::PgStore;

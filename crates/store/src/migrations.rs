@@ -240,6 +240,24 @@ CREATE TABLE revocation_changes (
 CREATE INDEX revocation_changes_issuer ON revocation_changes (issuer, sequence);
 "#,
     },
+    // The CA's own files (`ca_files.rs`): its certificates, settings, and its keys
+    // encrypted or named in a token, so every instance on the database can issue.
+    Migration {
+        sqlite: r#"
+CREATE TABLE ca_files (
+    name     TEXT PRIMARY KEY NOT NULL,
+    contents BLOB NOT NULL,
+    private  INTEGER NOT NULL
+) STRICT;
+"#,
+        postgres: r#"
+CREATE TABLE ca_files (
+    name     TEXT PRIMARY KEY NOT NULL,
+    contents BYTEA NOT NULL,
+    private  BOOLEAN NOT NULL
+);
+"#,
+    },
 ];
 
 /// What opening a database did to its schema: the version it found (0 for a new

@@ -6,6 +6,7 @@
 //! shared database can show (two instances at once) is in `postgres.rs`.
 
 mod acme;
+mod ca_files;
 mod certificates;
 mod fresh;
 mod postgres;
