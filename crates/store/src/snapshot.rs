@@ -8,6 +8,11 @@
 //! (two CAs' serials, CRL numbers and ACME accounts cannot be merged safely).
 //! Nonces are not copied: they live minutes, and a client given a fresh one
 //! retries after a `badNonce`.
+//!
+//! A snapshot is also what a backup seals (`backup.rs`), as JSON: its field names
+//! are part of the backup format. A field added later takes `#[serde(default)]`
+//! so older backups still restore; unknown fields are refused, so an older
+//! gatehouse never restores part of a newer backup.
 
 use std::collections::HashMap;
 
@@ -21,7 +26,8 @@ use crate::record::CertificateRecord;
 use crate::{Result, StoreError};
 
 /// Everything a store holds but nonces.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Snapshot {
     /// Every certificate recorded, oldest first, with its delivery and revocation.
     pub certificates: Vec<CertificateRecord>,
@@ -40,7 +46,8 @@ pub struct Snapshot {
 }
 
 /// The last CRL number an issuer took.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CrlNumber {
     /// The issuer's key id (hex).
     pub issuer: String,
@@ -49,7 +56,8 @@ pub struct CrlNumber {
 }
 
 /// When a challenge failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChallengeFailure {
     /// The challenge's id.
     pub challenge_id: String,
@@ -185,5 +193,21 @@ for_every_backend! {
             tx.commit().await?;
             Ok(())
         }
+    }
+}
+
+/// Bytes as standard base64 in a snapshot's JSON (certificates' DER, EAB keys).
+pub(crate) mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }
