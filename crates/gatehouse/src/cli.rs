@@ -92,7 +92,7 @@ pub enum Command {
     /// The certificate authority: init, root, issue, sign, revoke, unrevoke, crl, list, show, batch.
     #[command(subcommand)]
     Ca(CaCommand),
-    /// The database (--storage): bring its schema up to date, or copy it to another backend.
+    /// The database (--storage): bring its schema up to date, copy it to another backend, back it up, restore it.
     #[command(subcommand)]
     Store(StoreCommand),
 }
@@ -112,6 +112,22 @@ pub enum StoreCommand {
         /// postgres://USER@HOST:PORT/DATABASE (made with createdb).
         #[arg(long, value_name = "URL")]
         to: String,
+    },
+    /// Write everything `store copy` copies from the storage into FILE, encrypted with the
+    /// passphrase in GATEHOUSE_BACKUP_PASSPHRASE (at least 12 characters). The CA's key files
+    /// in the data dir are not in it: back them up too.
+    Backup {
+        /// The backup file to write (mode 0600).
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore a backup made by `store backup` into the storage, which must hold nothing,
+    /// in one transaction (passphrase from GATEHOUSE_BACKUP_PASSPHRASE).
+    Restore {
+        /// The backup file to read.
+        file: PathBuf,
     },
 }
 

@@ -162,3 +162,30 @@ fn a_gateway_with_an_empty_data_dir_serves_with_the_ca_kept_in_postgres() {
     assert!(gateway.stderr().contains("took the CA kept in postgres://"), "{}", gateway.stderr());
     gateway.kill();
 }
+
+#[test]
+fn a_backup_restored_into_a_new_database_carries_the_ca_to_an_empty_data_dir() {
+    let pg = postgres();
+    let first = tmp();
+    on_ok(&first, &pg, &["ca", "init", "--name", "Backed-up CA"]);
+    let alice = issue_client(&first, &pg, "alice");
+    let backup = first.join("pki.backup");
+    let with_backup_passphrase = [("GATEHOUSE_STORAGE", pg.as_str()), ("GATEHOUSE_BACKUP_PASSPHRASE", PASSPHRASE)];
+    let o = gh_env(&first, &["store", "backup", s(&backup)], &with_backup_passphrase);
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(o.stdout.contains("the CA: 5 files"), "{}", o.stdout);
+
+    let restored = postgres();
+    let o = gh_env(
+        &tmp(),
+        &["store", "restore", s(&backup)],
+        &[("GATEHOUSE_STORAGE", restored.as_str()), ("GATEHOUSE_BACKUP_PASSPHRASE", PASSPHRASE)],
+    );
+    assert_eq!(o.code, 0, "{}", o.all());
+    // A new instance on the restored database: its CA, its records, and it issues.
+    let fresh = tmp();
+    let bob = issue_client(&fresh, &restored, "bob");
+    assert_eq!(read(root_crt(&fresh)), read(root_crt(&first)));
+    let listed = list_json(&fresh, &["--storage", &restored]);
+    assert!(find_serial(&listed, &alice).is_some() && find_serial(&listed, &bob).is_some(), "{listed:?}");
+}

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use crate::Result;
 
 /// An ACME account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AcmeAccount {
     /// Opaque id, the last segment of the account URL.
     pub id: String,
@@ -37,7 +38,8 @@ pub struct AcmeIdentifier {
 }
 
 /// An ACME order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AcmeOrder {
     /// Opaque id.
     pub id: String,
@@ -68,7 +70,8 @@ pub struct AcmeOrder {
 }
 
 /// An ACME authorization with its challenges.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AcmeAuthorization {
     /// Opaque id.
     pub id: String,
@@ -87,7 +90,8 @@ pub struct AcmeAuthorization {
 }
 
 /// One way to prove an authorization.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AcmeChallenge {
     /// Opaque id.
     pub id: String,
@@ -186,13 +190,15 @@ pub trait AcmeStore: Send + Sync {
 }
 
 /// A key for external account binding (RFC 8555 7.3.4), made by `gatehouse ca acme eab new`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AcmeEabKey {
     /// The key id the client sends.
     pub kid: String,
     /// What it is for, as the operator named it.
     pub label: String,
     /// The HMAC key.
+    #[serde(with = "crate::snapshot::base64_bytes")]
     pub hmac_key: Vec<u8>,
     /// Unix seconds.
     pub created_at: i64,

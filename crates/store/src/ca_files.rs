@@ -15,11 +15,13 @@ use crate::Result;
 use crate::backend::for_every_backend;
 
 /// One file of the CA, by its name under the data dir (`ca/root.crt`, `ca.toml`, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CaFile {
     /// Path relative to the data dir, `/`-separated.
     pub name: String,
     /// The file's bytes.
+    #[serde(with = "crate::snapshot::base64_bytes")]
     pub contents: Vec<u8>,
     /// Whether it is written 0600 (a key, or a key's token URI).
     pub private: bool,
@@ -32,9 +34,24 @@ for_every_backend! {
             let rows = sqlx::query("SELECT name, contents, private FROM ca_files ORDER BY name")
                 .fetch_all(&self.pool)
                 .await?;
-            rows.iter()
-                .map(|row| Ok(CaFile { name: row.try_get("name")?, contents: row.try_get("contents")?, private: row.try_get("private")? }))
-                .collect()
+            rows.iter().map(Self::ca_file_from_row).collect()
+        }
+
+        pub(crate) fn ca_file_from_row(row: &DB::Row) -> Result<CaFile> {
+            Ok(CaFile { name: row.try_get("name")?, contents: row.try_get("contents")?, private: row.try_get("private")? })
+        }
+
+        /// Inserts one file; whether it went in (`false`: one of that name is there).
+        pub(crate) async fn insert_ca_file(tx: &mut sqlx::Transaction<'static, DB>, file: &CaFile) -> Result<bool> {
+            let inserted = sqlx::query(
+                "INSERT INTO ca_files (name, contents, private) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&file.name)
+            .bind(&file.contents)
+            .bind(file.private)
+            .execute(&mut **tx)
+            .await?;
+            Ok(DB::rows_affected(&inserted) == 1)
         }
 
         /// Keeps `files` as the database's CA, in one transaction; `false` (and nothing
@@ -44,15 +61,7 @@ for_every_backend! {
             // Two instances putting at once: the second waits on the first's key and,
             // once it commits, inserts nothing.
             for file in files {
-                let inserted = sqlx::query(
-                    "INSERT INTO ca_files (name, contents, private) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(&file.name)
-                .bind(&file.contents)
-                .bind(file.private)
-                .execute(&mut *tx)
-                .await?;
-                if DB::rows_affected(&inserted) == 0 {
+                if !Self::insert_ca_file(&mut tx, file).await? {
                     return Ok(false);
                 }
             }

@@ -12,7 +12,8 @@
 //! that gateways follow with a cursor, told of changes at once on PostgreSQL
 //! ([`RevocationNotices`]).
 //! A whole store can be read out and written into another as a [`Snapshot`]
-//! (`snapshot.rs`), which is how a CA moves between backends.
+//! (`snapshot.rs`), which is how a CA moves between backends, and sealed with a
+//! passphrase into a backup file ([`seal_backup`], [`open_backup`], `backup.rs`).
 //!
 //! It knows nothing of X.509 encoding, HTTP or TLS. Every write that matters
 //! (recording an issued certificate, a revocation, a CRL number) is durable
@@ -23,6 +24,7 @@
 mod acme;
 mod acme_sql;
 mod backend;
+mod backup;
 mod ca_files;
 mod certificates;
 mod database;
@@ -35,6 +37,7 @@ mod sqlite;
 
 pub use acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeIdentifier, AcmeOrder, AcmeStore};
 pub use backend::{Backend, SqlStore};
+pub use backup::{BackupError, MIN_PASSPHRASE_CHARS, open as open_backup, seal as seal_backup};
 pub use ca_files::CaFile;
 pub use database::{Database, StorageUrl};
 pub use migrations::SchemaVersions;

@@ -1,7 +1,8 @@
 //! The plain-data records that cross the [`Store`](crate::Store) boundary.
 
 /// A certificate just issued, to be recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewCertificate {
     /// Serial number as uppercase hex without separators (as `openssl x509 -serial` prints it).
     pub serial: String,
@@ -20,13 +21,15 @@ pub struct NewCertificate {
     /// End of validity, unix seconds.
     pub not_after: i64,
     /// The certificate, DER.
+    #[serde(with = "crate::snapshot::base64_bytes")]
     pub der: Vec<u8>,
     /// Where the request came from when not the CLI: `acme:ACCOUNT/ORDER` for ACME.
     pub source: Option<String>,
 }
 
 /// A revocation: when, and why (RFC 5280 CRLReason code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Revocation {
     /// Revocation time, unix seconds.
     pub revoked_at: i64,
@@ -35,7 +38,8 @@ pub struct Revocation {
 }
 
 /// A recorded certificate with its revocation state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CertificateRecord {
     /// The certificate as issued.
     pub certificate: NewCertificate,

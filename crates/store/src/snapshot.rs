@@ -8,6 +8,11 @@
 //! (two CAs' serials, CRL numbers and ACME accounts cannot be merged safely).
 //! Nonces are not copied: they live minutes, and a client given a fresh one
 //! retries after a `badNonce`.
+//!
+//! A snapshot is also what a backup seals (`backup.rs`), as JSON: its field names
+//! are part of the backup format. A field added later takes `#[serde(default)]`
+//! so older backups still restore; unknown fields are refused, so an older
+//! gatehouse never restores part of a newer backup.
 
 use std::collections::HashMap;
 
@@ -16,12 +21,14 @@ use sqlx::Row;
 use crate::acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeOrder};
 use crate::acme_sql::{SELECT_ACCOUNT, SELECT_AUTHORIZATION, SELECT_EAB, SELECT_ORDER};
 use crate::backend::for_every_backend;
+use crate::ca_files::CaFile;
 use crate::certificates::{Recorded, SELECT_CERTIFICATE};
 use crate::record::CertificateRecord;
 use crate::{Result, StoreError};
 
 /// Everything a store holds but nonces.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Snapshot {
     /// Every certificate recorded, oldest first, with its delivery and revocation.
     pub certificates: Vec<CertificateRecord>,
@@ -37,10 +44,14 @@ pub struct Snapshot {
     pub acme_orders: Vec<AcmeOrder>,
     /// External account binding keys, oldest first.
     pub acme_eab_keys: Vec<AcmeEabKey>,
+    /// The CA's own files, on a storage that keeps them (`ca_files.rs`): keys only
+    /// encrypted or as token URIs. Absent from backups made before schema version 5.
+    pub ca_files: Vec<CaFile>,
 }
 
 /// The last CRL number an issuer took.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CrlNumber {
     /// The issuer's key id (hex).
     pub issuer: String,
@@ -49,7 +60,8 @@ pub struct CrlNumber {
 }
 
 /// When a challenge failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChallengeFailure {
     /// The challenge's id.
     pub challenge_id: String,
@@ -65,6 +77,7 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("acme_orders", "ACME order", "ACME orders"),
     ("acme_authorizations", "ACME authorization", "ACME authorizations"),
     ("acme_eab_keys", "EAB key", "EAB keys"),
+    ("ca_files", "CA file", "CA files"),
 ];
 
 for_every_backend! {
@@ -113,6 +126,12 @@ for_every_backend! {
                     .await?;
             let acme_eab_keys =
                 Self::read_all(&mut tx, format!("{SELECT_EAB} ORDER BY created_at, rowid"), Self::eab_from_row).await?;
+            let ca_files = Self::read_all(
+                &mut tx,
+                "SELECT name, contents, private FROM ca_files ORDER BY name".to_owned(),
+                Self::ca_file_from_row,
+            )
+            .await?;
             tx.commit().await?;
             Ok(Snapshot {
                 certificates,
@@ -122,6 +141,7 @@ for_every_backend! {
                 acme_challenge_failures,
                 acme_orders,
                 acme_eab_keys,
+                ca_files,
             })
         }
 
@@ -182,8 +202,27 @@ for_every_backend! {
             for key in &snapshot.acme_eab_keys {
                 Self::insert_eab(&mut tx, key).await?;
             }
+            for file in &snapshot.ca_files {
+                Self::insert_ca_file(&mut tx, file).await?;
+            }
             tx.commit().await?;
             Ok(())
         }
+    }
+}
+
+/// Bytes as standard base64 in a snapshot's JSON (certificates' DER, EAB keys).
+pub(crate) mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::encoding::{json, norm_serial};
 use super::files::{TempDir, read, tmp, write};
 use super::gatehouse::gh_ok;
+use super::openssl::openssl_ok;
 use super::process::run_limited;
 use super::{Value, s};
 
@@ -72,6 +73,30 @@ pub fn list_json(dir: &Path, extra: &[&str]) -> Vec<Value> {
         Value::Array(v) => v,
         other => panic!("ca list --json is not an array: {other}"),
     }
+}
+
+/// `gatehouse ca crl --out DIR/crl.pem EXTRA...`: the new CRL's revoked certificates as
+/// `openssl crl -text` prints them (serial, date and reason of each, in the CRL's order),
+/// and its number.
+#[track_caller]
+pub fn crl_revoked(dir: &Path, extra: &[&str]) -> (String, u64) {
+    let file = dir.join("crl.pem");
+    let mut args = vec!["ca", "crl", "--out", s(&file)];
+    args.extend_from_slice(extra);
+    gh_ok(dir, &args);
+    let text = openssl_ok(&["crl", "-in", s(&file), "-noout", "-text"]);
+    let revoked = text
+        .split_once("Revoked Certificates:")
+        .and_then(|(_, rest)| rest.split_once("Signature Algorithm"))
+        .map(|(entries, _)| entries.to_owned())
+        .unwrap_or_else(|| panic!("no revoked certificates in the CRL:\n{text}"));
+    let number = text
+        .lines()
+        .skip_while(|l| !l.contains("X509v3 CRL Number"))
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no CRL number in:\n{text}"));
+    (revoked, number)
 }
 
 /// Find the list entry with the given serial (any form).

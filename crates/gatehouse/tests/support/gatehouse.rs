@@ -19,12 +19,13 @@ pub fn bin() -> &'static str {
 }
 
 /// `gatehouse --data-dir DIR ARGS...` with cwd = DIR, stdin closed and the
-/// passphrase and data-dir variables removed from the environment.
+/// passphrase, data-dir and storage variables removed from the environment.
 pub fn gh_cmd(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin());
     c.arg("--data-dir").arg(dir).args(args);
     c.current_dir(dir);
     c.env_remove(PASS_ENV).env_remove("GATEHOUSE_DATA_DIR").env_remove("GATEHOUSE_STORAGE");
+    c.env_remove("GATEHOUSE_BACKUP_PASSPHRASE");
     c.env("NO_COLOR", "1");
     c.stdin(Stdio::null());
     c

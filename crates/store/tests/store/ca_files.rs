@@ -6,7 +6,7 @@ use tokio::task::JoinSet;
 
 use crate::fresh::{Fresh, on_both_backends};
 
-on_both_backends!(a_ca_goes_in_whole_once_and_reads_back);
+on_both_backends!(a_ca_goes_in_whole_once_and_reads_back, a_copy_and_a_backup_carry_the_ca_files);
 
 fn files(root: &str) -> Vec<CaFile> {
     vec![
@@ -45,4 +45,22 @@ async fn of_instances_putting_a_ca_at_once_exactly_one_wins() {
     assert_eq!(kept.len(), 3);
     let root = kept.iter().find(|f| f.name == "ca/root.crt").unwrap();
     assert_eq!(root.contents, format!("root {}", winners[0]).into_bytes());
+}
+
+/// `store copy` and `store backup` carry the CA's files; a target that holds a CA is refused.
+async fn a_copy_and_a_backup_carry_the_ca_files(db: &Fresh) {
+    let store = db.open().await;
+    store.put_ca_files(&files("copied")).await.unwrap();
+    let snapshot = store.export().await.unwrap();
+    assert_eq!(snapshot.ca_files.len(), 3);
+    for target in [Fresh::sqlite().await, Fresh::postgres().await] {
+        let target = target.open().await;
+        target.import(&snapshot).await.unwrap();
+        assert_eq!(target.ca_files().await.unwrap(), store.ca_files().await.unwrap());
+        let err = target.import(&snapshot).await.unwrap_err().to_string();
+        assert!(err.contains("3 CA files"), "{err}");
+    }
+    let sealed = store::seal_backup(&snapshot, "a long enough passphrase").unwrap();
+    let opened = store::open_backup(&sealed, "a long enough passphrase").unwrap();
+    assert_eq!(opened.ca_files, snapshot.ca_files);
 }
