@@ -205,10 +205,17 @@ pub async fn check(global: &Global, path: &Path) -> Result<ExitCode, Failure> {
         .await
         .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
     if uses_internal_ca(&config) && internal.is_none() {
-        eprintln!(
-            "note: no CA in {} yet: `serve` needs one there for internal_ca (run `gatehouse ca init`)",
-            data_dir.display()
-        );
+        let storage = crate::storage::for_config(global, &config, &data_dir)?;
+        match &storage {
+            StorageUrl::Postgres(_) => eprintln!(
+                "note: no CA in {} yet: `serve` takes the one kept in {storage}, or run `gatehouse ca init` with that storage",
+                data_dir.display()
+            ),
+            StorageUrl::Sqlite(_) => eprintln!(
+                "note: no CA in {} yet: `serve` needs one there for internal_ca (run `gatehouse ca init`)",
+                data_dir.display()
+            ),
+        }
     }
     let (sites, upstreams) = (config.sites.len(), config.upstreams.len());
     println!(
