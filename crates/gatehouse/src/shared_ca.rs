@@ -48,6 +48,7 @@ pub async fn agree(dir: &CaDir, db: &Database, url: &StorageUrl) -> Result<Agree
         (true, false) => Ok(Agreement::Neither),
         (true, true) => match dir.shared_files() {
             Ok(files) => {
+                refuse_other_records(dir, db, url).await?;
                 if db.put_ca_files(&files.into_iter().map(to_store).collect::<Vec<_>>()).await? {
                     Ok(Agreement::Shared)
                 } else {
@@ -138,6 +139,29 @@ pub async fn share_new(dir: &CaDir, db: &Database, url: &StorageUrl) -> Result<(
         "another `ca init` put its CA in {url} first; the CA made here was removed. Run again with an empty \
          --data-dir to issue as that one"
     )))
+}
+
+/// Before the data dir's CA is put into a storage that holds no CA: an error when the
+/// storage records certificates of another issuer, which this CA must not claim.
+async fn refuse_other_records(dir: &CaDir, db: &Database, url: &StorageUrl) -> Result<(), Failure> {
+    let path = dir.intermediate_path();
+    let der: rustls::pki_types::CertificateDer<'static> =
+        pki::read_first_pem_file(&path).map_err(|e| Failure::failed(format!("cannot read {}: {e}", path.display())))?;
+    let key_id = pki::subject_key_id_of_der(&der).ok().flatten().map(hex::encode).unwrap_or_default();
+    let others = db
+        .certificates(store::ListFilter::All)
+        .await?
+        .into_iter()
+        .filter(|c| !c.certificate.issuer.eq_ignore_ascii_case(&key_id))
+        .count();
+    if others > 0 {
+        return Err(Failure::failed(format!(
+            "{url} holds no CA but {} issued by another CA than the one in {}; give this CA its own storage",
+            crate::count(others, "certificate", "certificates"),
+            path.parent().and_then(|p| p.parent()).unwrap_or(&path).display()
+        )));
+    }
+    Ok(())
 }
 
 /// An error unless `dir`'s root and intermediate certificates are those in `kept`.

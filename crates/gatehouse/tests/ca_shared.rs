@@ -124,6 +124,13 @@ fn ca_init_refuses_keys_in_the_clear_a_second_ca_and_a_data_dir_holding_another_
     let o = on(&tmp(), &copied, Some(PASSPHRASE), &["ca", "init"]);
     assert_eq!(o.code, 1, "{}", o.all());
     assert!(o.stderr.contains("already holds 1 certificate of another CA"), "{}", o.stderr);
+    // A CA with encrypted keys would be put into a storage holding no CA: not one holding another's records.
+    let third = tmp();
+    let o = gh_env(&third, &["ca", "init", "--name", "Third CA"], &[("GATEHOUSE_CA_PASSPHRASE", PASSPHRASE)]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let o = on(&third, &copied, Some(PASSPHRASE), &["ca", "list"]);
+    assert_eq!(o.code, 1, "{}", o.all());
+    assert!(o.stderr.contains("holds no CA but 1 certificate issued by another CA"), "{}", o.stderr);
 }
 
 #[test]
