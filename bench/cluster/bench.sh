@@ -98,20 +98,21 @@ else
     as_pg() { "$@"; }
 fi
 PGDATA_DIR="$WORK/pg"
-mkdir -p "$PGDATA_DIR"
-[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PGDATA_DIR"
+mkdir -p "$PGDATA_DIR" "$WORK/pglog"
+if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$PGDATA_DIR" "$WORK/pglog"; fi
 PGPASS=bench-$RANDOM$RANDOM
 printf '%s\n' "$PGPASS" >"$WORK/pgpass"
 chmod 644 "$WORK/pgpass"
 as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" --auth=scram-sha-256 --username=gatehouse --pwfile="$WORK/pgpass" \
     --encoding=UTF8 --no-locale >"$WORK/logs/initdb.log" 2>&1 || { cat "$WORK/logs/initdb.log" >&2; die "initdb failed"; }
 PGPORT=$(free_port)
-as_pg taskset -c "$SERVER_CPU" "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$WORK/logs/postgres.log" -w \
+as_pg taskset -c "$SERVER_CPU" "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$WORK/pglog/postgres.log" -w \
     -o "-p $PGPORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=300" start \
-    >/dev/null || { cat "$WORK/logs/postgres.log" >&2; die "postgres did not start"; }
-N_DB=0
-new_db() { # -> URL of a new database
-    N_DB=$((N_DB + 1))
+    >/dev/null || { cat "$WORK/pglog/postgres.log" >&2; die "postgres did not start"; }
+new_db() { # -> URL of a new database (called in $(...): the count is kept in a file)
+    local N_DB
+    N_DB=$(( $(cat "$WORK/databases" 2>/dev/null || echo 0) + 1 ))
+    echo "$N_DB" >"$WORK/databases"
     PGPASSWORD=$PGPASS "$PGBIN/psql" -q -h 127.0.0.1 -p "$PGPORT" -U gatehouse -d postgres \
         -c "CREATE DATABASE bench_$N_DB" >/dev/null
     echo "postgres://gatehouse:$PGPASS@127.0.0.1:$PGPORT/bench_$N_DB"
@@ -129,8 +130,8 @@ make_ca() { # dir url
 issuance() { # label instances url-or-sqlite
     local label=$1 n=$2 kind=$3 url dirs=() per t0 t1 i pids=() total
     per=$((ROWS / n))
-    seq -f "user%g" 1 "$per" | awk '{print $1 "," $1 "@example.com"}' >"$WORK/users-$per.csv"
-    local base="$WORK/issuance-$label"
+    { echo "cn,email"; seq -f "user%g" 1 "$per" | awk '{print $1 "," $1 "@example.com"}'; } >"$WORK/users-$per.csv"
+    local base="$WORK/issuance-${label// /-}"
     mkdir -p "$base"
     if [ "$kind" = sqlite ]; then
         url="sqlite://$base/i0/gatehouse.db"
@@ -184,7 +185,8 @@ start_acme() {
 }
 
 acme_cell() { # label instances kind
-    local label=$1 n=$2 kind=$3 url base="$WORK/acme-$label" i ports=() http=() outs=() lp=() first_pid
+    local label=$1 n=$2 kind=$3 url base i ports=() http=() lp=() first_pid
+    base="$WORK/acme-${label// /-}"
     mkdir -p "$base"
     if [ "$kind" = sqlite ]; then url="sqlite://$base/i0/gatehouse.db"; else url=$(new_db); fi
     make_ca "$base/i0" "$url"
@@ -231,7 +233,7 @@ if want revocation; then
     url=$(new_db)
     make_ca "$base/ca" "$url"
     "$G" --data-dir "$base/ca" --storage "$url" ca root >"$base/root.pem" 2>/dev/null
-    for i in $(seq 1 "$REVOCATIONS"); do echo "user$i,user$i@example.com"; done >"$base/users.csv"
+    { echo "cn,email"; for i in $(seq 1 "$REVOCATIONS"); do echo "user$i,user$i@example.com"; done; } >"$base/users.csv"
     "$G" --data-dir "$base/ca" --storage "$url" ca batch "$base/users.csv" --out "$base/certs" --profile client \
         >"$WORK/logs/revocation-batch.log" 2>&1 || die "ca batch failed: $(tail -2 "$WORK/logs/revocation-batch.log")"
     upstream=$(free_port)
