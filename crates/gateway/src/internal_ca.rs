@@ -7,8 +7,11 @@
 //! Revocations are followed, not re-read: the first load reads the whole revoked
 //! set and the cursor of the store's revocation change log; from then on only the
 //! changes after the cursor are read and applied (a serial revoked is added, a
-//! certificateHold released is removed) and the new set is swapped in. They are
-//! read when the store says something changed (PostgreSQL: a listener on
+//! certificateHold released is removed) and the new set is swapped in. The new
+//! set shares the bulk of the serials with the old one and copies only the
+//! recent changes (see [`crate::trust::RevokedSet`]); every few thousand changes
+//! they are merged into the bulk on a blocking thread. The changes are read
+//! when the store says something changed (PostgreSQL: a listener on
 //! `gatehouse_revocations`, told by each revoking transaction as it commits, so a
 //! `gatehouse ca revoke` on any instance is refused by every gateway on that
 //! database at once), and every poll interval in any case, which covers SQLite
@@ -17,7 +20,6 @@
 //! flight. The store's log never hands out a change behind a cursor already
 //! read (see the store's `revocation_log.rs`), so nothing is missed either way.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,7 @@ use store::{RevocationNotice, Store};
 use tokio::sync::Mutex;
 
 use crate::certificates::subject_alt_names;
-use crate::trust::InternalRevocations;
+use crate::trust::{InternalRevocations, RevokedSet, RevokedSetBuilder};
 
 /// Why the internal CA cannot be opened, or give what the gateway asks of it.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +102,7 @@ impl InternalCa {
         let key_id = key_id_of(&intermediate)?;
         let revocations = Arc::new(InternalRevocations {
             issuer_key_id: hex::decode(&key_id).unwrap_or_default(),
-            serials: ArcSwap::from_pointee(HashSet::new()),
+            serials: ArcSwap::from_pointee(RevokedSet::default()),
         });
         let ca = InternalCa {
             data_dir: data_dir.to_owned(),
@@ -136,7 +138,6 @@ impl InternalCa {
     /// swaps the new set in; returns whether it changed.
     pub async fn refresh_revocations(&self) -> Result<bool, InternalCaError> {
         let mut cursor = self.cursor.lock().await;
-        let current = self.revocations.serials.load_full();
         let (serials, changes) = match *cursor {
             Some(after) => {
                 let read = self.store.revocation_changes(&self.issuer_key_id, after).await?;
@@ -151,29 +152,41 @@ impl InternalCa {
                     return Box::pin(self.refresh_revocations()).await;
                 }
                 *cursor = Some(read.cursor);
-                if read.changes.is_empty() {
+                // Shares the base with the set in use; only the overlay is copied.
+                let mut serials = RevokedSet::clone(&self.revocations.serials.load());
+                let mut changed = false;
+                for change in &read.changes {
+                    changed |= serials.apply_hex(&change.serial, change.revoked);
+                }
+                if !changed {
                     return Ok(false);
                 }
-                let mut serials = HashSet::clone(&current);
-                let count = read.changes.len();
-                for change in read.changes {
-                    if change.revoked {
-                        serials.insert(change.serial);
-                    } else {
-                        serials.remove(&change.serial);
-                    }
+                if serials.overlay_full() {
+                    serials = merged(serials).await;
                 }
-                (serials, count)
+                (serials, read.changes.len())
             }
             None => {
                 let read = self.store.revoked_serials(&self.issuer_key_id).await?;
                 *cursor = Some(read.cursor);
-                (read.serials.into_iter().collect::<HashSet<String>>(), 0)
+                let mut builder = RevokedSetBuilder::with_capacity(read.serials.len());
+                // Each serial's text is freed as it is read.
+                for serial in read.serials {
+                    builder.push_hex(&serial);
+                }
+                if builder.unreadable() > 0 {
+                    tracing::warn!(
+                        serials = builder.unreadable(),
+                        "revoked serials in the issuance database are not hex and match no certificate; revoke them again with `gatehouse ca revoke`"
+                    );
+                }
+                let serials = builder.build();
+                if serials.is_empty() && self.revocations.serials.load().is_empty() {
+                    return Ok(false);
+                }
+                (serials, 0)
             }
         };
-        if *current == serials {
-            return Ok(false);
-        }
         tracing::info!(revoked = serials.len(), changes, "internal CA revocation list updated");
         self.revocations.serials.store(Arc::new(serials));
         Ok(true)
@@ -296,6 +309,13 @@ impl InternalCa {
         let dir = self.data_dir.join("gateway").join("certs");
         (dir.clone(), dir.join(format!("{stem}.fullchain.pem")), dir.join(format!("{stem}.key")))
     }
+}
+
+/// `serials` with its overlay merged into a new base, on a blocking thread: the
+/// merge is a pass over the whole set. Should it fail, the overlay stays.
+async fn merged(serials: RevokedSet) -> RevokedSet {
+    let merging = serials.clone();
+    tokio::task::spawn_blocking(move || merging.merged()).await.unwrap_or(serials)
 }
 
 fn key_id_of(cert: &CertificateDer<'_>) -> Result<String, InternalCaError> {

@@ -23,8 +23,10 @@ use rustls::{DistinguishedName, RootCertStore};
 pub use crate::refusal::{CertSummary, MIN_RSA_BITS, Refusal, check_end_entity, summarize};
 pub use crate::site_verifier::{HandshakePolicy, SiteVerifier};
 pub use files::{CrlError, TrustError, parse_crl, read_certificates, read_crl};
+pub use revoked::{OVERLAY_LIMIT, RevokedSet, RevokedSetBuilder};
 
 mod files;
+mod revoked;
 
 /// Remembered chains at most; the cache starts over when full.
 const VERIFIED_CACHE_ENTRIES: usize = 16_384;
@@ -53,13 +55,13 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Revoked serials of the internal CA's issuing key, replaced as a whole when the database changes.
+/// Revoked serials of the internal CA's issuing key, swapped for a new set when the database changes.
 #[derive(Debug, Default)]
 pub struct InternalRevocations {
     /// Key identifier of the internal intermediate.
     pub issuer_key_id: Vec<u8>,
-    /// Revoked serials (uppercase hex).
-    pub serials: ArcSwap<HashSet<String>>,
+    /// Revoked serials.
+    pub serials: ArcSwap<RevokedSet>,
 }
 
 /// The site's trusted CA certificates, split by the part they play in path building.
@@ -336,7 +338,7 @@ impl TrustStore {
     fn not_revoked(&self, summary: CertSummary, authority_key_id: Option<Vec<u8>>) -> Result<CertSummary, Refusal> {
         if let Some(internal) = &self.internal {
             let ours = authority_key_id.as_deref().is_none_or(|aki| aki == internal.issuer_key_id.as_slice());
-            if ours && internal.serials.load().contains(&summary.serial) {
+            if ours && internal.serials.load().contains_hex(&summary.serial) {
                 return Err(Refusal::Revoked);
             }
         }
@@ -390,7 +392,7 @@ struct Crls {
 
 /// A verified client certificate of an open connection, checked again on
 /// each of its requests: a revocation must reach connections that stay open
-/// as fast as it reaches new handshakes. A request costs a hash lookup in the
+/// as fast as it reaches new handshakes. A request costs a lookup in the
 /// internal CA's revoked set; the chain is verified again only when the CRLs
 /// changed since it last was.
 pub struct RevocationWatch {
@@ -445,7 +447,7 @@ impl RevocationWatch {
         let Some(internal) = &self.trust.internal else {
             return Ok(());
         };
-        if !internal.serials.load().contains(&self.serial) {
+        if !internal.serials.load().contains_hex(&self.serial) {
             return Ok(());
         }
         // The serial is revoked by the internal CA: is this certificate the internal CA's?
