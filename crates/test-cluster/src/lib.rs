@@ -12,6 +12,9 @@
 //! from before initdb, starts the server, and waits on a pipe whose only writer is
 //! this process: when the test binary exits, however it exits (even killed), the
 //! kernel closes the pipe and the shell stops the server. No server outlives its tests.
+//!
+//! A test that stops the database under running peers takes a [`Private`] cluster of
+//! its own instead, which it stops and starts again on the same port and data.
 
 #![forbid(unsafe_code)]
 
