@@ -12,6 +12,9 @@
 //! from before initdb, starts the server, and waits on a pipe whose only writer is
 //! this process: when the test binary exits, however it exits (even killed), the
 //! kernel closes the pipe and the shell stops the server. No server outlives its tests.
+//!
+//! A test that stops the database under running peers takes a [`Private`] cluster of
+//! its own instead, which it stops and starts again on the same port and data.
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +28,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
+
+mod private;
+pub use private::Private;
 
 /// The superuser the cluster is made with.
 const SUPERUSER: &str = "gatehouse";
@@ -86,8 +92,13 @@ pub fn database_blocking() -> String {
 
 /// The URL of a new, empty database in this binary's cluster.
 pub async fn database() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(1);
     let port = CLUSTER.get_or_init(|| Cluster::start().unwrap_or_else(|e| panic!("{e}"))).port;
+    create_database(port).await
+}
+
+/// Creates a new, empty database in the cluster on `port`; its URL.
+async fn create_database(port: u16) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
     let name = format!("test_{}", NEXT.fetch_add(1, Ordering::Relaxed));
     let mut admin = sqlx::PgConnection::connect(&url(port, "postgres")).await.expect("connect to the test cluster");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -149,18 +160,7 @@ impl Cluster {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
                 .map_err(|e| format!("give {} to the user postgres: {e}", dir.display()))?;
         }
-        let password_file = dir.join("password");
-        std::fs::write(&password_file, password()).map_err(|e| format!("write the superuser's password: {e}"))?;
-        let initdb = as_server_user(run_as, &bin.join("initdb"))
-            .args(["--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-sync", "--username", SUPERUSER])
-            .arg(format!("--pwfile={}", password_file.display()))
-            .arg("-D")
-            .arg(&data)
-            .output()
-            .map_err(|e| format!("run {}/initdb: {e}", bin.display()))?;
-        if !initdb.status.success() {
-            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr)));
-        }
+        initdb(bin, run_as, &dir)?;
         lifeline.write_all(b"serve\n").map_err(|e| format!("tell the supervisor to serve: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -180,6 +180,24 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Makes the cluster `dir/data` (superuser [`SUPERUSER`] with [`password`]); `dir`
+/// belongs to the server's user already.
+fn initdb(bin: &Path, run_as: Option<(u32, u32)>, dir: &Path) -> Result<(), String> {
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, password()).map_err(|e| format!("write the superuser's password: {e}"))?;
+    let initdb = as_server_user(run_as, &bin.join("initdb"))
+        .args(["--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-sync", "--username", SUPERUSER])
+        .arg(format!("--pwfile={}", password_file.display()))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .output()
+        .map_err(|e| format!("run {}/initdb: {e}", bin.display()))?;
+    if !initdb.status.success() {
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr)));
+    }
+    Ok(())
 }
 
 /// Whether the server on `port` accepts connections now (`pg_isready`).

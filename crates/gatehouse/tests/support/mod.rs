@@ -18,6 +18,7 @@
 //! - [`upstream`]: servers the gateway forwards to (python echo, static files, nginx).
 //! - [`acme`]: ACME peers (bind9, certbot, lego, pebble) and gatehouse's ACME server as a fixture.
 //! - [`gateway`]: `gatehouse serve` as a fixture, its config pieces and /metrics.
+//! - [`postgres`]: a CA kept in PostgreSQL (storage URL and passphrase), serials of many certificates.
 
 // Each test binary compiles this module on its own and uses only a part of it;
 // without this, every binary warns about the helpers the others use.
@@ -34,6 +35,7 @@ pub mod gateway;
 pub mod keyless;
 pub mod net;
 pub mod openssl;
+pub mod postgres;
 pub mod process;
 pub mod time;
 pub mod upstream;
