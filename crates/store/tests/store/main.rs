@@ -8,6 +8,7 @@
 mod acme;
 mod certificates;
 mod fresh;
+mod leases;
 mod postgres;
 mod revocation_log;
 mod snapshot;
