@@ -10,7 +10,7 @@ use std::sync::Arc;
 use gateway::certificates::CertificateSource;
 use gateway::{Config, Gateway, InternalCa};
 use pki::{CaDir, CaInit, KeyType, LeafRequest, Pkcs12Format, Subject, SubjectAltName};
-use store::{Database, Store};
+use store::{Database, StorageUrl, Store};
 
 use crate::Failure;
 use crate::bundle::{self, BundlePaths, P12Request};
@@ -135,6 +135,18 @@ async fn start_acme_server(
     Ok(())
 }
 
+/// Site certificates in the shared database `store`, their keys encrypted with the CA
+/// passphrase: refused without one, rather than writing keys in the clear.
+fn shared_sites(global: &Global, store: Database) -> Result<gateway::acme_client::SharedSites, Failure> {
+    let passphrase = crate::ca::passphrase(global)?.ok_or_else(|| {
+        Failure::usage(
+            "sharing site certificates on PostgreSQL storage needs a passphrase to encrypt their keys: set \
+             GATEHOUSE_CA_PASSPHRASE (or give --ca-passphrase-file FILE)",
+        )
+    })?;
+    gateway::acme_client::SharedSites::new(store, passphrase).map_err(Failure::usage)
+}
+
 /// `gatehouse serve --config FILE`.
 pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Result<ExitCode, Failure> {
     // The database is opened once the config needs it: an ACME server or the internal CA.
@@ -149,7 +161,7 @@ pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Resul
         }
     }
     let internal = if uses_internal_ca(&config) {
-        let store = match store {
+        let store = match store.clone() {
             Some(store) => store,
             None => crate::storage::open(&storage).await?,
         };
@@ -157,10 +169,20 @@ pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Resul
     } else {
         None
     };
-    // ACME accounts and certificates are kept in the data dir.
+    // ACME accounts are kept in the data dir, and so are certificates unless the storage is shared.
     let acme_dir = if config.acme.is_empty() { None } else { Some(data_dir(global, &config, config_path)?) };
+    let shared = match (&acme_dir, &storage) {
+        (Some(_), StorageUrl::Postgres(_)) => {
+            let store = match store {
+                Some(store) => store,
+                None => crate::storage::open(&storage).await?,
+            };
+            Some(shared_sites(global, store)?)
+        }
+        _ => None,
+    };
     // Anything Gateway::new refuses is in the configuration (a file it names, a trust store).
-    let gateway = Gateway::new(config, Some(config_path.to_owned()), internal, acme_dir.as_deref())
+    let gateway = Gateway::new(config, Some(config_path.to_owned()), internal, acme_dir.as_deref(), shared)
         .await
         .map_err(|e| Failure::usage(format!("{}: {e}", config_path.display())))?;
     let listeners = gateway.bind().await?;
@@ -311,7 +333,7 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
     let internal: Arc<dyn Store> = Arc::new(store);
     let internal = Arc::new(InternalCa::open(&data_dir, internal, passphrase).await?);
 
-    let gateway = Gateway::new(config, None, Some(internal), None).await?;
+    let gateway = Gateway::new(config, None, Some(internal), None, None).await?;
     let listeners = gateway.bind().await?;
     let hints = Hints { global, root: dir.root_path(), paths, password_path };
     let hostname = options.hostname.clone();
