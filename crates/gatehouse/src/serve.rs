@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use gateway::acme_client::SharedSites;
 use gateway::certificates::CertificateSource;
 use gateway::{Config, Gateway, InternalCa};
 use pki::{CaDir, CaInit, KeyType, LeafRequest, Pkcs12Format, Subject, SubjectAltName};
@@ -74,10 +75,16 @@ fn uses_internal_ca(config: &Config) -> bool {
 }
 
 /// The internal CA of `data_dir`, recording in `store`.
-async fn open_internal(global: &Global, data_dir: &Path, store: Database) -> Result<Arc<InternalCa>, Failure> {
+/// Its site certificates in `shared`, when the storage is shared.
+async fn open_internal(
+    global: &Global,
+    data_dir: &Path,
+    store: Database,
+    shared: Option<SharedSites>,
+) -> Result<Arc<InternalCa>, Failure> {
     let store: Arc<dyn Store> = Arc::new(store);
     let passphrase = crate::ca::passphrase(global)?;
-    Ok(Arc::new(InternalCa::open(data_dir, store, passphrase).await?))
+    Ok(Arc::new(InternalCa::open(data_dir, store, passphrase).await?.share_sites(shared)))
 }
 
 /// The data dir of a config: its `data_dir` (relative to the file), else `--data-dir`
@@ -102,7 +109,7 @@ async fn start_acme_server(
 ) -> Result<(), Failure> {
     let dir = CaDir::new(data_dir);
     let ca = pki::CertificateAuthority::new(dir.issuer(crate::ca::passphrase(global)?.as_ref())?, store.clone());
-    let internal = open_internal(global, data_dir, store.clone()).await?;
+    let internal = open_internal(global, data_dir, store.clone(), None).await?;
     let mut hosts = vec!["localhost".to_owned()];
     if !settings.listen.ip().is_unspecified() {
         hosts.push(settings.listen.ip().to_string());
@@ -137,14 +144,14 @@ async fn start_acme_server(
 
 /// Site certificates in the shared database `store`, their keys encrypted with the CA
 /// passphrase: refused without one, rather than writing keys in the clear.
-fn shared_sites(global: &Global, store: Database) -> Result<gateway::acme_client::SharedSites, Failure> {
+fn shared_sites(global: &Global, store: Database) -> Result<SharedSites, Failure> {
     let passphrase = crate::ca::passphrase(global)?.ok_or_else(|| {
         Failure::usage(
             "sharing site certificates on PostgreSQL storage needs a passphrase to encrypt their keys: set \
              GATEHOUSE_CA_PASSPHRASE (or give --ca-passphrase-file FILE)",
         )
     })?;
-    gateway::acme_client::SharedSites::new(store, passphrase).map_err(Failure::usage)
+    SharedSites::new(store, passphrase).map_err(Failure::usage)
 }
 
 /// `gatehouse serve --config FILE`.
@@ -160,27 +167,28 @@ pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Resul
             return Ok(ExitCode::SUCCESS);
         }
     }
+    // On shared storage, site certificates (ACME's and the internal CA's) are stored once for all.
+    let shares_sites = matches!(storage, StorageUrl::Postgres(_))
+        && (!config.acme.is_empty()
+            || config.sites.iter().any(|s| s.certificate.source() == Ok(&CertificateSource::InternalCa)));
+    if shares_sites && store.is_none() {
+        store = Some(crate::storage::open(&storage).await?);
+    }
+    let shared = match (&store, shares_sites) {
+        (Some(store), true) => Some(shared_sites(global, store.clone())?),
+        _ => None,
+    };
     let internal = if uses_internal_ca(&config) {
-        let store = match store.clone() {
+        let store = match store {
             Some(store) => store,
             None => crate::storage::open(&storage).await?,
         };
-        Some(open_internal(global, &data_dir(global, &config, config_path)?, store).await?)
+        Some(open_internal(global, &data_dir(global, &config, config_path)?, store, shared.clone()).await?)
     } else {
         None
     };
     // ACME accounts are kept in the data dir, and so are certificates unless the storage is shared.
     let acme_dir = if config.acme.is_empty() { None } else { Some(data_dir(global, &config, config_path)?) };
-    let shared = match (&acme_dir, &storage) {
-        (Some(_), StorageUrl::Postgres(_)) => {
-            let store = match store {
-                Some(store) => store,
-                None => crate::storage::open(&storage).await?,
-            };
-            Some(shared_sites(global, store)?)
-        }
-        _ => None,
-    };
     // Anything Gateway::new refuses is in the configuration (a file it names, a trust store).
     let gateway = Gateway::new(config, Some(config_path.to_owned()), internal, acme_dir.as_deref(), shared)
         .await

@@ -3,7 +3,8 @@
 //! gatehouse's own ACME server over dns-01 (so either instance can prove the name).
 //! Exactly one orders, under the renewal lease, and both serve the certificate it
 //! stored; the holder killed mid-order is replaced once its lease runs out; without a
-//! passphrase to encrypt site keys, serve refuses to start.
+//! passphrase to encrypt site keys, serve refuses to start. Two instances of one
+//! internal CA starting at once issue one site certificate and serve it both.
 
 mod support;
 
@@ -147,6 +148,56 @@ fn the_holder_killed_mid_order_is_replaced_once_its_lease_runs_out() {
     );
     let serial = served_serial(survivor, host, &survivor_dir.path().join("served"));
     assert_eq!(serial, obtained.serial());
+}
+
+/// `gatehouse serve` in `dir` (a copy of the CA's data dir) with `storage = URL` and one
+/// site for `host` with a certificate from the internal CA; not yet waited for.
+fn start_internal(dir: &Path, storage: &str, host: &str, upstream: &Upstream) -> (Proc, u16, String) {
+    let https = free_port();
+    let site =
+        format!("\n[[site]]\nhosts = [\"{host}\"]\ncertificate = {{ internal_ca = true }}\nupstream = \"app\"\n");
+    let toml =
+        format!("storage = \"{storage}\"\n{}", edge_toml(https, free_port(), free_port(), &site, &upstream.url()));
+    let path = dir.join("edge.toml");
+    write(&path, &toml);
+    let mut c = gh_cmd(&dir.join("data"), &["serve", "--config", s(&path)]);
+    c.current_dir("/").env("GATEHOUSE_LOG", "info").env(PASS_ENV, PASSPHRASE);
+    (Proc::spawn(c, "gatehouse serve (internal CA site)"), https, toml)
+}
+
+#[test]
+fn two_instances_of_one_internal_ca_starting_at_once_issue_one_site_certificate() {
+    let storage = test_cluster::database_blocking();
+    let (env, host) = (Env::empty(), "internal.example.test");
+    let upstream = Upstream::start(&env);
+    let (dir_a, dir_b) = (tmp(), tmp());
+    let (data_a, data_b) = (mkdir(dir_a.path().join("data")), mkdir(dir_b.path().join("data")));
+    let init = gh_env(&data_a, &["--storage", &storage, "ca", "init"], &[(PASS_ENV, PASSPHRASE)]);
+    assert_eq!(init.code, 0, "{}", init.all());
+    // The CA's keys are in the data dir (another part of issue 12 moves them into the database).
+    let copied = std::process::Command::new("cp").arg("-a").arg(format!("{}/.", s(&data_a))).arg(&data_b).status();
+    assert!(copied.expect("run cp").success());
+
+    let (mut a, https_a, toml_a) = start_internal(dir_a.path(), &storage, host, &upstream);
+    let (mut b, https_b, toml_b) = start_internal(dir_b.path(), &storage, host, &upstream);
+    a.wait_listening(https_a, Duration::from_secs(60), &toml_a);
+    b.wait_listening(https_b, Duration::from_secs(60), &toml_b);
+
+    let issuing = "took the lease; issuing";
+    let issued = a.stderr().matches(issuing).count() + b.stderr().matches(issuing).count();
+    assert_eq!(issued, 1, "instances that issued\nA:\n{}\nB:\n{}", a.dump(), b.dump());
+    let list = list_json(&data_a, &["--storage", &storage]);
+    let named = list.iter().filter(|entry| entry.to_string().contains(&format!("\"{host}\""))).count();
+    assert_eq!(named, 1, "certificates issued for {host}: {list:?}");
+    let serial = |port: u16| {
+        let o = s_client(port, &["-servername", host], "");
+        let leaf = pem_certs(&o.stdout).into_iter().next().unwrap_or_else(|| panic!("no certificate: {}", o.all()));
+        let leaf_path = dir_a.path().join(format!("leaf-{port}.pem"));
+        write(&leaf_path, leaf);
+        let o = openssl(&["x509", "-in", s(&leaf_path), "-noout", "-serial"]);
+        norm_serial(o.stdout.trim().trim_start_matches("serial="))
+    };
+    assert_eq!(serial(https_a), serial(https_b), "the two instances serve different certificates");
 }
 
 #[test]

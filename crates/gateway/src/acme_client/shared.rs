@@ -71,20 +71,52 @@ impl SharedSites {
     }
 
     /// How often a waiting instance reads the store again.
-    fn poll_interval(&self) -> Duration {
+    pub(crate) fn poll_interval(&self) -> Duration {
         (self.ttl / 4).clamp(Duration::from_millis(500), Duration::from_secs(5))
+    }
+
+    /// The shared database.
+    pub(crate) fn store(&self) -> &Database {
+        &self.store
+    }
+
+    /// How long a lease is granted for.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The chain and the key (decrypted, PKCS#8 PEM) stored by `name`.
+    pub(crate) async fn read_pem(&self, name: &str) -> Result<Option<(String, String)>, String> {
+        let Some(row) = self.store.site_certificate(name).await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let key = pki::decode_private_key(Path::new(name), &row.key_pem, Some(&self.passphrase))
+            .map_err(|e| format!("the stored key of {name}: {e}"))?;
+        let key_pem = pki::encode_private_key(&key, None).map_err(|e| e.to_string())?;
+        Ok(Some((row.chain_pem, key_pem.to_string())))
+    }
+
+    /// Stores a chain and its key (PKCS#8 PEM, encrypted here) by `name` under `lease`.
+    pub(crate) async fn write_pem(
+        &self,
+        name: &str,
+        chain_pem: &str,
+        key_pem: &str,
+        not_after: i64,
+        lease: &Lease,
+    ) -> Result<(), String> {
+        let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| e.to_string())?;
+        let key_pem = pki::encode_private_key(&key, Some(&self.passphrase)).map_err(|e| e.to_string())?;
+        let certificate = NewSiteCertificate { name, chain_pem, key_pem: &key_pem, not_after };
+        self.store.put_site_certificate(certificate, lease).await.map_err(|e| e.to_string())
     }
 
     /// The certificate stored by `name`, its key decrypted.
     async fn read(&self, name: &str) -> Result<Option<Stored>, AcmeError> {
-        let Some(row) = self.store.site_certificate(name).await.map_err(store_error)? else {
+        let Some((chain_pem, key_pem)) = self.read_pem(name).await.map_err(AcmeError::Local)? else {
             return Ok(None);
         };
-        let path = Path::new(name);
-        let key = pki::decode_private_key(path, &row.key_pem, Some(&self.passphrase))
-            .map_err(|e| AcmeError::Local(format!("the stored key of {name}: {e}")))?;
-        let key_pem = pki::encode_private_key(&key, None).map_err(|e| AcmeError::Local(e.to_string()))?;
-        Stored::new(row.chain_pem, key_pem.to_string()).map(Some).map_err(AcmeError::Local)
+        Stored::new(chain_pem, key_pem).map(Some).map_err(AcmeError::Local)
     }
 
     /// The stored chain of `name` only (no key decrypted): to tell whether it changed.
@@ -94,12 +126,9 @@ impl SharedSites {
 
     /// Stores `stored` by `name` under `lease`, its key encrypted.
     async fn write(&self, name: &str, stored: &Stored, lease: &Lease) -> Result<(), AcmeError> {
-        let key = rcgen::KeyPair::from_pem(&stored.key_pem).map_err(|e| AcmeError::Local(e.to_string()))?;
-        let key_pem =
-            pki::encode_private_key(&key, Some(&self.passphrase)).map_err(|e| AcmeError::Local(e.to_string()))?;
-        let certificate =
-            NewSiteCertificate { name, chain_pem: &stored.chain_pem, key_pem: &key_pem, not_after: stored.not_after };
-        self.store.put_site_certificate(certificate, lease).await.map_err(store_error)
+        self.write_pem(name, &stored.chain_pem, &stored.key_pem, stored.not_after, lease)
+            .await
+            .map_err(AcmeError::Local)
     }
 }
 
