@@ -110,6 +110,7 @@ fn two_instances_order_once_and_serve_the_same_certificate() {
     let took = a.lines(0, TOOK_LEASE).len() + b.lines(0, TOOK_LEASE).len();
     assert_eq!(took, 1, "instances that took the lease\nA:\n{}\nB:\n{}", a.proc.dump(), b.proc.dump());
     assert_eq!(orders_for(host), 1, "orders the ACME server got for {host}");
+    assert_eq!(a.orders(ACME, "ok") + b.orders(ACME, "ok"), 1.0, "orders counted in the two instances' metrics");
     assert_eq!(issued_for(host), 1, "certificates the CA issued for {host}");
     let serial_a = served_serial(&a, host, &dir_a.path().join("served"));
     let serial_b = served_serial(&b, host, &dir_b.path().join("served"));

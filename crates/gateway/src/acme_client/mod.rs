@@ -226,6 +226,14 @@ pub struct Managed {
     pub standalone: Option<Standalone>,
 }
 
+/// Where a certificate came from.
+enum Obtained {
+    /// An order of this instance.
+    Ordered,
+    /// A peer on the shared database, which ordered it.
+    FromPeer,
+}
+
 /// Where a process without listeners of its own answers http-01 and tls-alpn-01.
 #[derive(Debug, Clone, Copy)]
 pub struct Standalone {
@@ -320,7 +328,8 @@ impl Managed {
     }
 
     /// Orders a certificate for the names (replacing `current`, when the CA takes that),
-    /// keeps it in the data dir and returns it. Counted in the metrics.
+    /// keeps it in the data dir and returns it. Counted in the metrics, unless a peer
+    /// on the shared database ordered it.
     pub async fn obtain(&self, current: Option<&Stored>) -> Result<Stored, AcmeError> {
         let result = match tokio::time::timeout(ORDER_TIMEOUT, self.order(current)).await {
             Ok(result) => result,
@@ -329,14 +338,23 @@ impl Managed {
                 detail: format!("not done within {} s; the CA or a challenge did not answer", ORDER_TIMEOUT.as_secs()),
             }),
         };
-        self.client.event(&self.acme.name, result.is_ok());
-        result
+        match result {
+            Ok((stored, Obtained::FromPeer)) => Ok(stored),
+            Ok((stored, Obtained::Ordered)) => {
+                self.client.event(&self.acme.name, true);
+                Ok(stored)
+            }
+            Err(e) => {
+                self.client.event(&self.acme.name, false);
+                Err(e)
+            }
+        }
     }
 
-    async fn order(&self, current: Option<&Stored>) -> Result<Stored, AcmeError> {
+    async fn order(&self, current: Option<&Stored>) -> Result<(Stored, Obtained), AcmeError> {
         match &self.client.shared {
             Some(shared) => shared::order(self, shared, current).await,
-            None => self.order_here(current).await,
+            None => Ok((self.order_here(current).await?, Obtained::Ordered)),
         }
     }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use store::{Database, Lease, LeaseStore, NewSiteCertificate, SiteCertificateStore};
 
-use super::{AcmeError, Managed, Stored};
+use super::{AcmeError, Managed, Obtained, Stored};
 
 /// The environment variable that sets the renewal lease's time to live, in seconds
 /// (default 120): a holder that dies is replaced this long after its last renewal.
@@ -174,7 +174,7 @@ pub(super) async fn order(
     managed: &Managed,
     shared: &SharedSites,
     current: Option<&Stored>,
-) -> Result<Stored, AcmeError> {
+) -> Result<(Stored, Obtained), AcmeError> {
     let name = managed.shared_name();
     let hosts = managed.names.join(",");
     let mut announced = false;
@@ -183,7 +183,7 @@ pub(super) async fn order(
         if let Some(stored) = kept(managed, shared).await?
             && current.is_none_or(|current| current.serial != stored.serial)
         {
-            return Ok(stored);
+            return Ok((stored, Obtained::FromPeer));
         }
         let lease = shared.store.acquire_lease(&name, &shared.holder, shared.ttl).await.map_err(store_error)?;
         let Some(lease) = lease else {
@@ -212,12 +212,12 @@ async fn order_holding(
     shared: &SharedSites,
     current: Option<&Stored>,
     lease: &Lease,
-) -> Result<Stored, AcmeError> {
+) -> Result<(Stored, Obtained), AcmeError> {
     // A peer may have stored one between our read and our grant.
     if let Some(stored) = kept(managed, shared).await?
         && current.is_none_or(|current| current.serial != stored.serial)
     {
-        return Ok(stored);
+        return Ok((stored, Obtained::FromPeer));
     }
     let keep_lease = async {
         loop {
@@ -240,5 +240,5 @@ async fn order_holding(
         lost = keep_lease => return Err(lost),
     };
     shared.write(&managed.shared_name(), &stored, lease).await?;
-    Ok(stored)
+    Ok((stored, Obtained::Ordered))
 }
