@@ -178,9 +178,14 @@ pub(super) async fn order(
     let name = managed.shared_name();
     let hosts = managed.names.join(",");
     let mut announced = false;
+    let serving = current.map(|current| current.chain_pem.as_str());
     loop {
-        // A certificate other than the one being replaced: a peer renewed it.
-        if let Some(stored) = kept(managed, shared).await?
+        // A certificate other than the one being replaced: a peer renewed it. (Its
+        // chain is compared first: decrypting the key costs a key derivation.)
+        let chain = shared.stored_chain(&name).await;
+        if chain.is_some()
+            && chain.as_deref() != serving
+            && let Some(stored) = kept(managed, shared).await?
             && current.is_none_or(|current| current.serial != stored.serial)
         {
             return Ok((stored, Obtained::FromPeer));
@@ -191,7 +196,7 @@ pub(super) async fn order(
                 announced = true;
                 tracing::info!(%hosts, lease = %name, "another instance holds the renewal lease; waiting for its certificate");
             }
-            changed_within(managed, shared, current.map(|c| c.chain_pem.as_str()), shared.poll_interval()).await;
+            changed_within(managed, shared, serving, shared.poll_interval()).await;
             continue;
         };
         tracing::info!(
