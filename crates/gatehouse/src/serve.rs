@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use gateway::acme_client::SharedSites;
 use gateway::certificates::CertificateSource;
 use gateway::{Config, Gateway, InternalCa};
 use pki::{CaDir, CaInit, KeyType, LeafRequest, Pkcs12Format, Subject, SubjectAltName};
@@ -74,10 +75,16 @@ fn uses_internal_ca(config: &Config) -> bool {
 }
 
 /// The internal CA of `data_dir`, recording in `store`.
-async fn open_internal(global: &Global, data_dir: &Path, store: Database) -> Result<Arc<InternalCa>, Failure> {
+/// Its site certificates in `shared`, when the storage is shared.
+async fn open_internal(
+    global: &Global,
+    data_dir: &Path,
+    store: Database,
+    shared: Option<SharedSites>,
+) -> Result<Arc<InternalCa>, Failure> {
     let store: Arc<dyn Store> = Arc::new(store);
     let passphrase = crate::ca::passphrase(global)?;
-    Ok(Arc::new(InternalCa::open(data_dir, store, passphrase).await?))
+    Ok(Arc::new(InternalCa::open(data_dir, store, passphrase).await?.share_sites(shared)))
 }
 
 /// The data dir of a config: its `data_dir` (relative to the file), else `--data-dir`
@@ -102,7 +109,7 @@ async fn start_acme_server(
 ) -> Result<(), Failure> {
     let dir = CaDir::new(data_dir);
     let ca = pki::CertificateAuthority::new(dir.issuer(crate::ca::passphrase(global)?.as_ref())?, store.clone());
-    let internal = open_internal(global, data_dir, store.clone()).await?;
+    let internal = open_internal(global, data_dir, store.clone(), None).await?;
     let mut hosts = vec!["localhost".to_owned()];
     if !settings.listen.ip().is_unspecified() {
         hosts.push(settings.listen.ip().to_string());
@@ -135,14 +142,33 @@ async fn start_acme_server(
     Ok(())
 }
 
+/// Site certificates in the shared database `store`, their keys encrypted with the CA
+/// passphrase: refused without one, rather than writing keys in the clear.
+fn shared_sites(global: &Global, store: Database) -> Result<SharedSites, Failure> {
+    let passphrase = crate::ca::passphrase(global)?.ok_or_else(|| {
+        Failure::usage(
+            "sharing site certificates on PostgreSQL storage needs a passphrase to encrypt their keys: set \
+             GATEHOUSE_CA_PASSPHRASE (or give --ca-passphrase-file FILE)",
+        )
+    })?;
+    SharedSites::new(store, passphrase).map_err(Failure::usage)
+}
+
 /// `gatehouse serve --config FILE`.
 pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Result<ExitCode, Failure> {
-    // The database is opened once the config needs it: an ACME server or the internal CA.
+    // The database is opened once the config needs it: an ACME server, the internal CA, or
+    // site certificates stored once for all instances on a shared storage.
     let storage = crate::storage::for_config(global, &config, &data_dir(global, &config, config_path)?)?;
-    let store = if config.acme_server.is_some() || uses_internal_ca(&config) {
+    let uses_ca = config.acme_server.is_some() || uses_internal_ca(&config);
+    let shares_sites = matches!(storage, StorageUrl::Postgres(_))
+        && (!config.acme.is_empty()
+            || config.sites.iter().any(|s| s.certificate.source() == Ok(&CertificateSource::InternalCa)));
+    let store = if uses_ca || shares_sites {
         let store = crate::storage::open(&storage).await?;
-        let dir = CaDir::new(data_dir(global, &config, config_path)?);
-        crate::shared_ca::take(&dir, &store, &storage).await?;
+        if uses_ca {
+            let dir = CaDir::new(data_dir(global, &config, config_path)?);
+            crate::shared_ca::take(&dir, &store, &storage).await?;
+        }
         Some(store)
     } else {
         None
@@ -154,16 +180,20 @@ pub async fn serve(global: &Global, config_path: &Path, config: Config) -> Resul
             return Ok(ExitCode::SUCCESS);
         }
     }
+    let shared = match (&store, shares_sites) {
+        (Some(store), true) => Some(shared_sites(global, store.clone())?),
+        _ => None,
+    };
     let internal = match store {
         Some(store) if uses_internal_ca(&config) => {
-            Some(open_internal(global, &data_dir(global, &config, config_path)?, store).await?)
+            Some(open_internal(global, &data_dir(global, &config, config_path)?, store, shared.clone()).await?)
         }
         _ => None,
     };
-    // ACME accounts and certificates are kept in the data dir.
+    // ACME accounts are kept in the data dir, and so are certificates unless the storage is shared.
     let acme_dir = if config.acme.is_empty() { None } else { Some(data_dir(global, &config, config_path)?) };
     // Anything Gateway::new refuses is in the configuration (a file it names, a trust store).
-    let gateway = Gateway::new(config, Some(config_path.to_owned()), internal, acme_dir.as_deref())
+    let gateway = Gateway::new(config, Some(config_path.to_owned()), internal, acme_dir.as_deref(), shared)
         .await
         .map_err(|e| Failure::usage(format!("{}: {e}", config_path.display())))?;
     let listeners = gateway.bind().await?;
@@ -343,7 +373,7 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
     let internal: Arc<dyn Store> = Arc::new(store);
     let internal = Arc::new(InternalCa::open(&data_dir, internal, passphrase).await?);
 
-    let gateway = Gateway::new(config, None, Some(internal), None).await?;
+    let gateway = Gateway::new(config, None, Some(internal), None, None).await?;
     let listeners = gateway.bind().await?;
     let hints = Hints { global, root: dir.root_path(), paths, password_path };
     let hostname = options.hostname.clone();

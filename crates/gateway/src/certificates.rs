@@ -260,7 +260,7 @@ impl Origin {
                 return Ok(CertifiedKey::new(chain, Arc::new(key)));
             }
             Origin::Acme(managed) => {
-                let kept = managed.stored().map(|stored| stored_key(&stored, provider));
+                let kept = managed.kept().await.map(|stored| stored_key(&stored, provider));
                 return match kept {
                     Some(Ok(key)) => Ok(key),
                     Some(Err(e)) => {

@@ -19,6 +19,11 @@
 //! with backoff; what it missed is read after the cursor) and a notice lost in
 //! flight. The store's log never hands out a change behind a cursor already
 //! read (see the store's `revocation_log.rs`), so nothing is missed either way.
+//!
+//! On a database the gateways share, a site's certificate is stored there once
+//! (its key encrypted) and every instance serves that one; the instance that
+//! finds none reusable issues under the site's renewal lease, so instances that
+//! start at once issue once (see `acme_client/shared.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,9 +31,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use store::{RevocationNotice, Store};
+use store::{LeaseStore, RevocationNotice, Store};
 use tokio::sync::Mutex;
 
+use crate::acme_client::SharedSites;
 use crate::certificates::subject_alt_names;
 use crate::trust::{InternalRevocations, RevokedSet, RevokedSetBuilder};
 
@@ -60,6 +66,9 @@ pub enum InternalCaError {
     /// Issuing or storing a site certificate failed.
     #[error(transparent)]
     Pki(#[from] pki::Error),
+    /// The shared database's copy of a site certificate could not be read or written.
+    #[error("{0}")]
+    Shared(String),
     /// A site certificate was written and does not read back as one.
     #[error("the certificate just issued cannot be read back")]
     NotReadBack,
@@ -78,6 +87,8 @@ pub struct InternalCa {
     cursor: Mutex<Option<u64>>,
     store: Arc<dyn Store>,
     passphrase: Option<pki::Passphrase>,
+    /// The database the gateways share, which holds site certificates once for all.
+    shared: Option<SharedSites>,
 }
 
 /// The longest wait before listening again after the listener connection failed.
@@ -113,9 +124,16 @@ impl InternalCa {
             cursor: Mutex::new(None),
             store,
             passphrase,
+            shared: None,
         };
         ca.refresh_revocations().await?;
         Ok(ca)
+    }
+
+    /// Stores site certificates in the shared database, once for all instances.
+    pub fn share_sites(mut self, shared: Option<SharedSites>) -> InternalCa {
+        self.shared = shared;
+        self
     }
 
     /// The root certificate (trust anchor for `trust = { internal_ca = true }`).
@@ -254,7 +272,66 @@ impl InternalCa {
         hosts: &[String],
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), InternalCaError> {
         let stem = hosts.first().map(|h| h.replace('*', "_wildcard")).unwrap_or_else(|| "site".into());
-        self.kept_certificate(pki::Profile::Server, hosts, &stem).await
+        match &self.shared {
+            Some(shared) => self.shared_site_certificate(shared, hosts, &stem).await,
+            None => self.kept_certificate(pki::Profile::Server, hosts, &stem).await,
+        }
+    }
+
+    /// The site certificate for `hosts` in the shared database, if reusable; else
+    /// issued under the site's lease and stored there (or, when another instance holds
+    /// the lease, what it stores). The data dir keeps a copy.
+    async fn shared_site_certificate(
+        &self,
+        shared: &SharedSites,
+        hosts: &[String],
+        stem: &str,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), InternalCaError> {
+        let mut sorted = hosts.to_vec();
+        sorted.sort();
+        let name = format!("internal-ca/{}", sorted.join(","));
+        let unshared = |e: String| InternalCaError::Shared(format!("the shared certificate {name}: {e}"));
+        let (_, crt_path, key_path) = self.site_paths(stem);
+        loop {
+            if let Some((chain_pem, key_pem)) = shared.read_pem(&name).await.map_err(unshared)?
+                && let Some(found) = reusable_pem(&chain_pem, &key_pem, hosts)
+            {
+                pki::files::create_private_dir(&self.data_dir.join("gateway").join("certs"))?;
+                pki::files::write_atomic(&key_path, key_pem.as_bytes(), pki::files::PRIVATE, true)?;
+                pki::files::write_atomic(&crt_path, chain_pem.as_bytes(), pki::files::PUBLIC, true)?;
+                return Ok(found);
+            }
+            let Some(lease) = shared.store().acquire_lease(&name, shared.holder(), shared.ttl()).await? else {
+                tracing::info!(hosts = ?hosts, lease = %name, "another instance holds the lease; waiting for its certificate");
+                tokio::time::sleep(shared.poll_interval()).await;
+                continue;
+            };
+            tracing::info!(hosts = ?hosts, lease = %name, fencing = lease.fencing, "took the lease; issuing");
+            let issued = self.issue_site(hosts, stem).await;
+            let stored = match &issued {
+                Ok((chain_pem, key_pem, not_after)) => {
+                    shared.write_pem(&name, chain_pem, key_pem, *not_after, &lease).await.map_err(unshared)
+                }
+                Err(_) => Ok(()),
+            };
+            if let Err(e) = shared.store().release_lease(&lease).await {
+                tracing::warn!(lease = %name, error = %e, "could not let the lease go; it runs out by itself");
+            }
+            stored?;
+            issued?;
+        }
+    }
+
+    /// Issues a site certificate for `hosts` and keeps it in the data dir:
+    /// (chain PEM, key PEM, notAfter).
+    async fn issue_site(&self, hosts: &[String], stem: &str) -> Result<(String, String, i64), InternalCaError> {
+        let (_, crt_path, key_path) = self.site_paths(stem);
+        let (chain, _) = self.issue(pki::Profile::Server, hosts, stem).await?;
+        let chain_pem = std::fs::read_to_string(&crt_path).map_err(|_| InternalCaError::NotReadBack)?;
+        let key_pem = std::fs::read_to_string(&key_path).map_err(|_| InternalCaError::NotReadBack)?;
+        let (_, leaf) = x509_parser::parse_x509_certificate(chain.first().ok_or(InternalCaError::NotReadBack)?)
+            .map_err(|_| InternalCaError::NotReadBack)?;
+        Ok((chain_pem, key_pem, leaf.validity().not_after.timestamp()))
     }
 
     /// The keyless tunnel listener's server certificate for `hosts`, kept apart from
@@ -281,10 +358,21 @@ impl InternalCa {
         hosts: &[String],
         stem: &str,
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), InternalCaError> {
-        let (dir, crt_path, key_path) = self.site_paths(stem);
+        let (_, crt_path, key_path) = self.site_paths(stem);
         if let Some(found) = reusable(&crt_path, &key_path, hosts) {
             return Ok(found);
         }
+        self.issue(profile, hosts, stem).await
+    }
+
+    /// Issues a certificate for `hosts` and keeps it in the data dir as `stem`.
+    async fn issue(
+        &self,
+        profile: pki::Profile,
+        hosts: &[String],
+        stem: &str,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), InternalCaError> {
+        let (dir, crt_path, key_path) = self.site_paths(stem);
         let issuer = pki::CaDir::new(&self.data_dir).issuer(self.passphrase.as_ref())?;
         let ca = pki::CertificateAuthority::new(issuer, self.store.clone());
         let sans = hosts.iter().map(|h| pki::SubjectAltName::parse(h)).collect::<Result<Vec<_>, _>>()?;
@@ -329,8 +417,19 @@ fn reusable(
     key: &Path,
     hosts: &[String],
 ) -> Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let chain: Vec<CertificateDer<'static>> = pki::read_pem_file(crt).ok()?;
-    let key: PrivateKeyDer<'static> = pki::read_first_pem_file(key).ok()?;
+    let chain = std::fs::read_to_string(crt).ok()?;
+    let key = std::fs::read_to_string(key).ok()?;
+    reusable_pem(&chain, &key, hosts)
+}
+
+/// [`reusable`] of a chain and key in PEM.
+fn reusable_pem(
+    chain_pem: &str,
+    key_pem: &str,
+    hosts: &[String],
+) -> Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let chain: Vec<CertificateDer<'static>> = pki::read_pem(chain_pem.as_bytes()).ok()?;
+    let key: PrivateKeyDer<'static> = pki::read_first_pem(key_pem.as_bytes()).ok()?;
     let (_, leaf) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
     let validity = leaf.validity();
     let (start, end) = (validity.not_before.timestamp(), validity.not_after.timestamp());

@@ -101,12 +101,14 @@ impl Gateway {
     /// from that file; relative paths in the config resolve against its directory.
     /// Raises the process's open-file limit to its hard limit, and lowers
     /// `limits.max_connections` (with a warning) to what that leaves room for.
-    /// `data_dir` keeps the ACME accounts and certificates of `acme` sites.
+    /// `data_dir` keeps the ACME accounts and certificates of `acme` sites; `shared`,
+    /// the database the instances share, stores those certificates once for all.
     pub async fn new(
         config: Config,
         config_path: Option<PathBuf>,
         internal: Option<Arc<InternalCa>>,
         data_dir: Option<&Path>,
+        shared: Option<acme_client::SharedSites>,
     ) -> Result<Arc<Gateway>, Error> {
         log::set_queue_lines(config.log.queue_lines);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -116,7 +118,7 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let acme = data_dir.map(|dir| {
             let events: Arc<dyn acme_client::OrderEvents> = metrics.clone();
-            Arc::new(AcmeClient::new(dir, provider.clone(), Some(events)))
+            Arc::new(AcmeClient::new(dir, provider.clone(), Some(events)).shared(shared))
         });
         let tunnel_tls = match config.listen.as_ref().and_then(|l| l.keyless_tunnel.map(|addr| (l, addr))) {
             Some((listen, addr)) => Some(tunnel_tls(internal.as_ref(), listen, addr, &provider).await?),

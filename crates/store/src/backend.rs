@@ -35,6 +35,9 @@ pub trait Backend: sqlx::Database {
     /// Run, with the issuer's key id as `$1`, in a transaction that changes a
     /// revocation, to tell listeners when it commits; empty where no one can listen.
     const NOTIFY_REVOCATION: &'static str;
+    /// The database's clock, unix milliseconds, as an SQL expression: leases expire by
+    /// it, so the clocks of the instances sharing a database do not matter.
+    const NOW_MILLIS: &'static str;
     /// How many rows a statement changed (sqlx has no trait for it).
     fn rows_affected(result: &Self::QueryResult) -> u64;
     /// A connection of its own that hears of revocation changes, where the backend can push them.
@@ -46,6 +49,7 @@ impl Backend for Sqlite {
     const FOR_UPDATE: &'static str = "";
     const BEGIN_SNAPSHOT: &'static str = "BEGIN";
     const NOTIFY_REVOCATION: &'static str = "";
+    const NOW_MILLIS: &'static str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
     }
@@ -60,6 +64,8 @@ impl Backend for Postgres {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
     const NOTIFY_REVOCATION: &'static str = "SELECT pg_notify('gatehouse_revocations', $1)";
+    // The transaction's start, so one statement reads one moment.
+    const NOW_MILLIS: &'static str = "CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)";
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
     }

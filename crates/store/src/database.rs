@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeIdentifier, AcmeOrder, AcmeStore};
 use crate::ca_files::CaFile;
+use crate::leases::{Lease, LeaseStore};
 use crate::migrations::SchemaVersions;
 use crate::postgres::without_password;
 use crate::record::{
@@ -14,6 +15,7 @@ use crate::record::{
     RevokedEntry, RevokedSerials,
 };
 use crate::revocation_log::RevocationNotices;
+use crate::site_certificates::{NewSiteCertificate, SiteCertificate, SiteCertificateStore};
 use crate::snapshot::Snapshot;
 use crate::{PgStore, Result, SqliteStore, Store, StoreError};
 
@@ -275,6 +277,29 @@ impl AcmeStore for Database {
         error: Option<&str>,
     ) -> Result<bool> {
         on_backend!(self, store => store.challenge_transition(id, from, status, validated_at, error).await)
+    }
+}
+
+#[async_trait]
+impl LeaseStore for Database {
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<Option<Lease>> {
+        on_backend!(self, store => store.acquire_lease(name, holder, ttl).await)
+    }
+    async fn renew_lease(&self, lease: &Lease, ttl: std::time::Duration) -> Result<bool> {
+        on_backend!(self, store => store.renew_lease(lease, ttl).await)
+    }
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        on_backend!(self, store => store.release_lease(lease).await)
+    }
+}
+
+#[async_trait]
+impl SiteCertificateStore for Database {
+    async fn put_site_certificate(&self, certificate: NewSiteCertificate<'_>, lease: &Lease) -> Result<()> {
+        on_backend!(self, store => store.put_site_certificate(certificate, lease).await)
+    }
+    async fn site_certificate(&self, name: &str) -> Result<Option<SiteCertificate>> {
+        on_backend!(self, store => store.site_certificate(name).await)
     }
 }
 

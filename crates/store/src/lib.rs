@@ -11,6 +11,9 @@
 //! Every change of a revocation is numbered in a change log (`revocation_log.rs`)
 //! that gateways follow with a cursor, told of changes at once on PostgreSQL
 //! ([`RevocationNotices`]).
+//! Site certificates are stored once for all gateways (`site_certificates.rs`),
+//! written under a lease with a fencing token (`leases.rs`) so that one instance at
+//! a time renews a site.
 //! A whole store can be read out and written into another as a [`Snapshot`]
 //! (`snapshot.rs`), which is how a CA moves between backends, and sealed with a
 //! passphrase into a backup file ([`seal_backup`], [`open_backup`], `backup.rs`).
@@ -28,10 +31,12 @@ mod backup;
 mod ca_files;
 mod certificates;
 mod database;
+mod leases;
 mod migrations;
 mod postgres;
 mod record;
 mod revocation_log;
+mod site_certificates;
 mod snapshot;
 mod sqlite;
 
@@ -40,6 +45,7 @@ pub use backend::{Backend, SqlStore};
 pub use backup::{BackupError, MIN_PASSPHRASE_CHARS, open as open_backup, seal as seal_backup};
 pub use ca_files::CaFile;
 pub use database::{Database, StorageUrl};
+pub use leases::{Lease, LeaseStore};
 pub use migrations::SchemaVersions;
 pub use postgres::PgStore;
 pub use record::{
@@ -47,6 +53,7 @@ pub use record::{
     RevokeOutcome, RevokedEntry, RevokedSerials,
 };
 pub use revocation_log::{RevocationNotice, RevocationNotices};
+pub use site_certificates::{NewSiteCertificate, SiteCertificate, SiteCertificateStore};
 pub use snapshot::{ChallengeFailure, CrlNumber, Snapshot};
 pub use sqlite::SqliteStore;
 
@@ -104,6 +111,20 @@ pub enum StoreError {
         found: i64,
         /// Newest version this build knows.
         known: i64,
+    },
+    /// A write under a lease that another instance has since been granted.
+    #[error(
+        "the lease {name} was taken over (this instance's fencing token {fencing} is no longer current; now held \
+         by {}), so its write was refused: another instance is doing this work",
+        current.as_deref().unwrap_or("no one")
+    )]
+    LeaseLost {
+        /// The lease's name.
+        name: String,
+        /// The fencing token written under.
+        fencing: i64,
+        /// Its holder now, and its token.
+        current: Option<String>,
     },
     /// A stored row does not have the shape this build expects.
     #[error("the database holds a malformed row ({0}); restore it from a backup")]

@@ -258,6 +258,45 @@ CREATE TABLE ca_files (
 );
 "#,
     },
+    // Site certificates stored once for every gateway (`site_certificates.rs`), and the
+    // leases that let one instance at a time renew one (`leases.rs`). Times in unix
+    // milliseconds; a lease's are read from the database's clock, never an instance's.
+    Migration {
+        sqlite: r#"
+CREATE TABLE leases (
+    name       TEXT PRIMARY KEY NOT NULL,
+    holder     TEXT NOT NULL,
+    fencing    INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE site_certificates (
+    name       TEXT PRIMARY KEY NOT NULL,
+    chain_pem  TEXT NOT NULL,
+    key_pem    TEXT NOT NULL,
+    not_after  INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    lease      TEXT NOT NULL,
+    fencing    INTEGER NOT NULL
+) STRICT;
+"#,
+        postgres: r#"
+CREATE TABLE leases (
+    name       TEXT PRIMARY KEY NOT NULL,
+    holder     TEXT NOT NULL,
+    fencing    BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE site_certificates (
+    name       TEXT PRIMARY KEY NOT NULL,
+    chain_pem  TEXT NOT NULL,
+    key_pem    TEXT NOT NULL,
+    not_after  BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    lease      TEXT NOT NULL,
+    fencing    BIGINT NOT NULL
+);
+"#,
+    },
 ];
 
 /// What opening a database did to its schema: the version it found (0 for a new

@@ -17,6 +17,7 @@ pub mod config;
 pub mod dns;
 mod order;
 pub mod schedule;
+mod shared;
 pub mod site;
 mod standalone;
 mod stored;
@@ -32,6 +33,7 @@ use rustls::crypto::CryptoProvider;
 pub use challenges::{ACME_TLS_ALPN, Challenges, HTTP_01_PREFIX, placeholder};
 pub use config::{AcmeConfig, Challenge, DnsConfig, EabConfig, Rfc2136Config};
 pub use schedule::Renewal;
+pub use shared::{LEASE_TTL_ENV, SharedSites};
 pub use stored::Stored;
 
 /// Why a certificate could not be obtained. Each message says what failed and,
@@ -173,6 +175,8 @@ pub struct AcmeClient {
     provider: Arc<CryptoProvider>,
     accounts: tokio::sync::Mutex<HashMap<String, (AcmeConfig, Arc<Account>)>>,
     events: Option<Arc<dyn OrderEvents>>,
+    /// The database the gateways share, when they share one (`shared.rs`).
+    shared: Option<SharedSites>,
 }
 
 impl AcmeClient {
@@ -184,7 +188,15 @@ impl AcmeClient {
             provider,
             accounts: tokio::sync::Mutex::default(),
             events,
+            shared: None,
         }
+    }
+
+    /// Keeps certificates in the shared database too, and orders one at a time across
+    /// the instances sharing it (`shared.rs`).
+    pub fn shared(mut self, shared: Option<SharedSites>) -> AcmeClient {
+        self.shared = shared;
+        self
     }
 
     /// The TLS provider (for challenge certificates and loading keys).
@@ -212,6 +224,14 @@ pub struct Managed {
     /// Listen for http-01 and tls-alpn-01 validations on these while an order runs
     /// (`gatehouse agent`); the gateway answers them on its own listeners.
     pub standalone: Option<Standalone>,
+}
+
+/// Where a certificate came from.
+enum Obtained {
+    /// An order of this instance.
+    Ordered,
+    /// A peer on the shared database, which ordered it.
+    FromPeer,
 }
 
 /// Where a process without listeners of its own answers http-01 and tls-alpn-01.
@@ -246,6 +266,49 @@ impl Managed {
         }
     }
 
+    /// The certificate kept for these names: from the shared database when there is
+    /// one (the data dir's copy only while the database cannot be read), else from the
+    /// data dir ([`stored`](Managed::stored)).
+    pub async fn kept(&self) -> Option<Stored> {
+        let Some(shared) = &self.client.shared else { return self.stored() };
+        match shared::kept(self, shared).await {
+            Ok(Some(stored)) => {
+                if let Err(e) = stored.write(&self.dir()) {
+                    tracing::warn!(names = %self.names.join(","), error = %e, "cannot keep a copy in the data dir");
+                }
+                Some(stored)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(names = %self.names.join(","), error = %e, "cannot read the shared certificate; using the data dir's copy");
+                self.stored()
+            }
+        }
+    }
+
+    /// Whether certificates are shared through a database.
+    pub fn is_shared(&self) -> bool {
+        self.client.shared.is_some()
+    }
+
+    /// Waits up to `wait` for a peer to store a certificate other than `serving`;
+    /// true when one did. Without a shared database, just waits.
+    pub async fn changed_within(&self, serving: Option<&Stored>, wait: Duration) -> bool {
+        match &self.client.shared {
+            Some(shared) => shared::changed_within(self, shared, serving.map(|s| s.chain_pem.as_str()), wait).await,
+            None => {
+                tokio::time::sleep(wait).await;
+                false
+            }
+        }
+    }
+
+    /// What this certificate is stored by in the shared database, and the name of its
+    /// renewal lease: `acme/ACCOUNT/NAMES`, as its data-dir path.
+    fn shared_name(&self) -> String {
+        format!("acme/{}/{}", stored::file_name(&self.acme.name), stored::names_dir(&self.names))
+    }
+
     /// Where this certificate is kept: `acme/ACCOUNT/NAMES/`.
     fn dir(&self) -> PathBuf {
         self.client.data_dir.join(stored::file_name(&self.acme.name)).join(stored::names_dir(&self.names))
@@ -265,7 +328,8 @@ impl Managed {
     }
 
     /// Orders a certificate for the names (replacing `current`, when the CA takes that),
-    /// keeps it in the data dir and returns it. Counted in the metrics.
+    /// keeps it in the data dir and returns it. Counted in the metrics, unless a peer
+    /// on the shared database ordered it.
     pub async fn obtain(&self, current: Option<&Stored>) -> Result<Stored, AcmeError> {
         let result = match tokio::time::timeout(ORDER_TIMEOUT, self.order(current)).await {
             Ok(result) => result,
@@ -274,11 +338,28 @@ impl Managed {
                 detail: format!("not done within {} s; the CA or a challenge did not answer", ORDER_TIMEOUT.as_secs()),
             }),
         };
-        self.client.event(&self.acme.name, result.is_ok());
-        result
+        match result {
+            Ok((stored, Obtained::FromPeer)) => Ok(stored),
+            Ok((stored, Obtained::Ordered)) => {
+                self.client.event(&self.acme.name, true);
+                Ok(stored)
+            }
+            Err(e) => {
+                self.client.event(&self.acme.name, false);
+                Err(e)
+            }
+        }
     }
 
-    async fn order(&self, current: Option<&Stored>) -> Result<Stored, AcmeError> {
+    async fn order(&self, current: Option<&Stored>) -> Result<(Stored, Obtained), AcmeError> {
+        match &self.client.shared {
+            Some(shared) => shared::order(self, shared, current).await,
+            None => Ok((self.order_here(current).await?, Obtained::Ordered)),
+        }
+    }
+
+    /// Orders from this instance, and keeps the certificate in the data dir.
+    async fn order_here(&self, current: Option<&Stored>) -> Result<Stored, AcmeError> {
         let account = self.account().await?;
         let issued = order::run(self, &account, current).await.map_err(|e| e.at(&self.acme.directory))?;
         let stored = Stored::new(issued.chain_pem, issued.key_pem).map_err(AcmeError::Local)?;

@@ -4,7 +4,8 @@
 //! is swapped into its resolver (the next handshake gets it, open connections
 //! keep theirs); `gatehouse agent` writes its files and runs its reload
 //! command. A failed order leaves the certificate in place, is logged with the
-//! CA's problem detail, and is tried again after a backoff.
+//! CA's problem detail, and is tried again after a backoff. Gateways sharing a
+//! database order one at a time and install what a peer stored (`shared.rs`).
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
@@ -36,8 +37,23 @@ pub async fn keep(
     let mut failures = 0u32;
     let mut announced = None;
     let mut chosen = None;
+    // The serial this loop last installed, where a shared database may bring another.
+    let mut serving: Option<String> = None;
     loop {
-        let current = managed.stored();
+        let current = managed.kept().await;
+        if managed.is_shared()
+            && let Some(stored) = &current
+            && serving.as_deref() != Some(stored.serial.as_str())
+        {
+            match install(stored) {
+                Ok(()) => tracing::info!(
+                    %hosts, %acme, serial = %stored.serial, not_after = %pki::rfc3339(stored.not_after),
+                    "certificate picked up from the shared store"
+                ),
+                Err(error) => tracing::error!(%hosts, %acme, %error, "the shared store's certificate is refused"),
+            }
+            serving = Some(stored.serial.clone());
+        }
         if failures > 0 {
             if stopped(backoff(failures, current.as_ref()), &mut stop).await {
                 return;
@@ -58,8 +74,13 @@ pub async fn keep(
                     );
                 }
                 let for_renewal = renewal.recheck.is_none_or(|recheck| recheck >= renewal.at);
-                if stopped(until(renewal.wake()), &mut stop).await {
-                    return;
+                // Sharing a database, a peer may renew first: then take its certificate.
+                let changed = tokio::select! {
+                    changed = managed.changed_within(current.as_ref(), until(renewal.wake())) => changed,
+                    _ = &mut stop => return,
+                };
+                if changed {
+                    continue;
                 }
                 // Woken to look at the renewal information again: it may have moved.
                 if !for_renewal {
@@ -74,6 +95,7 @@ pub async fn keep(
         match obtained.and_then(|stored| install(&stored).map(|()| stored)) {
             Ok(stored) => {
                 failures = 0;
+                serving = Some(stored.serial.clone());
                 let event = if current.is_some() { "certificate renewed" } else { "certificate obtained" };
                 tracing::info!(
                     %hosts, %acme, serial = %stored.serial, not_after = %pki::rfc3339(stored.not_after), "{event}"

@@ -9,6 +9,7 @@ mod acme;
 mod ca_files;
 mod certificates;
 mod fresh;
+mod leases;
 mod postgres;
 mod revocation_log;
 mod snapshot;
