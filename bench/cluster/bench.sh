@@ -159,7 +159,7 @@ issuance() { # label instances url-or-sqlite
 
 if want issuance; then
     {
-        echo "### Issuance: \`ca batch\`, $ROWS certificates (P-256 keys, one PKCS#12 each)"
+        echo "### Issuance: \`ca batch\`, $ROWS certificates (P-256 keys, key + chain files, no PKCS#12), all on CPU1 with PostgreSQL"
         echo
         echo "| storage | certificates | seconds | certificates/s |"
         echo "|---|---:|---:|---:|"
