@@ -389,7 +389,11 @@ impl InternalCa {
         pki::files::write_atomic(&key_path, key_pem.as_bytes(), pki::files::PRIVATE, true)?;
         pki::files::write_atomic(&crt_path, chain_pem.as_bytes(), pki::files::PUBLIC, true)?;
         tracing::info!(hosts = ?hosts, serial = %issued.serial, profile = profile.name(), "issued a certificate from the internal CA");
-        reusable(&crt_path, &key_path, hosts).ok_or(InternalCaError::NotReadBack)
+        // What was issued, not the files read back: another process sharing the data dir
+        // may have written one of them since.
+        let chain = vec![CertificateDer::from(issued.der.to_vec()), self.intermediate.clone()];
+        let key = pki::private_key_der(&key)?;
+        Ok((chain, PrivateKeyDer::Pkcs8(key.to_vec().into())))
     }
 
     /// The directory, chain file and key file of the kept certificate `stem`.
@@ -438,5 +442,11 @@ fn reusable_pem(
         return None;
     }
     let names = subject_alt_names(&leaf);
-    hosts.iter().all(|h| names.contains(h)).then_some((chain, key))
+    if !hosts.iter().all(|h| names.contains(h)) {
+        return None;
+    }
+    // Two processes sharing a data dir may each have written one of the pair.
+    let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).ok()?;
+    let public = signer.public_key()?;
+    (public.as_ref() == leaf.tbs_certificate.subject_pki.raw).then_some((chain, key))
 }
