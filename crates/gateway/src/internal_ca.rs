@@ -325,13 +325,11 @@ impl InternalCa {
     /// Issues a site certificate for `hosts` and keeps it in the data dir:
     /// (chain PEM, key PEM, notAfter).
     async fn issue_site(&self, hosts: &[String], stem: &str) -> Result<(String, String, i64), InternalCaError> {
-        let (_, crt_path, key_path) = self.site_paths(stem);
-        let (chain, _) = self.issue(pki::Profile::Server, hosts, stem).await?;
-        let chain_pem = std::fs::read_to_string(&crt_path).map_err(|_| InternalCaError::NotReadBack)?;
-        let key_pem = std::fs::read_to_string(&key_path).map_err(|_| InternalCaError::NotReadBack)?;
-        let (_, leaf) = x509_parser::parse_x509_certificate(chain.first().ok_or(InternalCaError::NotReadBack)?)
-            .map_err(|_| InternalCaError::NotReadBack)?;
-        Ok((chain_pem, key_pem, leaf.validity().not_after.timestamp()))
+        let issued = self.issue_kept(pki::Profile::Server, hosts, stem).await?;
+        let (_, leaf) =
+            x509_parser::parse_x509_certificate(&issued.chain[0]).map_err(|_| InternalCaError::NotReadBack)?;
+        let not_after = leaf.validity().not_after.timestamp();
+        Ok((issued.chain_pem, issued.key_pem, not_after))
     }
 
     /// The keyless tunnel listener's server certificate for `hosts`, kept apart from
@@ -372,6 +370,13 @@ impl InternalCa {
         hosts: &[String],
         stem: &str,
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), InternalCaError> {
+        let issued = self.issue_kept(profile, hosts, stem).await?;
+        Ok((issued.chain, issued.key))
+    }
+
+    /// [`InternalCa::issue`], with the PEM it wrote. What was issued, not the files read
+    /// back: another process sharing the data dir may have written one of them since.
+    async fn issue_kept(&self, profile: pki::Profile, hosts: &[String], stem: &str) -> Result<Kept, InternalCaError> {
         let (dir, crt_path, key_path) = self.site_paths(stem);
         let issuer = pki::CaDir::new(&self.data_dir).issuer(self.passphrase.as_ref())?;
         let ca = pki::CertificateAuthority::new(issuer, self.store.clone());
@@ -389,11 +394,9 @@ impl InternalCa {
         pki::files::write_atomic(&key_path, key_pem.as_bytes(), pki::files::PRIVATE, true)?;
         pki::files::write_atomic(&crt_path, chain_pem.as_bytes(), pki::files::PUBLIC, true)?;
         tracing::info!(hosts = ?hosts, serial = %issued.serial, profile = profile.name(), "issued a certificate from the internal CA");
-        // What was issued, not the files read back: another process sharing the data dir
-        // may have written one of them since.
         let chain = vec![CertificateDer::from(issued.der.to_vec()), self.intermediate.clone()];
-        let key = pki::private_key_der(&key)?;
-        Ok((chain, PrivateKeyDer::Pkcs8(key.to_vec().into())))
+        let key = PrivateKeyDer::Pkcs8(pki::private_key_der(&key)?.to_vec().into());
+        Ok(Kept { chain, key, chain_pem, key_pem: key_pem.to_string() })
     }
 
     /// The directory, chain file and key file of the kept certificate `stem`.
@@ -401,6 +404,14 @@ impl InternalCa {
         let dir = self.data_dir.join("gateway").join("certs");
         (dir.clone(), dir.join(format!("{stem}.fullchain.pem")), dir.join(format!("{stem}.key")))
     }
+}
+
+/// A certificate just issued and kept in the data dir, as issued and as written.
+struct Kept {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    chain_pem: String,
+    key_pem: String,
 }
 
 /// `serials` with its overlay merged into a new base, on a blocking thread: the
