@@ -85,14 +85,6 @@ fn load(
     })
 }
 
-/// Waits up to 20 s (as store_cli's does) until `gw` answers `cert` as `served` says.
-fn until_answer(gw: &Gateway, cert: &Cert, served: bool) -> bool {
-    wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
-        ((gw.curl_cert("localhost", "/", cert, &[]).status == 200) == served).then_some(())
-    })
-    .is_some()
-}
-
 /// `ca issue|revoke` while the database is down: exit 1 and one line naming the
 /// database and saying to check that PostgreSQL runs.
 #[track_caller]
@@ -156,9 +148,9 @@ fn gateways_serve_through_a_postgres_restart_and_writes_wait_for_it() {
     let carol = env.issue_in(&certs, "client", "carol", &[], &storage);
     gh_ok(&data, &["--storage", &pg, "ca", "revoke", &mallory.serial]);
     for (i, gw) in gateways.iter().enumerate() {
-        assert!(until_answer(gw, &alice, true), "gateway {i} refused alice\n{}", gw.proc.dump());
-        assert!(until_answer(gw, &mallory, false), "gateway {i} served revoked mallory\n{}", gw.proc.dump());
-        assert!(until_answer(gw, &carol, true), "gateway {i} refused carol\n{}", gw.proc.dump());
+        assert!(gw.until_answer(&alice, true), "gateway {i} refused alice\n{}", gw.proc.dump());
+        assert!(gw.until_answer(&mallory, false), "gateway {i} served revoked mallory\n{}", gw.proc.dump());
+        assert!(gw.until_answer(&carol, true), "gateway {i} refused carol\n{}", gw.proc.dump());
     }
     let before = list_json(&data, &storage);
 
@@ -220,11 +212,11 @@ fn gateways_serve_through_a_postgres_restart_and_writes_wait_for_it() {
     let revoked_at = Instant::now();
     for (i, gw) in gateways.iter().enumerate() {
         assert!(
-            until_answer(gw, &carol, false),
+            gw.until_answer(&carol, false),
             "gateway {i} still served carol 20 s after her revocation once PostgreSQL was back\n{}",
             gw.proc.dump()
         );
-        assert!(until_answer(gw, &dave, true), "gateway {i} refused dave\n{}", gw.proc.dump());
+        assert!(gw.until_answer(&dave, true), "gateway {i} refused dave\n{}", gw.proc.dump());
     }
     let revocation_took = revoked_at.elapsed();
     assert!(

@@ -10,7 +10,6 @@ mod support;
 use support::*;
 
 use std::path::Path;
-use std::time::Duration;
 
 /// A new, empty database in this binary's PostgreSQL cluster.
 fn postgres() -> String {
@@ -31,25 +30,10 @@ fn list_on(dir: &Path, url: &str) -> Vec<Value> {
     list_json(dir, &["--storage", url])
 }
 
-/// The revoked certificates of a new CRL signed from `url`, as `openssl crl -text`
-/// prints them (serial, date and reason of each, in the CRL's order), and its number.
+/// The revoked certificates of a new CRL signed from `url` and its number (see [`crl_revoked`]).
 #[track_caller]
 fn crl_on(dir: &Path, url: &str) -> (String, u64) {
-    let file = dir.join("crl.pem");
-    gh_on(dir, url, &["ca", "crl", "--out", s(&file)]);
-    let text = openssl_ok(&["crl", "-in", s(&file), "-noout", "-text"]);
-    let revoked = text
-        .split_once("Revoked Certificates:")
-        .and_then(|(_, rest)| rest.split_once("Signature Algorithm"))
-        .map(|(entries, _)| entries.to_owned())
-        .unwrap_or_else(|| panic!("no revoked certificates in the CRL:\n{text}"));
-    let number = text
-        .lines()
-        .skip_while(|l| !l.contains("X509v3 CRL Number"))
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no CRL number in:\n{text}"));
-    (revoked, number)
+    crl_revoked(dir, &["--storage", url])
 }
 
 /// `gatehouse store copy --from FROM --to TO` in `dir`, asserting success; its stdout.
@@ -234,15 +218,6 @@ fn an_acme_order_made_by_lego_survives_a_copy_to_postgres() {
     assert_eq!(left["status"], "valid", "the server on PostgreSQL wrote to the SQLite file: {left}");
 }
 
-/// Waits up to 20 s (the contract is 2 s; CI machines are slow) until `gw` answers
-/// alice's certificate as `served` says, and returns whether it did.
-fn until_answer(gw: &Gateway, alice: &Cert, served: bool) -> bool {
-    wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
-        ((gw.curl_cert("localhost", "/", alice, &[]).status == 200) == served).then_some(())
-    })
-    .is_some()
-}
-
 #[test]
 fn two_gateways_with_storage_on_postgres_follow_a_revocation_and_its_release() {
     let env = Env::new();
@@ -269,7 +244,7 @@ fn two_gateways_with_storage_on_postgres_follow_a_revocation_and_its_release() {
     gh_on(&data, &pg, &["ca", "revoke", &alice.serial, "--reason", "certificateHold"]);
     for (i, gw) in gateways.iter().enumerate() {
         assert!(
-            until_answer(gw, &alice, false),
+            gw.until_answer(&alice, false),
             "gateway {i} still served a certificate on hold after 20 s\n{}",
             gw.proc.dump()
         );
@@ -278,7 +253,7 @@ fn two_gateways_with_storage_on_postgres_follow_a_revocation_and_its_release() {
     gh_on(&data, &pg, &["ca", "unrevoke", &alice.serial]);
     for (i, gw) in gateways.iter().enumerate() {
         assert!(
-            until_answer(gw, &alice, true),
+            gw.until_answer(&alice, true),
             "gateway {i} still refused a released certificate after 20 s\n{}",
             gw.proc.dump()
         );

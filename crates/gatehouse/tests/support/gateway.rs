@@ -103,6 +103,16 @@ impl Gateway {
         curl(&args)
     }
 
+    /// Waits up to 20 s (revocations must reach a gateway within 2 s; CI machines are
+    /// slow) until `https://localhost/` answers 200 to `cert` exactly when `served`;
+    /// whether it came to that.
+    pub fn until_answer(&self, cert: &Cert, served: bool) -> bool {
+        super::net::wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
+            ((self.curl_cert("localhost", "/", cert, &[]).status == 200) == served).then_some(())
+        })
+        .is_some()
+    }
+
     /// Same, presenting a client certificate.
     pub fn curl_cert(&self, host: &str, path: &str, cert: &Cert, extra: &[&str]) -> Resp {
         let ca = cert.curl_args();
