@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use crate::acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeIdentifier, AcmeOrder, AcmeStore};
-use crate::backend::{for_every_backend, now_unix};
+use crate::backend::{Nonces, for_every_backend, now_unix};
 use crate::{Result, StoreError};
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String> {
@@ -219,30 +219,48 @@ for_every_backend! {
 #[async_trait]
 impl AcmeStore for SqlStore {
     async fn nonce_insert(&self, nonce: &str, expires: i64) -> Result<()> {
-        sqlx::query("INSERT INTO acme_nonces (nonce, expires) VALUES ($1, $2)")
-            .bind(nonce)
-            .bind(expires)
-            .execute(&self.nonces)
-            .await?;
+        match &self.nonces {
+            Nonces::Memory(book) => book.insert(nonce, expires),
+            Nonces::Pool(pool) => {
+                sqlx::query("INSERT INTO acme_nonces (nonce, expires) VALUES ($1, $2)")
+                    .bind(nonce)
+                    .bind(expires)
+                    .execute(pool)
+                    .await?;
+            }
+        }
         Ok(())
     }
 
     async fn nonce_take(&self, nonce: &str, now: i64) -> Result<bool> {
-        let taken = sqlx::query("DELETE FROM acme_nonces WHERE nonce = $1 AND expires >= $2")
-            .bind(nonce)
-            .bind(now)
-            .execute(&self.nonces)
-            .await?;
-        Ok(DB::rows_affected(&taken) == 1)
+        match &self.nonces {
+            Nonces::Memory(book) => Ok(book.take(nonce, now)),
+            Nonces::Pool(pool) => {
+                let taken = sqlx::query("DELETE FROM acme_nonces WHERE nonce = $1 AND expires >= $2")
+                    .bind(nonce)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+                Ok(DB::rows_affected(&taken) == 1)
+            }
+        }
     }
 
     async fn nonce_sweep(&self, now: i64) -> Result<u64> {
-        let swept = sqlx::query("DELETE FROM acme_nonces WHERE expires < $1").bind(now).execute(&self.nonces).await?;
-        Ok(DB::rows_affected(&swept))
+        match &self.nonces {
+            Nonces::Memory(book) => Ok(book.sweep(now)),
+            Nonces::Pool(pool) => {
+                let swept =
+                    sqlx::query("DELETE FROM acme_nonces WHERE expires < $1").bind(now).execute(pool).await?;
+                Ok(DB::rows_affected(&swept))
+            }
+        }
     }
 
     async fn account_insert(&self, account: &AcmeAccount) -> Result<bool> {
-        Self::insert_account(&mut *self.pool.acquire().await?, account).await
+        let inserted = Self::insert_account(&mut *self.pool.acquire().await?, account).await?;
+        self.durable().await?;
+        Ok(inserted)
     }
 
     async fn account(&self, id: &str) -> Result<Option<AcmeAccount>> {
@@ -268,6 +286,7 @@ impl AcmeStore for SqlStore {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -279,7 +298,7 @@ impl AcmeStore for SqlStore {
             .execute(&self.pool)
             .await;
         match changed {
-            Ok(_) => Ok(true),
+            Ok(_) => self.durable().await.map(|()| true),
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(false),
             Err(e) => Err(e.into()),
         }
@@ -329,6 +348,7 @@ impl AcmeStore for SqlStore {
         .bind(from)
         .execute(&self.pool)
         .await?;
+        self.durable().await?;
         Ok(DB::rows_affected(&moved) == 1)
     }
 
@@ -382,6 +402,7 @@ impl AcmeStore for SqlStore {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.durable().await?;
         Ok(())
     }
 
@@ -423,7 +444,8 @@ impl AcmeStore for SqlStore {
     }
 
     async fn eab_insert(&self, key: &AcmeEabKey) -> Result<()> {
-        Self::insert_eab(&mut *self.pool.acquire().await?, key).await
+        Self::insert_eab(&mut *self.pool.acquire().await?, key).await?;
+        self.durable().await
     }
 
     async fn eab_keys(&self) -> Result<Vec<AcmeEabKey>> {
@@ -447,6 +469,7 @@ impl AcmeStore for SqlStore {
             .bind(kid)
             .execute(&self.pool)
             .await?;
+        self.durable().await?;
         Ok(DB::rows_affected(&done) == 1)
     }
 
@@ -458,6 +481,7 @@ impl AcmeStore for SqlStore {
         .bind(kid)
         .execute(&self.pool)
         .await?;
+        self.durable().await?;
         Ok(DB::rows_affected(&done) == 1)
     }
 
@@ -482,6 +506,7 @@ impl AcmeStore for SqlStore {
         .bind(from)
         .execute(&self.pool)
         .await?;
+        self.durable().await?;
         Ok(DB::rows_affected(&moved) == 1)
     }
 }

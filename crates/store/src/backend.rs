@@ -7,9 +7,14 @@
 //! commits, one writer at a time or row locks) is set up where it is opened
 //! (`sqlite.rs`, `postgres.rs`).
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
 use sqlx::{Pool, Postgres, Sqlite, Transaction};
 
 use crate::Result;
+use crate::durability::Durability;
+use crate::nonce_book::NonceBook;
 use crate::revocation_log::RevocationNotices;
 
 /// The words in which the backends differ.
@@ -81,15 +86,63 @@ impl Backend for Postgres {
 #[derive(Debug)]
 pub struct SqlStore<DB: Backend> {
     pub(crate) pool: Pool<DB>,
-    /// Connections for ACME nonces, whose commits need not wait for the disk: a nonce
-    /// lost in a crash costs a client one badNonce retry, and nonces are half of an
-    /// order's commits. Opened on first use.
-    pub(crate) nonces: Pool<DB>,
+    /// Where ACME nonces are kept.
+    pub(crate) nonces: Nonces<DB>,
+    /// How a write transaction's commit is made durable before its call returns.
+    pub(crate) durability: Durability,
 }
 
 impl<DB: Backend> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
-        SqlStore { pool: self.pool.clone(), nonces: self.nonces.clone() }
+        SqlStore { pool: self.pool.clone(), nonces: self.nonces.clone(), durability: self.durability.clone() }
+    }
+}
+
+/// Where ACME nonces are kept: they need not wait for the disk (a nonce lost in a
+/// crash costs a client one badNonce retry), and they are half of an order's writes.
+#[derive(Debug)]
+pub(crate) enum Nonces<DB: Backend> {
+    /// In this process (SQLite, which one process serves): see `nonce_book.rs`.
+    Memory(Arc<NonceBook>),
+    /// In the database, on connections that commit without waiting for the disk, so
+    /// every instance sharing it accepts them (PostgreSQL). Opened on first use.
+    Pool(Pool<DB>),
+}
+
+impl<DB: Backend> Clone for Nonces<DB> {
+    fn clone(&self) -> Self {
+        match self {
+            Nonces::Memory(book) => Nonces::Memory(book.clone()),
+            Nonces::Pool(pool) => Nonces::Pool(pool.clone()),
+        }
+    }
+}
+
+/// A write transaction whose [`commit`](WriteTransaction::commit) returns once the
+/// commit is durable. It reads and writes as the connection it holds.
+pub(crate) struct WriteTransaction<DB: Backend> {
+    transaction: Transaction<'static, DB>,
+    durability: Durability,
+}
+
+impl<DB: Backend> WriteTransaction<DB> {
+    /// Commits, and returns once the commit is on disk.
+    pub(crate) async fn commit(self) -> Result<()> {
+        self.transaction.commit().await?;
+        self.durability.wait().await
+    }
+}
+
+impl<DB: Backend> Deref for WriteTransaction<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.transaction
+    }
+}
+
+impl<DB: Backend> DerefMut for WriteTransaction<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.transaction
     }
 }
 
@@ -126,8 +179,15 @@ pub(crate) use for_every_backend;
 
 impl<DB: Backend> SqlStore<DB> {
     /// A transaction for reading rows and then changing them (see [`Backend::BEGIN_WRITE`]).
-    pub(crate) async fn write_transaction(&self) -> Result<Transaction<'static, DB>> {
-        Ok(self.pool.begin_with(DB::BEGIN_WRITE).await?)
+    /// Its commit returns once the commit is durable.
+    pub(crate) async fn write_transaction(&self) -> Result<WriteTransaction<DB>> {
+        let transaction = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        Ok(WriteTransaction { transaction, durability: self.durability.clone() })
+    }
+
+    /// Returns once every write this task made outside a [`WriteTransaction`] is durable.
+    pub(crate) async fn durable(&self) -> Result<()> {
+        self.durability.wait().await
     }
 }
 

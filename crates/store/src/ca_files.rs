@@ -42,14 +42,14 @@ for_every_backend! {
         }
 
         /// Inserts one file; whether it went in (`false`: one of that name is there).
-        pub(crate) async fn insert_ca_file(tx: &mut sqlx::Transaction<'static, DB>, file: &CaFile) -> Result<bool> {
+        pub(crate) async fn insert_ca_file(connection: &mut DB::Connection, file: &CaFile) -> Result<bool> {
             let inserted = sqlx::query(
                 "INSERT INTO ca_files (name, contents, private) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
             )
             .bind(&file.name)
             .bind(&file.contents)
             .bind(file.private)
-            .execute(&mut **tx)
+            .execute(&mut *connection)
             .await?;
             Ok(DB::rows_affected(&inserted) == 1)
         }

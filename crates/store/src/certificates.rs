@@ -101,7 +101,7 @@ for_every_backend! {
         /// A certificate's issuer and revocation, read and locked inside `tx`: `None` when
         /// no certificate has this serial, a `None` revocation when it is not revoked.
         async fn revocation_of(
-            tx: &mut sqlx::Transaction<'static, DB>,
+            tx: &mut DB::Connection,
             serial: &str,
         ) -> Result<Option<(String, Option<Revocation>)>> {
             let sql = format!(
@@ -109,7 +109,7 @@ for_every_backend! {
                 DB::FOR_UPDATE
             );
             let row: Option<(String, Option<i64>, Option<i64>)> =
-                sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(serial).fetch_optional(&mut **tx).await?;
+                sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(serial).fetch_optional(&mut *tx).await?;
             row.map(|(issuer, revoked_at, code)| Ok((issuer, revocation(revoked_at, code)?))).transpose()
         }
 

@@ -73,6 +73,7 @@ for_every_backend! {
                 .bind(millis(ttl))
                 .fetch_optional(&self.pool)
                 .await?;
+            self.durable().await?;
             Ok(fencing.map(|fencing| Lease { name: name.to_owned(), holder: holder.to_owned(), fencing }))
         }
 
@@ -88,6 +89,7 @@ for_every_backend! {
                 .bind(lease.fencing)
                 .execute(&self.pool)
                 .await?;
+            self.durable().await?;
             Ok(DB::rows_affected(&done) == 1)
         }
 
@@ -102,7 +104,7 @@ for_every_backend! {
                 .bind(lease.fencing)
                 .execute(&self.pool)
                 .await?;
-            Ok(())
+            self.durable().await
         }
     }
 }

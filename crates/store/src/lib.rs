@@ -31,8 +31,10 @@ mod backup;
 mod ca_files;
 mod certificates;
 mod database;
+mod durability;
 mod leases;
 mod migrations;
+mod nonce_book;
 mod postgres;
 mod record;
 mod revocation_log;
@@ -125,6 +127,17 @@ pub enum StoreError {
         fencing: i64,
         /// Its holder now, and its token.
         current: Option<String>,
+    },
+    /// A commit was written but the disk would not flush it (SQLite's group commit).
+    #[error(
+        "the database's write-ahead log {path} could not be flushed to disk ({source}); the last change may not \
+         survive a power cut: check the disk (full, read-only, failing) and retry"
+    )]
+    NotDurable {
+        /// The file that was being flushed.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
     },
     /// A stored row does not have the shape this build expects.
     #[error("the database holds a malformed row ({0}); restore it from a backup")]

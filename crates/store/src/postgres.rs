@@ -13,7 +13,8 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, Postgres};
 
-use crate::backend::SqlStore;
+use crate::backend::{Nonces, SqlStore};
+use crate::durability::Durability;
 use crate::migrations::{self, SchemaVersions};
 use crate::{Result, StoreError};
 
@@ -60,7 +61,7 @@ impl SqlStore<Postgres> {
                 )
             })
             .connect_lazy_with(options);
-        Ok((SqlStore { pool, nonces }, versions))
+        Ok((SqlStore { pool, nonces: Nonces::Pool(nonces), durability: Durability::AtCommit }, versions))
     }
 }
 

@@ -1,8 +1,16 @@
 //! The embedded SQLite backend: one database file in the data dir.
 //!
-//! WAL journal with `synchronous = FULL`, so a committed transaction is on
-//! disk when the commit returns (a `kill -9` or a power cut after that loses
-//! nothing). The schema version lives in `PRAGMA user_version`.
+//! WAL journal, and a write is on disk when its call returns (a `kill -9` or a
+//! power cut after that loses nothing): the connection commits with
+//! `synchronous = NORMAL` and the writer then waits for a flush of the WAL that
+//! it shares with the writers that committed meanwhile (group commit,
+//! `durability.rs`). One connection serves the process: SQLite has one write
+//! lock, and writers on several connections only took turns on it by sleeping
+//! in its busy handler, each turn with an fsync inside; on one connection they
+//! queue without sleeping, and its page cache is never invalidated by a
+//! sibling's write. Other processes (`gatehouse ca` beside `serve`) wait their
+//! turn through the busy timeout. ACME nonces are kept in memory
+//! (`nonce_book.rs`). The schema version lives in `PRAGMA user_version`.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -11,7 +19,8 @@ use std::time::Duration;
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::backend::SqlStore;
+use crate::backend::{Nonces, SqlStore};
+use crate::durability::{Durability, GroupSync};
 use crate::migrations::{self, SchemaVersions};
 use crate::{Result, StoreError};
 
@@ -31,16 +40,15 @@ impl SqlStore<Sqlite> {
             .map_err(open_error)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool =
-            SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await.map_err(open_error)?;
-        // Nonces commit without an fsync each (`synchronous = NORMAL`, still crash-safe in WAL mode).
-        let nonces = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
-        let store = SqlStore { pool, nonces };
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(open_error)?;
+        let store = SqlStore {
+            pool,
+            nonces: Nonces::Memory(Default::default()),
+            durability: Durability::Group(std::sync::Arc::new(GroupSync::new(path))),
+        };
         let versions = store.migrate().await?;
         Ok((store, versions))
     }
