@@ -29,9 +29,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use gateway::acme_client::{AcmeClient, AcmeConfig, AcmeError, Managed, Standalone, Stored, site};
+use gateway::acme_client::{AcmeClient, AcmeConfig, AcmeError, Managed, SharedSites, Standalone, Stored, site};
 use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
+use store::StorageUrl;
 use toml::Spanned;
 
 use crate::Failure;
@@ -134,7 +135,7 @@ pub async fn run(global: &crate::cli::Global, path: &Path, once: bool) -> Result
         None => global.data_dir.clone(),
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let client = Arc::new(AcmeClient::new(&data_dir, provider, None));
+    let client = Arc::new(AcmeClient::new(&data_dir, provider, None).shared(shared(global).await?));
     let standalone = Standalone { http: config.http_01_listen, tls: config.tls_alpn_01_listen };
     let entries: Vec<(Entry, Arc<Managed>)> = config
         .certificates
@@ -158,7 +159,7 @@ pub async fn run(global: &crate::cli::Global, path: &Path, once: bool) -> Result
     // Files left behind (a crash between keeping a certificate and writing them) first.
     let mut stops = Vec::new();
     for (entry, managed) in entries {
-        if let Some(stored) = managed.stored() {
+        if let Some(stored) = managed.kept().await {
             match write_files(&entry, &managed, &stored) {
                 Ok(true) => {
                     reload(&entry, &stored);
@@ -182,13 +183,29 @@ pub async fn run(global: &crate::cli::Global, path: &Path, once: bool) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// Certificates kept in a PostgreSQL storage (`--storage`, `GATEHOUSE_STORAGE`) as the
+/// gateway keeps its sites' (`shared.rs`): stored once, their keys encrypted with the CA
+/// passphrase, ordered by one agent at a time under a lease, so agents that ask for
+/// the same names (a pair of nodes behind one name) share one certificate, and a node
+/// whose disk is replaced gets its certificate back. On SQLite, or with no storage
+/// given, they stay in the data dir alone: a file of one machine shares nothing.
+async fn shared(global: &crate::cli::Global) -> Result<Option<SharedSites>, Failure> {
+    let Some(url) = &global.storage else { return Ok(None) };
+    let url = StorageUrl::parse(url).map_err(|e| Failure::usage(format!("{}: {e}", global.storage_flag)))?;
+    if !matches!(url, StorageUrl::Postgres(_)) {
+        return Ok(None);
+    }
+    let store = crate::storage::open(&url).await?;
+    crate::serve::shared_sites(global, store).map(Some)
+}
+
 /// `--once`: each certificate obtained, renewed when due, its files written when they
 /// differ from it, its reload run when they were.
 async fn pass(entries: &[(Entry, Arc<Managed>)]) -> ExitCode {
     let (mut failed, mut reload_failed) = (false, false);
     for (entry, managed) in entries {
         let names = entry.names.join(",");
-        let current = managed.stored();
+        let current = managed.kept().await;
         let outcome = match &current {
             None => match managed.obtain(None).await {
                 Ok(stored) => Outcome::Obtained(stored),

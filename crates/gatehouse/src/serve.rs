@@ -144,7 +144,7 @@ async fn start_acme_server(
 
 /// Site certificates in the shared database `store`, their keys encrypted with the CA
 /// passphrase: refused without one, rather than writing keys in the clear.
-fn shared_sites(global: &Global, store: Database) -> Result<SharedSites, Failure> {
+pub(crate) fn shared_sites(global: &Global, store: Database) -> Result<SharedSites, Failure> {
     let passphrase = crate::ca::passphrase(global)?.ok_or_else(|| {
         Failure::usage(
             "sharing site certificates on PostgreSQL storage needs a passphrase to encrypt their keys: set \

@@ -142,3 +142,41 @@ fn agent_config_error_is_exit_2_naming_the_line() {
         o.stderr
     );
 }
+
+/// Two agents with data dirs of their own and one PostgreSQL storage: the first orders,
+/// the second (a node whose disk is new) gets the same certificate from the database
+/// without ordering, its key encrypted there with the CA passphrase; without a
+/// passphrase the agent refuses to start rather than keep keys in the clear.
+#[test]
+fn agents_on_one_postgresql_storage_share_one_certificate() {
+    const PAIR: &str = "pair.example.test";
+    let server = GatehouseAcme::shared();
+    let storage = test_cluster::database_blocking();
+    let dir = tmp();
+    let shared = [(PASS_ENV, "a passphrase for the agents' keys")];
+    let agent = |node: &str, env: &[(&str, &str)]| {
+        let data = mkdir(dir.join(node).join("data"));
+        let out = dir.join(node).join("out");
+        let config = dir.join(node).join("agent.toml");
+        write(&config, agent_toml(server, &out, "true").replace(NAME, PAIR));
+        let _port = server.hold_http();
+        let o = gh_env(&data, &["--storage", &storage, "agent", "--config", s(&config), "--once"], env);
+        (o, out)
+    };
+
+    let (o, out_a) = agent("a", &shared);
+    assert_eq!(o.code, 0, "first agent:\n{}", o.all());
+    assert!(o.stdout.contains(&format!("{PAIR}: obtained, serial ")), "{}", o.all());
+
+    let (o, out_b) = agent("b", &shared);
+    assert_eq!(o.code, 0, "second agent:\n{}", o.all());
+    assert!(!o.stdout.contains("obtained"), "the second agent ordered again instead of sharing:\n{}", o.all());
+    assert!(o.stdout.contains(&format!("{PAIR}: not due; renewal at ")), "{}", o.all());
+    assert_eq!(read(out_b.join("cert.pem")), read(out_a.join("cert.pem")), "one certificate for both agents");
+    assert_eq!(read(out_b.join("key.pem")), read(out_a.join("key.pem")), "and its key");
+    assert_eq!(mode(out_b.join("key.pem")), 0o600);
+
+    let (o, _) = agent("c", &[]);
+    assert_eq!(o.code, 2, "no passphrase:\n{}", o.all());
+    assert!(o.stderr.contains("GATEHOUSE_CA_PASSPHRASE"), "{}", o.all());
+}
