@@ -341,6 +341,12 @@ pub async fn quickstart(global: &Global, options: Quickstart) -> Result<ExitCode
     } else if found == crate::shared_ca::Agreement::Installed {
         eprintln!("took the CA kept in {url} into {}", data_dir.display());
     }
+    if let Some(db) = &shared
+        && matches!(found, crate::shared_ca::Agreement::Same | crate::shared_ca::Agreement::Shared)
+        && let Some(said) = crate::shared_ca::sync_policy(&dir, db, &url).await?
+    {
+        eprintln!("{said}");
+    }
     let store = match shared {
         Some(db) => db,
         None => crate::storage::open(&url).await?,

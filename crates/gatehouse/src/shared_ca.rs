@@ -11,8 +11,14 @@
 //! `ca/` (keys still encrypted, 0600); a data dir holding another CA is refused.
 //! A SQLite storage lives in the data dir itself and needs none of this.
 //!
-//! `ca.toml` is copied once, when an instance takes the CA; from then on each
-//! instance reads its own (docs/cluster.md says to keep them alike).
+//! `ca.toml`, the issuance policy, is one for all instances: the database keeps
+//! the shared one and each data dir a copy, with a note of the shared version it
+//! last agreed with (`.ca.toml.shared`, its SHA-256). Whenever a command opens
+//! the storage, [`sync_policy`] compares the three: a copy edited here while the
+//! shared one stayed put is shared (a compare-and-set, so two instances editing
+//! at once cannot both win); a shared one changed by another instance while the
+//! copy stayed put is taken here; both changed is refused, naming both, rather
+//! than either edit lost. A running `serve` reads the policy at its start.
 
 use pki::{CaDir, CaDirFile};
 use store::{CaFile, Database, StorageUrl, Store};
@@ -74,6 +80,79 @@ pub async fn agree(dir: &CaDir, db: &Database, url: &StorageUrl) -> Result<Agree
     }
 }
 
+/// The shared `ca.toml`'s name among the CA files.
+const POLICY: &str = "ca.toml";
+
+/// The note, in the data dir, of the shared `ca.toml` this copy last agreed with.
+fn policy_note(dir: &CaDir) -> std::path::PathBuf {
+    dir.settings_path().with_file_name(".ca.toml.shared")
+}
+
+fn digest(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+}
+
+fn note_policy(dir: &CaDir, shared: &[u8]) -> Result<(), Failure> {
+    let path = policy_note(dir);
+    pki::files::write_atomic(&path, digest(shared).as_bytes(), pki::files::PUBLIC, true)
+        .map_err(|e| Failure::failed(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Makes the data dir's `ca.toml` and the storage's agree (see the module docs), once
+/// both hold the same CA; what it did, for stderr.
+pub async fn sync_policy(dir: &CaDir, db: &Database, url: &StorageUrl) -> Result<Option<String>, Failure> {
+    let path = dir.settings_path();
+    for _ in 0..3 {
+        let Some(shared) = db.ca_files().await?.into_iter().find(|f| f.name == POLICY) else { return Ok(None) };
+        let shared = shared.contents;
+        let here = match std::fs::read(&path) {
+            Ok(here) => Some(here),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Failure::failed(format!("cannot read {}: {e}", path.display()))),
+        };
+        let noted = std::fs::read_to_string(policy_note(dir)).ok().map(|n| n.trim().to_owned());
+        if here.as_deref() == Some(shared.as_slice()) {
+            if noted.as_deref() != Some(digest(&shared).as_str()) {
+                note_policy(dir, &shared)?;
+            }
+            return Ok(None);
+        }
+        let shared_unchanged = noted.as_deref() == Some(digest(&shared).as_str());
+        let edited = here.filter(|here| noted.as_deref() != Some(digest(here).as_str()));
+        match (edited, shared_unchanged) {
+            // The copy is as last agreed (or missing): take the shared one.
+            (None, _) => {
+                pki::files::write_atomic(&path, &shared, pki::files::PUBLIC, true)
+                    .map_err(|e| Failure::failed(format!("cannot write {}: {e}", path.display())))?;
+                note_policy(dir, &shared)?;
+                return Ok(Some(format!("took the ca.toml shared in {url} into {}", path.display())));
+            }
+            // Edited here, the shared one as last agreed: share the edit, if it reads.
+            (Some(here), true) => {
+                let text = String::from_utf8_lossy(&here);
+                pki::CaSettings::parse(&path, &text)
+                    .map_err(|e| Failure::usage(format!("{e}; fix it before it is shared")))?;
+                if db.replace_ca_file(POLICY, &shared, &here).await? {
+                    note_policy(dir, &here)?;
+                    return Ok(Some(format!(
+                        "{} is now the ca.toml of every instance on {url} (each reads it at its next start)",
+                        path.display()
+                    )));
+                }
+                // Another instance changed it meanwhile: look again.
+            }
+            (Some(_), false) => {
+                return Err(Failure::failed(format!(
+                    "{} was edited here and the ca.toml shared in {url} was changed by another instance since this                      one last took it (or this instance has no note of which it took); keep one: to keep the shared                      one, move {} away and run again; to keep this one, move it away, run again (which takes the                      shared one), then put it back and run again (which shares it)",
+                    path.display(),
+                    path.display()
+                )));
+            }
+        }
+    }
+    Err(Failure::failed(format!("the ca.toml shared in {url} kept changing under this instance; run again")))
+}
+
 /// [`agree`], saying on stderr when the storage's CA was taken into the data dir, and
 /// an error when neither holds a CA.
 pub async fn take(dir: &CaDir, db: &Database, url: &StorageUrl) -> Result<(), Failure> {
@@ -88,9 +167,15 @@ pub async fn take(dir: &CaDir, db: &Database, url: &StorageUrl) -> Result<(), Fa
                 "took the CA kept in {url} into {}",
                 dir.root_path().parent().map(|p| p.display().to_string()).unwrap_or_default()
             );
+            sync_policy(dir, db, url).await.map(drop)
+        }
+        Agreement::Same | Agreement::Shared => {
+            if let Some(said) = sync_policy(dir, db, url).await? {
+                eprintln!("{said}");
+            }
             Ok(())
         }
-        Agreement::Local | Agreement::Same | Agreement::Shared | Agreement::KeptLocal => Ok(()),
+        Agreement::Local | Agreement::KeptLocal => Ok(()),
     }
 }
 
@@ -132,7 +217,7 @@ pub async fn share_new(dir: &CaDir, db: &Database, url: &StorageUrl) -> Result<(
     }
     let files: Vec<CaFile> = dir.shared_files()?.into_iter().map(to_store).collect();
     if db.put_ca_files(&files).await? {
-        return Ok(());
+        return sync_policy(dir, db, url).await.map(drop);
     }
     dir.discard()?;
     Err(Failure::failed(format!(

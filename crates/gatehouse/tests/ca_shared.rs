@@ -196,3 +196,49 @@ fn a_backup_restored_into_a_new_database_carries_the_ca_to_an_empty_data_dir() {
     let listed = list_json(&fresh, &["--storage", &restored]);
     assert!(find_serial(&listed, &alice).is_some() && find_serial(&listed, &bob).is_some(), "{listed:?}");
 }
+
+/// `ca.toml` is one policy for every instance on the storage: an edit on one instance is
+/// shared when it next opens the storage and taken by the others when they do, so a
+/// client certificate's longest lifetime tightened on the first is enforced by the
+/// second; an edit that does not parse is refused before it is shared, and edits on
+/// two instances at once are refused on the second rather than one of them lost.
+#[test]
+fn an_edit_of_ca_toml_on_one_instance_is_the_policy_of_every_instance() {
+    let pg = postgres();
+    let (first, second) = (tmp(), tmp());
+    on_ok(&first, &pg, &["ca", "init", "--name", "Policy CA"]);
+    on_ok(&second, &pg, &["ca", "root"]);
+    let policy = first.join("ca.toml");
+    let tightened = read(&policy).replacen("max_days = 3650", "max_days = 30", 1).replacen(
+        "default_days = 365\n",
+        "default_days = 20\n",
+        1,
+    );
+    assert_ne!(tightened, read(&policy), "the client profile's max_days line was not found");
+    write(&policy, &tightened);
+
+    let shared = on_ok(&first, &pg, &["ca", "list"]);
+    assert!(shared.stderr.contains("is now the ca.toml of every instance"), "{}", shared.stderr);
+    let taken =
+        on(&second, &pg, Some(PASSPHRASE), &["ca", "issue", "--profile", "client", "--cn", "c", "--days", "60"]);
+    assert!(taken.stderr.contains("took the ca.toml shared in postgres://"), "{}", taken.all());
+    assert_eq!(read(second.join("ca.toml")), tightened, "the second instance's copy");
+    assert_ne!(taken.code, 0, "60 days is over the shared policy's 30:\n{}", taken.all());
+    assert!(taken.stderr.contains("30"), "the refusal names the limit:\n{}", taken.all());
+
+    // An edit that does not parse stays here.
+    write(&policy, format!("{tightened}\nnot toml ["));
+    let broken = on(&first, &pg, Some(PASSPHRASE), &["ca", "list"]);
+    assert_eq!(broken.code, 2, "{}", broken.all());
+    assert!(broken.stderr.contains("fix it before it is shared"), "{}", broken.all());
+    write(&policy, &tightened);
+
+    // Both instances edit: the first to run shares its edit, the second is refused.
+    write(&policy, tightened.replacen("max_days = 30", "max_days = 40", 1));
+    write(second.join("ca.toml"), tightened.replacen("max_days = 30", "max_days = 50", 1));
+    on_ok(&first, &pg, &["ca", "list"]);
+    let conflict = on(&second, &pg, Some(PASSPHRASE), &["ca", "list"]);
+    assert_ne!(conflict.code, 0, "{}", conflict.all());
+    assert!(conflict.stderr.contains("was edited here and the ca.toml shared in"), "{}", conflict.all());
+    assert!(read(second.join("ca.toml")).contains("max_days = 50"), "the refused edit is not lost");
+}

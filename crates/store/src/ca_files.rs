@@ -54,6 +54,26 @@ for_every_backend! {
             Ok(DB::rows_affected(&inserted) == 1)
         }
 
+        /// Replaces the contents of the CA file `name` if they are still `old` (a
+        /// compare-and-set, so two instances changing it at once cannot both win);
+        /// whether it was replaced.
+        pub(crate) async fn replace_ca_file(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+            let mut tx = self.write_transaction().await?;
+            let sql = format!("SELECT contents FROM ca_files WHERE name = $1{}", DB::FOR_UPDATE);
+            let held: Option<Vec<u8>> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(&mut *tx).await?;
+            if held.as_deref() != Some(old) {
+                return Ok(false);
+            }
+            sqlx::query("UPDATE ca_files SET contents = $1 WHERE name = $2")
+                .bind(new.to_vec())
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+
         /// Keeps `files` as the database's CA, in one transaction; `false` (and nothing
         /// written) when it already holds one.
         pub(crate) async fn put_ca_files(&self, files: &[CaFile]) -> Result<bool> {

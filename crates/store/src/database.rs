@@ -134,6 +134,12 @@ impl Database {
         on_backend!(self, store => store.put_ca_files(files).await)
     }
 
+    /// Replaces the CA file `name` with `new` if it still holds `old`; whether it did
+    /// (`false`: another instance changed it first, or there is no such file).
+    pub async fn replace_ca_file(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        on_backend!(self, store => store.replace_ca_file(name, old, new).await)
+    }
+
     /// Writes `snapshot` into this database, which must hold nothing (nonces aside),
     /// in one transaction: all of it or, on any error, none.
     pub async fn import(&self, snapshot: &Snapshot) -> Result<()> {
