@@ -18,6 +18,12 @@
 //! the WAL no longer holds are on disk already; a WAL file missing altogether means
 //! everything was checkpointed, and the database file is flushed instead.
 //!
+//! The files are flushed through descriptors kept open from one flush to the next
+//! (reopened only when the WAL file on disk is another one than the kept descriptor's):
+//! Linux reports a failed write-back to the descriptors that were open when it failed,
+//! so a descriptor opened just for the flush could be told "done" for pages the disk
+//! had already refused.
+//!
 //! One thing differs from `FULL`: another reader may see a commit a moment before its
 //! flush ends (its writer has not yet been answered). Nothing gatehouse answers is
 //! decided on such a read except further state changes, which wait for a flush after
@@ -28,6 +34,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,8 +71,17 @@ pub(crate) struct GroupSync {
     tickets: AtomicU64,
     /// The highest ticket whose commit is known to be on disk.
     synced: watch::Sender<u64>,
-    /// Held by the writer that is flushing; the others queue on it.
-    flushing: Mutex<()>,
+    /// Held by the writer that is flushing; the others queue on it. It holds the
+    /// descriptors kept open between flushes.
+    flushing: Mutex<Files>,
+}
+
+/// The descriptors a flush goes through.
+#[derive(Debug, Default)]
+struct Files {
+    /// The WAL file, with its device and inode when opened.
+    wal: Option<(File, u64, u64)>,
+    database: Option<File>,
 }
 
 impl GroupSync {
@@ -80,7 +96,7 @@ impl GroupSync {
             wal: PathBuf::from(wal),
             tickets: AtomicU64::new(0),
             synced: watch::channel(0).0,
-            flushing: Mutex::new(()),
+            flushing: Mutex::new(Files::default()),
         }
     }
 
@@ -90,7 +106,7 @@ impl GroupSync {
         if *self.synced.borrow() >= ticket {
             return Ok(());
         }
-        let _flushing = self.flushing.lock().await;
+        let mut files = self.flushing.lock().await;
         // The writer before us in the queue may have flushed past our ticket.
         if *self.synced.borrow() >= ticket {
             return Ok(());
@@ -98,10 +114,19 @@ impl GroupSync {
         // Every ticket up to here was taken after its commit returned: this flush covers them.
         let covered = self.tickets.load(Ordering::Acquire);
         let (database, wal) = (self.database.clone(), self.wal.clone());
-        let flushed = tokio::task::spawn_blocking(move || flush(&database, &wal))
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))
-            .and_then(|flushed| flushed);
+        let mut kept = std::mem::take(&mut *files);
+        let flushed = tokio::task::spawn_blocking(move || {
+            let flushed = flush(&database, &wal, &mut kept);
+            (flushed, kept)
+        })
+        .await;
+        let flushed = match flushed {
+            Ok((flushed, kept)) => {
+                *files = kept;
+                flushed
+            }
+            Err(e) => Err(io::Error::other(e.to_string())),
+        };
         if let Err(source) = flushed {
             return Err(StoreError::NotDurable { path: self.wal.display().to_string(), source });
         }
@@ -116,11 +141,31 @@ impl GroupSync {
     }
 }
 
-/// `fdatasync` of the WAL, or of the database file when there is no WAL (all checkpointed).
-fn flush(database: &Path, wal: &Path) -> io::Result<()> {
-    match File::open(wal) {
-        Ok(file) => file.sync_data(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => File::open(database)?.sync_data(),
+/// `fdatasync` of the WAL, or of the database file when there is no WAL (all checkpointed),
+/// through the descriptors in `files`, (re)opened when missing or stale.
+fn flush(database: &Path, wal: &Path, files: &mut Files) -> io::Result<()> {
+    match std::fs::metadata(wal) {
+        Ok(on_disk) => {
+            let current = matches!(&files.wal, Some((_, dev, ino)) if *dev == on_disk.dev() && *ino == on_disk.ino());
+            if !current {
+                let file = File::open(wal)?;
+                let opened = file.metadata()?;
+                files.wal = Some((file, opened.dev(), opened.ino()));
+            }
+            match &files.wal {
+                Some((file, _, _)) => file.sync_data(),
+                None => Ok(()),
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if files.database.is_none() {
+                files.database = Some(File::open(database)?);
+            }
+            match &files.database {
+                Some(file) => file.sync_data(),
+                None => Ok(()),
+            }
+        }
         Err(e) => Err(e),
     }
 }
@@ -158,5 +203,23 @@ mod tests {
         let error = gone.wait().await.unwrap_err();
         assert!(matches!(error, StoreError::NotDurable { .. }), "{error}");
         assert!(error.to_string().contains("missing.db-wal"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_wal_file_made_anew_is_flushed_through_a_descriptor_of_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("g.db");
+        let wal = dir.path().join("g.db-wal");
+        std::fs::write(&database, b"x").unwrap();
+        std::fs::write(&wal, b"old").unwrap();
+        let group = GroupSync::new(&database);
+        group.wait().await.unwrap();
+        let kept = |group: &GroupSync| group.flushing.try_lock().unwrap().wal.as_ref().map(|(_, _, ino)| *ino);
+        assert_eq!(kept(&group), Some(std::fs::metadata(&wal).unwrap().ino()));
+        std::fs::remove_file(&wal).unwrap();
+        std::fs::write(dir.path().join("other"), b"keeps the old inode number from being reused").unwrap();
+        std::fs::write(&wal, b"new").unwrap();
+        group.wait().await.unwrap();
+        assert_eq!(kept(&group), Some(std::fs::metadata(&wal).unwrap().ino()), "the new WAL's descriptor");
     }
 }

@@ -43,7 +43,16 @@ impl SqlStore<Sqlite> {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(open_error)?;
+        // The one connection lives as long as the pool: closing it would checkpoint and
+        // remove the WAL, and the next would start cold.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
         let store = SqlStore {
             pool,
             nonces: Nonces::Memory(Default::default()),
