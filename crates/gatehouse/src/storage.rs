@@ -175,5 +175,9 @@ fn counts(snapshot: &Snapshot) -> Vec<String> {
             0 => "no CA files (the CA is in the data dir only)".to_owned(),
             n => format!("the CA: {} (certificates, settings, keys encrypted)", count(n, "file", "files")),
         },
+        match snapshot.site_certificates.len() {
+            0 => "no site certificates".to_owned(),
+            n => format!("{} (keys encrypted)", count(n, "site certificate", "site certificates")),
+        },
     ]
 }

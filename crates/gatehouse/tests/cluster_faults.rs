@@ -185,9 +185,17 @@ fn gateways_serve_through_a_postgres_restart_and_writes_wait_for_it() {
     );
     let revoke_err = fails_clearly(&data, &pg, &["ca", "revoke", &carol.serial]);
     let refusals_took = refused_at.elapsed();
-    // Until each gateway has said it cannot reach the database (a read waits for the
-    // pool's connect timeout, 30 s, before it fails), serving the load meanwhile.
-    let heard = |i: usize| gateways[i].proc.stderr_since(logged[i]).contains("WARN");
+    // Until each gateway has said why it cannot read revocations (a read waits for a
+    // connection a few seconds, then finds out why), serving the load meanwhile.
+    let unreachable = format!("cannot connect to the database postgres://gatehouse@127.0.0.1:{}/", cluster.port());
+    let said_why = |log: &str| {
+        log.lines().any(|line| {
+            line.contains("cannot read revocations from the issuance database; serving on with the revocations read last until it answers")
+                && line.contains(&unreachable)
+                && line.contains("Connection refused")
+        })
+    };
+    let heard = |i: usize| said_why(&gateways[i].proc.stderr_since(logged[i]));
     let waited = wait_for(Duration::from_secs(50), Duration::from_millis(50), || {
         (served_in(DOWN) >= 15 && (0..gateways.len()).all(heard)).then_some(())
     });
@@ -219,6 +227,16 @@ fn gateways_serve_through_a_postgres_restart_and_writes_wait_for_it() {
         assert!(gw.until_answer(&dave, true), "gateway {i} refused dave\n{}", gw.proc.dump());
     }
     let revocation_took = revoked_at.elapsed();
+    for (i, gw) in gateways.iter().enumerate() {
+        let read_again = || {
+            gw.proc
+                .stderr_since(logged_back[i])
+                .contains("revocations are read from the issuance database again")
+                .then_some(())
+        };
+        let said = wait_for(Duration::from_secs(20), Duration::from_millis(20), read_again);
+        assert!(said.is_some(), "gateway {i} did not say it reads revocations again\n{}", gw.proc.dump());
+    }
     assert!(
         wait_for(Duration::from_secs(20), Duration::from_millis(20), || (served_in(BACK) >= 3).then_some(())).is_some(),
         "the load stalled after the restart: {tallies:?}"

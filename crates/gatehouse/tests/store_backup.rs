@@ -1,8 +1,8 @@
 //! `gatehouse store backup FILE` and `store restore FILE` on SQLite and on a real
 //! PostgreSQL (a throwaway cluster of this test binary, from the `test-cluster`
 //! crate): a backup of either backend restores into an empty database of either,
-//! with the same `ca list --json` and the same revoked certificates in the CRL; the
-//! file is 0600 and opens only with its passphrase; a wrong passphrase, an altered
+//! with the same `ca list --json`, the same revoked certificates in the CRL and the
+//! same site certificate rows (a gateway's on a shared database); the file is 0600 and opens only with its passphrase; a wrong passphrase, an altered
 //! or cut file, a database that holds records, or no passphrase at all is refused
 //! with one line, and the target is left as it was.
 
@@ -60,8 +60,47 @@ fn list_on(dir: &Path, url: &str) -> Vec<Value> {
     list_json(dir, &["--storage", url])
 }
 
+/// The name a gateway stores the site certificate for `host` by (`internal_ca.rs`).
+fn site_name(host: &str) -> String {
+    format!("internal-ca/{host}")
+}
+
+/// Runs `work` on a store opened at `url`, as a gateway sharing that database would.
+fn on_store<T>(url: &str, work: impl AsyncFnOnce(&store::Database) -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let database = store::Database::open(url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
+        work(&database).await
+    })
+}
+
+/// The site certificate row stored at `url` for `host`, if any.
+fn site_row(url: &str, host: &str) -> Option<store::SiteCertificate> {
+    use store::SiteCertificateStore;
+    on_store(url, async |database| database.site_certificate(&site_name(host)).await.expect("read the row"))
+}
+
+/// Stores the certificate issued for `host` (in `out`) as a gateway stores a site's on
+/// a shared database: under the site's renewal lease, its key encrypted.
+fn store_site_certificate(out: &Path, url: &str, host: &str) {
+    use store::{LeaseStore, NewSiteCertificate, SiteCertificateStore};
+    let chain_pem = read(out.join(format!("{host}.crt")));
+    let key = out.join(format!("{host}.key"));
+    let key_pem = openssl_ok(&["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", s(&key), "-passout", "pass:site"]);
+    assert!(key_pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"), "{key_pem}");
+    on_store(url, async |database| {
+        let name = site_name(host);
+        let ttl = std::time::Duration::from_secs(60);
+        let lease = database.acquire_lease(&name, "gateway-1", ttl).await.unwrap().expect("a free lease");
+        let site =
+            NewSiteCertificate { name: &name, chain_pem: &chain_pem, key_pem: &key_pem, not_after: 2_000_000_000 };
+        database.put_site_certificate(site, &lease).await.expect("store the site certificate");
+    });
+}
+
 /// A CA made in a new data dir with its records at `storage(dir)`, which issued three
-/// certificates and revoked two (one on hold), and signed a CRL.
+/// certificates and revoked two (one on hold), and signed a CRL; the certificate of
+/// `b.example.test` is stored as a site certificate too.
 fn ca_with_records(storage: impl FnOnce(&Path) -> String) -> (TempDir, String) {
     let d = tmp();
     let url = storage(&d);
@@ -76,6 +115,7 @@ fn ca_with_records(storage: impl FnOnce(&Path) -> String) -> (TempDir, String) {
     let out = mkdir(d.join("out"));
     let a = serial_line(&issue(&d, &out, "server", "a.example.test", &at));
     issue(&d, &out, "server", "b.example.test", &at);
+    store_site_certificate(&out, &url, "b.example.test");
     let c = serial_line(&issue(&d, &out, "client", "carol", &at));
     gh_ok(&d, &["--storage", &url, "ca", "revoke", &a, "--reason", "keyCompromise"]);
     gh_ok(&d, &["--storage", &url, "ca", "revoke", &c, "--reason", "certificateHold"]);
@@ -94,7 +134,9 @@ fn backup_restores_into_both_backends(d: &Path, source: &str) {
     assert!(made.starts_with("backed up ") && made.contains(&format!(" to {} (", file.display())), "{made}");
     assert!(made.contains("3 certificates (2 revoked, 0 never delivered)"), "{made}");
     assert!(made.contains("1 CRL number"), "{made}");
+    assert!(made.contains("1 site certificate (keys encrypted)"), "{made}");
     assert_eq!(mode(&file), 0o600, "the backup file's mode");
+    let site = site_row(source, "b.example.test").expect("the source's site certificate");
     let (revoked, number) = crl_revoked(d, &["--storage", source]);
 
     for target in [postgres(), sqlite(&d.join("restored.db"))] {
@@ -106,6 +148,8 @@ fn backup_restores_into_both_backends(d: &Path, source: &str) {
         assert_eq!(revoked_there, revoked, "the CRL's revoked certificates after the restore into {target}");
         // The backup was made after CRL 1: the restored CA signs 2, as the source did.
         assert_eq!(number_there, number, "CRL numbers go on from the backup's in {target}");
+        let restored_site = site_row(&target, "b.example.test");
+        assert_eq!(restored_site.as_ref(), Some(&site), "the site certificate's row after the restore into {target}");
     }
 }
 
@@ -216,7 +260,7 @@ fn a_restore_into_a_database_that_holds_records_is_refused_with_what_it_holds() 
     let before = list_on(&d, &pg);
     for target in [pg.as_str(), url.as_str()] {
         let err = refused(store_with(&d, target, PASSPHRASE, &["restore", s(&file)]), 1);
-        assert!(err.contains(" already holds 3 certificates, 1 CRL number; "), "{err}");
+        assert!(err.contains(" already holds 3 certificates, 1 CRL number, 1 site certificate; "), "{err}");
         assert!(err.contains("restore only into an empty database"), "{err}");
     }
     assert_eq!(list_on(&d, &pg), before, "the refused restore changed the target");

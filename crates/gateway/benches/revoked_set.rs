@@ -11,6 +11,10 @@
 //! includes the allocator's per-block overhead.
 //!
 //! `cargo bench -p gateway --bench revoked_set`
+//!
+//! With `REVOKED_SET_STORE=URL` (and `REVOKED_SET_ISSUER=KEY_ID`) it measures only the
+//! gateway's first load from that database instead: the time it takes and the peak
+//! resident set of the process (`VmHWM`), which holds nothing else of size.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
@@ -87,7 +91,7 @@ impl Serials {
         format!("{n:032X}")
     }
 
-    /// `count` distinct serials in the order the store reads them (by serial).
+    /// `count` distinct serials, sorted.
     fn sorted(&mut self, count: usize) -> Vec<String> {
         let mut serials: Vec<String> = (0..count).map(|_| self.next_hex()).collect();
         serials.sort_unstable();
@@ -127,12 +131,13 @@ fn measure_memory(structure: &str) {
             counted
         }
         "load" => {
-            // The gateway's first load: the store hands over a Vec<String>, each
-            // freed as it is read into the set. Counted from before the Vec.
-            let from_store = serials.clone();
-            let mut builder = RevokedSetBuilder::with_capacity(from_store.len());
-            for serial in from_store {
-                builder.push_hex(&serial);
+            // The gateway's first load: the store counts the serials, then hands them
+            // over one at a time, each freed once read into the set (the Vec here
+            // stands for the database).
+            let mut builder = RevokedSetBuilder::default();
+            builder.reserve(serials.len());
+            for serial in &serials {
+                builder.push_hex(serial);
             }
             let set = builder.build();
             let counted = (LIVE.load(Ordering::Relaxed), PEAK.load(Ordering::Relaxed), rss_bytes());
@@ -150,6 +155,41 @@ fn measure_memory(structure: &str) {
         per(peak),
         per(rss.saturating_sub(rss_before)),
     );
+}
+
+/// A line of `/proc/self/status` (`VmHWM`, `VmRSS`), in MB.
+fn status_mb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kb / 1000.0
+}
+
+/// The gateway's first load of `issuer`'s revoked set from the database at `url`,
+/// as `InternalCa::refresh_revocations` does it, and the peak resident set.
+fn measure_store_load(url: &str, issuer: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let database = store::Database::open(url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
+        let opened = status_mb("VmHWM");
+        let started = std::time::Instant::now();
+        let mut builder = RevokedSetBuilder::default();
+        let cursor = store::Store::revoked_serials(&database, issuer, &mut builder).await.expect("read");
+        let set = builder.build();
+        let took = started.elapsed();
+        println!(
+            "first load from {url}: {} serials (cursor {cursor}) in {:.2} s; peak resident {:.0} MB \
+             (VmHWM; {opened:.0} MB before the load), resident after {:.0} MB, set {:.0} MB",
+            set.len(),
+            took.as_secs_f64(),
+            status_mb("VmHWM"),
+            status_mb("VmRSS"),
+            set.heap_bytes() as f64 / 1e6,
+        );
+    });
 }
 
 fn memory_report() {
@@ -283,6 +323,10 @@ fn changes_and_builds(c: &mut Criterion) {
 }
 
 fn main() {
+    if let Ok(url) = std::env::var("REVOKED_SET_STORE") {
+        measure_store_load(&url, &std::env::var("REVOKED_SET_ISSUER").unwrap_or_else(|_| "BE0C".into()));
+        return;
+    }
     if let Ok(structure) = std::env::var("REVOKED_SET_MEMORY") {
         measure_memory(&structure);
         return;

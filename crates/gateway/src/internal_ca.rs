@@ -5,7 +5,8 @@
 //! new one in).
 //!
 //! Revocations are followed, not re-read: the first load reads the whole revoked
-//! set and the cursor of the store's revocation change log; from then on only the
+//! set (streamed from the store into the compact set, never held as text) and the
+//! cursor of the store's revocation change log, both of one moment; from then on only the
 //! changes after the cursor are read and applied (a serial revoked is added, a
 //! certificateHold released is removed) and the new set is swapped in. The new
 //! set shares the bulk of the serials with the old one and copies only the
@@ -85,6 +86,9 @@ pub struct InternalCa {
     /// first load. Held while reading and applying, so the poll and the listener
     /// never apply one batch twice or out of order.
     cursor: Mutex<Option<u64>>,
+    /// What reading revocations last failed with, while it fails: logged once, and
+    /// again only when it says something else, not at every poll.
+    read_failure: std::sync::Mutex<Option<String>>,
     store: Arc<dyn Store>,
     passphrase: Option<pki::Passphrase>,
     /// The database the gateways share, which holds site certificates once for all.
@@ -122,6 +126,7 @@ impl InternalCa {
             issuer_key_id: key_id,
             revocations,
             cursor: Mutex::new(None),
+            read_failure: std::sync::Mutex::new(None),
             store,
             passphrase,
             shared: None,
@@ -185,13 +190,9 @@ impl InternalCa {
                 (serials, read.changes.len())
             }
             None => {
-                let read = self.store.revoked_serials(&self.issuer_key_id).await?;
-                *cursor = Some(read.cursor);
-                let mut builder = RevokedSetBuilder::with_capacity(read.serials.len());
-                // Each serial's text is freed as it is read.
-                for serial in read.serials {
-                    builder.push_hex(&serial);
-                }
+                // Streamed into the compact set: no moment holds every serial as text.
+                let mut builder = RevokedSetBuilder::default();
+                *cursor = Some(self.store.revoked_serials(&self.issuer_key_id, &mut builder).await?);
                 if builder.unreadable() > 0 {
                     tracing::warn!(
                         serials = builder.unreadable(),
@@ -210,6 +211,28 @@ impl InternalCa {
         Ok(true)
     }
 
+    /// [`InternalCa::refresh_revocations`] while following: a failure is logged when
+    /// it starts or changes (the database's URL and why it cannot be read, and that
+    /// the gateway serves on with the set it has), and its end once reads work again,
+    /// at the same level, so that whoever saw the one sees the other.
+    async fn refresh_following(&self) {
+        let failure = self.refresh_revocations().await.err().map(|e| e.to_string());
+        let mut last = self.read_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *last == failure {
+            return;
+        }
+        let revoked = self.revocations.serials.load().len();
+        match &failure {
+            Some(error) => tracing::warn!(
+                %error,
+                revoked,
+                "cannot read revocations from the issuance database; serving on with the revocations read last until it answers"
+            ),
+            None => tracing::warn!(revoked, "revocations are read from the issuance database again"),
+        }
+        *last = failure;
+    }
+
     /// Follows revocations until the runtime shuts down: reads the changes every
     /// `interval`, and at once when the store tells of one (where it can).
     pub fn follow_revocations(self: &Arc<Self>, interval: Duration) {
@@ -220,9 +243,7 @@ impl InternalCa {
             loop {
                 tick.tick().await;
                 let Some(ca) = ca.upgrade() else { return };
-                if let Err(e) = ca.refresh_revocations().await {
-                    tracing::warn!(error = %e, "cannot read revocations from the issuance database; keeping the last known set");
-                }
+                ca.refresh_following().await;
             }
         });
         let ca = Arc::downgrade(self);
@@ -246,10 +267,8 @@ impl InternalCa {
                                 }
                             };
                             let Some(ca) = ca.upgrade() else { return };
-                            if issuer.is_none_or(|issuer| issuer == ca.issuer_key_id)
-                                && let Err(e) = ca.refresh_revocations().await
-                            {
-                                tracing::warn!(error = %e, "cannot read revocations from the issuance database; keeping the last known set");
+                            if issuer.is_none_or(|issuer| issuer == ca.issuer_key_id) {
+                                ca.refresh_following().await;
                             }
                             drop(ca);
                             notice = notices.next().await;

@@ -323,6 +323,15 @@ mod tests {
                 contents: b"-----BEGIN ENCRYPTED PRIVATE KEY-----".to_vec(),
                 private: true,
             }],
+            site_certificates: vec![crate::SiteCertificate {
+                name: "internal-ca/www.example.test".into(),
+                chain_pem: "-----BEGIN CERTIFICATE-----".into(),
+                key_pem: "-----BEGIN ENCRYPTED PRIVATE KEY-----".into(),
+                not_after: 1_700_086_400,
+                updated_at: 1_700_000_000_123,
+                lease: "internal-ca/www.example.test".into(),
+                fencing: 4,
+            }],
         }
     }
 
@@ -424,5 +433,14 @@ mod tests {
         let older = serde_json::json!({ "certificates": [] });
         let read: Snapshot = serde_json::from_value(older).expect("an older snapshot");
         assert_eq!(read, Snapshot::default());
+    }
+
+    #[test]
+    fn a_backup_from_before_site_certificates_restores_with_none() {
+        let mut json: serde_json::Value = serde_json::to_value(snapshot()).expect("json");
+        json.as_object_mut().expect("an object").remove("site_certificates");
+        let read: Snapshot = serde_json::from_value(json).expect("a snapshot without site certificates");
+        assert!(read.site_certificates.is_empty());
+        assert_eq!(Snapshot { site_certificates: Vec::new(), ..snapshot() }, read);
     }
 }

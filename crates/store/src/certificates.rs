@@ -13,7 +13,7 @@ use sqlx::Row;
 use crate::backend::{for_every_backend, now_unix};
 use crate::record::{
     CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevocationChanges, RevokeOutcome,
-    RevokedEntry, RevokedSerials,
+    RevokedEntry, RevokedSerialsSink,
 };
 use crate::revocation_log::RevocationNotices;
 use crate::{Result, Store, StoreError};
@@ -254,8 +254,8 @@ for_every_backend! {
             u64::try_from(number).map_err(|_| StoreError::Corrupt(format!("CRL number {number}")))
         }
 
-        async fn revoked_serials(&self, issuer: &str) -> Result<RevokedSerials> {
-            self.read_revoked_serials(issuer).await
+        async fn revoked_serials(&self, issuer: &str, into: &mut dyn RevokedSerialsSink) -> Result<u64> {
+            self.read_revoked_serials(issuer, into).await
         }
 
         async fn revocation_changes(&self, issuer: &str, cursor: u64) -> Result<RevocationChanges> {

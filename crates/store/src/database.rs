@@ -12,7 +12,7 @@ use crate::migrations::SchemaVersions;
 use crate::postgres::without_password;
 use crate::record::{
     CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevocationChanges, RevokeOutcome,
-    RevokedEntry, RevokedSerials,
+    RevokedEntry, RevokedSerialsSink,
 };
 use crate::revocation_log::RevocationNotices;
 use crate::site_certificates::{NewSiteCertificate, SiteCertificate, SiteCertificateStore};
@@ -37,6 +37,21 @@ macro_rules! on_backend {
         match $self {
             Database::Sqlite($store) => $call,
             Database::Postgres($store) => $call,
+        }
+    };
+}
+
+/// As [`on_backend!`], for the reads a gateway keeps making while it serves: on
+/// PostgreSQL, an error that hides an unreachable database says so
+/// ([`PgStore::unreachable`]), so the gateway's log names the cause, not "pool timed out".
+macro_rules! on_backend_saying_why {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Database::Sqlite($store) => $call,
+            Database::Postgres($store) => match $call {
+                Err(e) => Err($store.unreachable(e).await),
+                ok => ok,
+            },
         }
     };
 }
@@ -176,14 +191,14 @@ impl Store for Database {
     async fn next_crl_number(&self, issuer: &str) -> Result<u64> {
         on_backend!(self, store => store.next_crl_number(issuer).await)
     }
-    async fn revoked_serials(&self, issuer: &str) -> Result<RevokedSerials> {
-        on_backend!(self, store => store.revoked_serials(issuer).await)
+    async fn revoked_serials(&self, issuer: &str, into: &mut dyn RevokedSerialsSink) -> Result<u64> {
+        on_backend_saying_why!(self, store => store.revoked_serials(issuer, into).await)
     }
     async fn revocation_changes(&self, issuer: &str, cursor: u64) -> Result<RevocationChanges> {
-        on_backend!(self, store => store.revocation_changes(issuer, cursor).await)
+        on_backend_saying_why!(self, store => store.revocation_changes(issuer, cursor).await)
     }
     async fn revocation_notices(&self) -> Result<Option<RevocationNotices>> {
-        on_backend!(self, store => store.revocation_notices().await)
+        on_backend_saying_why!(self, store => store.revocation_notices().await)
     }
 }
 

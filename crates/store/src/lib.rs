@@ -52,7 +52,7 @@ pub use migrations::SchemaVersions;
 pub use postgres::PgStore;
 pub use record::{
     CertificateRecord, ListFilter, NewCertificate, ReleaseOutcome, Revocation, RevocationChange, RevocationChanges,
-    RevokeOutcome, RevokedEntry, RevokedSerials,
+    RevokeOutcome, RevokedEntry, RevokedSerialsSink,
 };
 pub use revocation_log::{RevocationNotice, RevocationNotices};
 pub use site_certificates::{NewSiteCertificate, SiteCertificate, SiteCertificateStore};
@@ -186,9 +186,12 @@ pub trait Store: Send + Sync {
     /// Takes the next CRL number of an issuer: 1 for its first CRL, then one more each call.
     async fn next_crl_number(&self, issuer: &str) -> Result<u64>;
 
-    /// The revoked serials of one issuer now, with the cursor to follow their
-    /// changes from ([`revocation_changes`](Store::revocation_changes)).
-    async fn revoked_serials(&self, issuer: &str) -> Result<RevokedSerials>;
+    /// The revoked serials of one issuer now, handed to `into` one by one as they are
+    /// read (never all held at once); returns the cursor to follow their changes from
+    /// ([`revocation_changes`](Store::revocation_changes)). The serials and the cursor
+    /// are of one moment, so the changes after the cursor are exactly those the
+    /// serials miss.
+    async fn revoked_serials(&self, issuer: &str, into: &mut dyn RevokedSerialsSink) -> Result<u64>;
 
     /// The changes of one issuer's revocations (revoked, hold released) made after
     /// `cursor`, in order. None is ever missed: see `revocation_log.rs`.
@@ -230,8 +233,8 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     async fn next_crl_number(&self, issuer: &str) -> Result<u64> {
         (**self).next_crl_number(issuer).await
     }
-    async fn revoked_serials(&self, issuer: &str) -> Result<RevokedSerials> {
-        (**self).revoked_serials(issuer).await
+    async fn revoked_serials(&self, issuer: &str, into: &mut dyn RevokedSerialsSink) -> Result<u64> {
+        (**self).revoked_serials(issuer, into).await
     }
     async fn revocation_changes(&self, issuer: &str, cursor: u64) -> Result<RevocationChanges> {
         (**self).revocation_changes(issuer, cursor).await

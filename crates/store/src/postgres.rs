@@ -7,8 +7,14 @@
 //! `synchronous_commit` back on where the server or role turned it off. The
 //! schema version lives in the one-row table `gatehouse_schema`, and migrating
 //! holds an advisory lock, so instances that start at once migrate one at a time.
+//!
+//! A read or write waits [`ACQUIRE_TIMEOUT`] for a connection, not sqlx's 30 s: a
+//! gateway whose database went away learns it within seconds and serves on with
+//! what it read last. Since sqlx retries a refused connection until then and keeps
+//! no cause, [`SqlStore::unreachable`] finds out what happened by connecting once.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, Postgres};
@@ -20,6 +26,14 @@ use crate::{Result, StoreError};
 
 /// The issuance database in a PostgreSQL database.
 pub type PgStore = SqlStore<Postgres>;
+
+/// How long a query waits for a connection of the pool (sqlx's default is 30 s): far
+/// more than a busy pool of a healthy database makes anyone wait, and short enough
+/// that a database that went away is noticed within seconds.
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long [`SqlStore::unreachable`] waits for its one connection.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The key of the advisory lock held while migrating: "gatehous" in ASCII, so a
 /// DBA who sees it in `pg_locks` can tell whose it is.
@@ -49,12 +63,14 @@ impl SqlStore<Postgres> {
         first.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(|connection, _| {
                 Box::pin(async move { sqlx::raw_sql(DURABLE_COMMITS).execute(connection).await.map(drop) })
             })
             .connect_lazy_with(options.clone());
         let nonces = PgPoolOptions::new()
             .max_connections(2)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(|connection, _| {
                 Box::pin(
                     async move { sqlx::raw_sql("SET synchronous_commit = off").execute(connection).await.map(drop) },
@@ -63,6 +79,47 @@ impl SqlStore<Postgres> {
             .connect_lazy_with(options);
         Ok((SqlStore { pool, nonces: Nonces::Pool(nonces), durability: Durability::AtCommit }, versions))
     }
+}
+
+impl SqlStore<Postgres> {
+    /// `error`, or why the database cannot be reached where that is what `error` hides:
+    /// the pool timed out (sqlx retries a refused connection until then and keeps no
+    /// cause) or a connection broke. Found by connecting once, for at most
+    /// [`PROBE_TIMEOUT`]; a database that answers leaves `error` as it was (a pool
+    /// too busy, say).
+    pub(crate) async fn unreachable(&self, error: StoreError) -> StoreError {
+        unreachable(&self.pool.connect_options(), error).await
+    }
+}
+
+/// [`SqlStore::unreachable`] of the database `options` connect to.
+pub(crate) async fn unreachable(options: &PgConnectOptions, error: StoreError) -> StoreError {
+    let StoreError::Backend(
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_),
+    ) = error
+    else {
+        return error;
+    };
+    // Built from the options, so it has no password to elide.
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    );
+    let source = match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(options)).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            return error;
+        }
+        Ok(Err(source)) => source,
+        Err(_) => sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+        )),
+    };
+    StoreError::Connect { url, source }
 }
 
 /// Brings the schema up to date, one instance at a time.

@@ -106,15 +106,25 @@ pub enum ListFilter {
     Undelivered,
 }
 
-/// The revoked serials of one issuer as of one moment, and the cursor of that
-/// moment: [`Store::revocation_changes`](crate::Store::revocation_changes) after it
-/// gives every change made since.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevokedSerials {
-    /// Serials, uppercase hex.
-    pub serials: Vec<String>,
-    /// The position in the revocation change log this set is as of.
-    pub cursor: u64,
+/// What receives the revoked serials of one issuer as
+/// [`Store::revoked_serials`](crate::Store::revoked_serials) reads them: one at a
+/// time, each freed once handed over, so no one holds them all as text (at 10 million
+/// serials that was 720 MB for a moment, beside a compact set of 168 MB).
+pub trait RevokedSerialsSink: Send {
+    /// How many serials follow; told once, before the first.
+    fn expect(&mut self, count: usize);
+    /// The next serial, uppercase hex; they come in no particular order.
+    fn serial(&mut self, serial: &str);
+}
+
+/// The serials collected as text, for a caller that wants them all (a few, in tests).
+impl RevokedSerialsSink for Vec<String> {
+    fn expect(&mut self, count: usize) {
+        self.reserve(count);
+    }
+    fn serial(&mut self, serial: &str) {
+        self.push(serial.to_owned());
+    }
 }
 
 /// One change of a certificate's revocation state.
@@ -134,6 +144,7 @@ pub struct RevocationChanges {
     pub changes: Vec<RevocationChange>,
     /// The position in the change log these changes reach. Lower than the cursor
     /// asked with only when the database is not the one that cursor came from (a
-    /// restored or copied database): then read [`RevokedSerials`] afresh.
+    /// restored or copied database): then read the whole set afresh
+    /// ([`Store::revoked_serials`](crate::Store::revoked_serials)).
     pub cursor: u64,
 }

@@ -17,13 +17,20 @@
 //! same SQL runs there.
 //!
 //! The full set and the changes are read in one snapshot transaction together with
-//! the counter, so the cursor returned is exactly what was read.
+//! the counter, so the cursor returned is exactly what was read. The full set is
+//! streamed row by row out of that transaction (PostgreSQL sends rows as the reader
+//! takes them; sqlx's SQLite worker hands them over through a small bounded channel),
+//! so a reader of 10 million serials never holds them all as text; the transaction,
+//! and with it the snapshot, stays open until the last row is read.
 
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use futures_util::TryStreamExt;
+use std::sync::Arc;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Pool, Postgres};
 
 use crate::backend::for_every_backend;
-use crate::record::{RevocationChange, RevocationChanges, RevokedSerials};
+use crate::record::{RevocationChange, RevocationChanges, RevokedSerialsSink};
 use crate::{Result, StoreError};
 
 /// The PostgreSQL channel that revoking transactions notify, the issuer's key id
@@ -62,18 +69,35 @@ for_every_backend! {
             Ok(())
         }
 
-        /// The revoked serials of `issuer` and the counter, as of one moment.
-        pub(crate) async fn read_revoked_serials(&self, issuer: &str) -> Result<RevokedSerials> {
+        /// The revoked serials of `issuer`, handed to `into` as they are read, and the
+        /// counter, as of one moment.
+        pub(crate) async fn read_revoked_serials(
+            &self,
+            issuer: &str,
+            into: &mut dyn RevokedSerialsSink,
+        ) -> Result<u64> {
             let mut tx = self.pool.begin_with(DB::BEGIN_SNAPSHOT).await?;
             let last: i64 = sqlx::query_scalar("SELECT last FROM revocation_sequence").fetch_one(&mut *tx).await?;
-            let serials: Vec<String> = sqlx::query_scalar(
-                "SELECT serial FROM certificates WHERE issuer = $1 AND revoked_at IS NOT NULL ORDER BY serial",
+            // Counted first, in the same snapshot, so the reader can make room once.
+            let count: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM certificates WHERE issuer = $1 AND revoked_at IS NOT NULL")
+                    .bind(issuer)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            into.expect(usize::try_from(count).unwrap_or(0));
+            // In no order: the reader sorts what it builds, and a sort of 10 million
+            // rows here costs the database seconds (SQLite: in the gateway's process).
+            let mut serials = sqlx::query_scalar::<_, String>(
+                "SELECT serial FROM certificates WHERE issuer = $1 AND revoked_at IS NOT NULL",
             )
             .bind(issuer)
-            .fetch_all(&mut *tx)
-            .await?;
+            .fetch(&mut *tx);
+            while let Some(serial) = serials.try_next().await? {
+                into.serial(&serial);
+            }
+            drop(serials);
             tx.commit().await?;
-            Ok(RevokedSerials { serials, cursor: cursor(last)? })
+            cursor(last)
         }
 
         /// The changes of `issuer` after `after` and the counter, as of one moment.
@@ -118,6 +142,8 @@ pub enum RevocationNotice {
 #[derive(Debug)]
 pub struct RevocationNotices {
     listener: PgListener,
+    /// How it connects, to say why when it cannot.
+    options: Arc<PgConnectOptions>,
 }
 
 impl RevocationNotices {
@@ -126,21 +152,23 @@ impl RevocationNotices {
     pub(crate) async fn listen(store_pool: &Pool<Postgres>) -> Result<RevocationNotices> {
         let pool = PgPoolOptions::new()
             .max_connections(1)
+            .acquire_timeout(crate::postgres::ACQUIRE_TIMEOUT)
             .max_lifetime(None)
             .idle_timeout(None)
             .connect_lazy_with((*store_pool.connect_options()).clone());
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(CHANNEL).await?;
-        Ok(RevocationNotices { listener })
+        Ok(RevocationNotices { listener, options: store_pool.connect_options() })
     }
 
     /// Waits for the next notice. An error means the connection is gone and could not
     /// be made again; drop this and [`listen`](crate::Store::revocation_notices) anew
     /// after a while.
     pub async fn next(&mut self) -> Result<RevocationNotice> {
-        Ok(match self.listener.try_recv().await? {
-            Some(notification) => RevocationNotice::Changed { issuer: notification.payload().to_owned() },
-            None => RevocationNotice::Missed,
-        })
+        match self.listener.try_recv().await {
+            Ok(Some(notification)) => Ok(RevocationNotice::Changed { issuer: notification.payload().to_owned() }),
+            Ok(None) => Ok(RevocationNotice::Missed),
+            Err(e) => Err(crate::postgres::unreachable(&self.options, e.into()).await),
+        }
     }
 }

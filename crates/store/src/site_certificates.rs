@@ -9,13 +9,15 @@
 //! instead of overwriting what the new holder wrote.
 
 use async_trait::async_trait;
+use sqlx::Row;
 
 use crate::backend::for_every_backend;
 use crate::leases::Lease;
 use crate::{Result, StoreError};
 
-/// A site's certificate as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A site's certificate as stored (and as a [`Snapshot`](crate::Snapshot) carries it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SiteCertificate {
     /// What it is stored by (for example the site's sorted names).
     pub name: String,
@@ -45,6 +47,9 @@ pub struct NewSiteCertificate<'a> {
     /// The leaf's notAfter, unix seconds.
     pub not_after: i64,
 }
+
+pub(crate) const SELECT_SITE_CERTIFICATE: &str =
+    "SELECT name, chain_pem, key_pem, not_after, updated_at, lease, fencing FROM site_certificates";
 
 /// Site certificates in the shared database.
 #[async_trait]
@@ -95,22 +100,49 @@ for_every_backend! {
         }
 
         async fn site_certificate(&self, name: &str) -> Result<Option<SiteCertificate>> {
-            let row: Option<(String, String, String, i64, i64, String, i64)> = sqlx::query_as(
-                "SELECT name, chain_pem, key_pem, not_after, updated_at, lease, fencing \
-                 FROM site_certificates WHERE name = $1",
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT_SITE_CERTIFICATE} WHERE name = $1")))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(Self::site_certificate_from_row).transpose()
+        }
+    }
+}
+
+for_every_backend! {
+    impl SqlStore {
+        pub(crate) fn site_certificate_from_row(row: &DB::Row) -> Result<SiteCertificate> {
+            Ok(SiteCertificate {
+                name: row.try_get("name")?,
+                chain_pem: row.try_get("chain_pem")?,
+                key_pem: row.try_get("key_pem")?,
+                not_after: row.try_get("not_after")?,
+                updated_at: row.try_get("updated_at")?,
+                lease: row.try_get("lease")?,
+                fencing: row.try_get("fencing")?,
+            })
+        }
+
+        /// Writes a stored certificate as it is, lease and fencing token included (a
+        /// restore: the lease it names is not copied, and a new one writes over it).
+        pub(crate) async fn insert_site_certificate(
+            tx: &mut sqlx::Transaction<'static, DB>,
+            certificate: &SiteCertificate,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO site_certificates (name, chain_pem, key_pem, not_after, updated_at, lease, fencing) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind(name)
-            .fetch_optional(&self.pool)
+            .bind(&certificate.name)
+            .bind(&certificate.chain_pem)
+            .bind(&certificate.key_pem)
+            .bind(certificate.not_after)
+            .bind(certificate.updated_at)
+            .bind(&certificate.lease)
+            .bind(certificate.fencing)
+            .execute(&mut **tx)
             .await?;
-            Ok(row.map(|(name, chain_pem, key_pem, not_after, updated_at, lease, fencing)| SiteCertificate {
-                name,
-                chain_pem,
-                key_pem,
-                not_after,
-                updated_at,
-                lease,
-                fencing,
-            }))
+            Ok(())
         }
     }
 }

@@ -6,13 +6,23 @@
 //! into a database that holds nothing, so a copy lands whole or not at all, and
 //! it refuses a database that holds anything rather than merge two histories
 //! (two CAs' serials, CRL numbers and ACME accounts cannot be merged safely).
-//! Nonces are not copied: they live minutes, and a client given a fresh one
-//! retries after a `badNonce`.
+//!
+//! Two tables are not copied. Nonces live minutes, and a client given a fresh one
+//! retries after a `badNonce`. Leases (`leases.rs`) live seconds, and their fencing
+//! tokens mean something only in the database that handed them out: a copied or
+//! restored database starts with no lease, the first instance that renews a site
+//! takes a new one, and site certificates (which are copied, keys still encrypted
+//! as stored) keep the name and token of the lease they were written under only as
+//! a record.
 //!
 //! A snapshot is also what a backup seals (`backup.rs`), as JSON: its field names
 //! are part of the backup format. A field added later takes `#[serde(default)]`
 //! so older backups still restore; unknown fields are refused, so an older
 //! gatehouse never restores part of a newer backup.
+//!
+//! Carrying another table touches four places: a field of [`Snapshot`], the table in
+//! `TABLES` (so a copy refuses a target that holds its rows), its rows read in
+//! `export` (with `read_all` and the table's row reader) and written in `import`.
 
 use std::collections::HashMap;
 
@@ -24,9 +34,10 @@ use crate::backend::for_every_backend;
 use crate::ca_files::CaFile;
 use crate::certificates::{Recorded, SELECT_CERTIFICATE};
 use crate::record::CertificateRecord;
+use crate::site_certificates::{SELECT_SITE_CERTIFICATE, SiteCertificate};
 use crate::{Result, StoreError};
 
-/// Everything a store holds but nonces.
+/// Everything a store holds but nonces and leases.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Snapshot {
@@ -47,6 +58,9 @@ pub struct Snapshot {
     /// The CA's own files, on a storage that keeps them (`ca_files.rs`): keys only
     /// encrypted or as token URIs. Absent from backups made before schema version 5.
     pub ca_files: Vec<CaFile>,
+    /// Site certificates stored once for every gateway (`site_certificates.rs`), keys
+    /// encrypted as stored. Absent from backups made before schema version 6.
+    pub site_certificates: Vec<SiteCertificate>,
 }
 
 /// The last CRL number an issuer took.
@@ -78,11 +92,12 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("acme_authorizations", "ACME authorization", "ACME authorizations"),
     ("acme_eab_keys", "EAB key", "EAB keys"),
     ("ca_files", "CA file", "CA files"),
+    ("site_certificates", "site certificate", "site certificates"),
 ];
 
 for_every_backend! {
     impl SqlStore {
-        /// Everything but nonces, as of one moment.
+        /// Everything but nonces and leases, as of one moment.
         pub(crate) async fn export(&self) -> Result<Snapshot> {
             let mut tx = self.pool.begin_with(DB::BEGIN_SNAPSHOT).await?;
             let certificates =
@@ -132,6 +147,12 @@ for_every_backend! {
                 Self::ca_file_from_row,
             )
             .await?;
+            let site_certificates = Self::read_all(
+                &mut tx,
+                format!("{SELECT_SITE_CERTIFICATE} ORDER BY name"),
+                Self::site_certificate_from_row,
+            )
+            .await?;
             tx.commit().await?;
             Ok(Snapshot {
                 certificates,
@@ -142,6 +163,7 @@ for_every_backend! {
                 acme_orders,
                 acme_eab_keys,
                 ca_files,
+                site_certificates,
             })
         }
 
@@ -155,7 +177,7 @@ for_every_backend! {
             rows.iter().map(from_row).collect()
         }
 
-        /// Writes `snapshot` into this store, which must hold nothing but nonces, in one transaction.
+        /// Writes `snapshot` into this store, which must hold nothing but nonces and leases, in one transaction.
         pub(crate) async fn import(&self, snapshot: &Snapshot) -> Result<()> {
             let mut tx = self.write_transaction().await?;
             let mut held = Vec::new();
@@ -204,6 +226,9 @@ for_every_backend! {
             }
             for file in &snapshot.ca_files {
                 Self::insert_ca_file(&mut tx, file).await?;
+            }
+            for certificate in &snapshot.site_certificates {
+                Self::insert_site_certificate(&mut tx, certificate).await?;
             }
             tx.commit().await?;
             Ok(())

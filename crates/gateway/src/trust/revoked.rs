@@ -218,6 +218,12 @@ impl RevokedSetBuilder {
         }
     }
 
+    /// Makes room for `additional` more serials of up to 16 bytes (all that
+    /// `pki::Serial::random` makes), so that the array is allocated once.
+    pub fn reserve(&mut self, additional: usize) {
+        self.short.reserve_exact(additional);
+    }
+
     /// How many serials pushed so far were not hex.
     pub fn unreadable(&self) -> usize {
         self.unreadable
@@ -226,13 +232,24 @@ impl RevokedSetBuilder {
     /// The set of the serials pushed.
     pub fn build(self) -> RevokedSet {
         let RevokedSetBuilder { mut short, mut long, .. } = self;
-        // The store reads them in serial order, so this is usually one pass.
+        // The store hands them over in no particular order.
         short.sort_unstable();
         short.dedup();
         short.shrink_to_fit();
         long.sort_unstable();
         long.dedup();
         RevokedSet { base: Arc::new(Base::new(short)), added: Vec::new(), removed: Vec::new(), long: Arc::new(long) }
+    }
+}
+
+/// The gateway's first load: the store streams an issuer's revoked serials straight
+/// into the builder.
+impl store::RevokedSerialsSink for RevokedSetBuilder {
+    fn expect(&mut self, count: usize) {
+        self.reserve(count);
+    }
+    fn serial(&mut self, serial: &str) {
+        self.push_hex(serial);
     }
 }
 

@@ -7,14 +7,18 @@ use std::time::Duration;
 
 use store::{
     Database, ReleaseOutcome, Revocation, RevocationChange, RevocationNotice, RevocationNotices, RevokeOutcome,
-    RevokedSerials, Store,
+    RevokedSerialsSink, Store, StoreError,
 };
 use tokio::task::JoinSet;
 
 use crate::certificates::cert;
 use crate::fresh::{Fresh, on_both_backends};
 
-on_both_backends!(changes_are_read_after_a_cursor, a_cursor_from_another_database_reads_as_behind);
+on_both_backends!(
+    changes_are_read_after_a_cursor,
+    a_cursor_from_another_database_reads_as_behind,
+    a_revocation_committed_while_the_set_streams_is_the_first_change_after_its_cursor,
+);
 
 const HOLD: Revocation = Revocation { revoked_at: 5, reason: 6 };
 const KEY_COMPROMISE: Revocation = Revocation { revoked_at: 5, reason: 1 };
@@ -23,11 +27,18 @@ fn change(serial: &str, revoked: bool) -> RevocationChange {
     RevocationChange { serial: serial.into(), revoked }
 }
 
+/// The revoked serials of `issuer` as text, and the cursor read with them.
+async fn revoked_serials(store: &Database, issuer: &str) -> (Vec<String>, u64) {
+    let mut serials = Vec::new();
+    let cursor = store.revoked_serials(issuer, &mut serials).await.unwrap();
+    (serials, cursor)
+}
+
 async fn changes_are_read_after_a_cursor(db: &Fresh) {
     let store = db.open().await;
     let other_issuer = store::NewCertificate { serial: "C1".into(), issuer: "CD".into(), ..cert("C1", 100) };
     store.record_issued(&[cert("01", 100), cert("02", 100), cert("03", 100), other_issuer]).await.unwrap();
-    let RevokedSerials { serials, cursor: start } = store.revoked_serials("AB").await.unwrap();
+    let (serials, start) = revoked_serials(&store, "AB").await;
     assert!(serials.is_empty(), "{serials:?}");
 
     store.revoke("01", HOLD).await.unwrap();
@@ -46,8 +57,7 @@ async fn changes_are_read_after_a_cursor(db: &Fresh) {
     let released = store.revocation_changes("AB", first.cursor).await.unwrap();
     assert_eq!(released.changes, [change("01", false)]);
 
-    let now = store.revoked_serials("AB").await.unwrap();
-    assert_eq!(now, RevokedSerials { serials: vec!["02".into()], cursor: released.cursor });
+    assert_eq!(revoked_serials(&store, "AB").await, (vec!["02".to_owned()], released.cursor));
 
     // The log is durable, and read from any cursor.
     drop(store);
@@ -66,6 +76,68 @@ async fn a_cursor_from_another_database_reads_as_behind(db: &Fresh) {
     assert!(read.cursor < 1000, "a cursor past the log comes back lower, so the reader reloads: {read:?}");
 }
 
+/// Collects the serials a store streams, and after the first one waits (blocking the
+/// reading task, as a slow reader would) until `revoke` has revoked another serial
+/// and committed.
+struct RevokeMidStream {
+    serials: Vec<String>,
+    expected: Option<usize>,
+    revoke: Option<std::sync::mpsc::SyncSender<std::sync::mpsc::SyncSender<()>>>,
+}
+
+impl RevokedSerialsSink for RevokeMidStream {
+    fn expect(&mut self, count: usize) {
+        self.expected = Some(count);
+    }
+    fn serial(&mut self, serial: &str) {
+        self.serials.push(serial.to_owned());
+        if let Some(revoke) = self.revoke.take() {
+            let (done, revoked) = std::sync::mpsc::sync_channel(1);
+            revoke.send(done).expect("the revoking thread is there");
+            revoked.recv().expect("the revoking thread answers");
+        }
+    }
+}
+
+/// The set read in one stream is of one moment: a revocation committed by another
+/// connection after the first serial was handed over (the last certificate, which a
+/// reader outside the snapshot would still come to) is not in the set, and is the
+/// first change after the cursor read with it. The load plus that change is the set now.
+async fn a_revocation_committed_while_the_set_streams_is_the_first_change_after_its_cursor(db: &Fresh) {
+    let store = db.open().await;
+    let serials: Vec<String> = (1..=200).map(|i| format!("{i:04X}")).collect();
+    store.record_issued(&serials.iter().map(|serial| cert(serial, 100)).collect::<Vec<_>>()).await.unwrap();
+    for serial in serials.iter().step_by(2) {
+        store.revoke(serial, KEY_COMPROMISE).await.unwrap();
+    }
+    let late = "00C8"; // the last one, not revoked yet
+    let (revoke, revoke_asked) = std::sync::mpsc::sync_channel(1);
+    let url = db.url.clone();
+    let revoker = std::thread::spawn(move || {
+        let done: std::sync::mpsc::SyncSender<()> = revoke_asked.recv().expect("asked to revoke");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let other = Database::open(&url).await.unwrap();
+            assert_eq!(other.revoke(late, KEY_COMPROMISE).await.unwrap(), RevokeOutcome::Revoked);
+        });
+        done.send(()).unwrap();
+    });
+    let mut sink = RevokeMidStream { serials: Vec::new(), expected: None, revoke: Some(revoke) };
+    let cursor = store.revoked_serials("AB", &mut sink).await.unwrap();
+    revoker.join().expect("the revoking thread");
+
+    let before: Vec<String> = serials.iter().step_by(2).cloned().collect();
+    assert_eq!(sink.expected, Some(100), "the count is of the same moment");
+    sink.serials.sort();
+    assert_eq!(sink.serials, before, "the set streamed is as of its start");
+    let after = store.revocation_changes("AB", cursor).await.unwrap();
+    assert_eq!(after.changes, [change(late, true)], "the change the set missed is the one after its cursor");
+    let (mut now, now_cursor) = revoked_serials(&store, "AB").await;
+    now.sort();
+    assert_eq!(now_cursor, after.cursor);
+    assert_eq!(now, [before, vec![late.to_owned()]].concat());
+}
+
 #[tokio::test]
 async fn sqlite_has_no_notices_to_push() {
     let store = Fresh::sqlite().await.open().await;
@@ -80,7 +152,7 @@ async fn revocations_by_two_instances_at_once_are_all_read_through_a_cursor() {
     let (a, b, reader) = (db.open().await, db.open().await, db.open().await);
     let serials: BTreeSet<String> = (0..50).map(|i| format!("{i:02X}")).collect();
     a.record_issued(&serials.iter().map(|serial| cert(serial, 100)).collect::<Vec<_>>()).await.unwrap();
-    let start = reader.revoked_serials("AB").await.unwrap().cursor;
+    let (_, start) = revoked_serials(&reader, "AB").await;
 
     let mut revokers = JoinSet::new();
     for (i, serial) in serials.iter().enumerate() {
@@ -110,9 +182,9 @@ async fn revocations_by_two_instances_at_once_are_all_read_through_a_cursor() {
     assert!(read.iter().all(|c| c.revoked));
     let union: BTreeSet<String> = read.into_iter().map(|c| c.serial).collect();
     assert_eq!(union, serials, "the union of the batches is the revoked set");
-    let now = reader.revoked_serials("AB").await.unwrap();
-    assert_eq!(now.serials.into_iter().collect::<BTreeSet<_>>(), serials);
-    assert_eq!(now.cursor, cursor);
+    let (now, now_cursor) = revoked_serials(&reader, "AB").await;
+    assert_eq!(now.into_iter().collect::<BTreeSet<_>>(), serials);
+    assert_eq!(now_cursor, cursor);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,6 +223,40 @@ async fn a_listener_whose_connection_is_cut_says_so_and_hears_again_once_listeni
     }
     b.revoke("01", HOLD).await.unwrap();
     assert_eq!(heard(&mut notices).await, RevocationNotice::Changed { issuer: "AB".into() });
+}
+
+/// What a gateway reads while it serves, from a PostgreSQL that was stopped: each
+/// read fails (after the pool's acquire timeout of a few seconds, not sqlx's 30 s)
+/// with why: the database's URL, without its password, and the refused connection.
+/// Once PostgreSQL is back, the same store reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_reads_of_a_stopped_postgres_say_it_cannot_be_reached() {
+    let mut cluster = test_cluster::Private::start();
+    let url = cluster.database().await;
+    let store = Database::open(&url).await.unwrap();
+    store.record_issued(&[cert("01", 100)]).await.unwrap();
+    let (_, cursor) = revoked_serials(&store, "AB").await;
+
+    cluster.stop();
+    let unreachable = format!("cannot connect to the database postgres://gatehouse@127.0.0.1:{}/", cluster.port());
+    let errors = [
+        store.revocation_changes("AB", cursor).await.unwrap_err(),
+        store.revoked_serials("AB", &mut Vec::new()).await.unwrap_err(),
+        store.revocation_notices().await.unwrap_err(),
+    ];
+    for err in errors {
+        let message = err.to_string();
+        assert!(matches!(err, StoreError::Connect { .. }), "{message}");
+        assert!(message.starts_with(&unreachable), "{message}");
+        assert!(message.contains("Connection refused"), "{message}");
+        assert!(message.contains("check that PostgreSQL is running there"), "{message}");
+        assert!(!message.contains(":pw"), "the password is in the message: {message}");
+    }
+
+    cluster.start_again();
+    store.revoke("01", KEY_COMPROMISE).await.unwrap();
+    let back = store.revocation_changes("AB", cursor).await.unwrap();
+    assert_eq!(back.changes, [change("01", true)]);
 }
 
 /// A new PostgreSQL database with certificate 01, two instances on it, and the first one's notices.

@@ -1,8 +1,11 @@
 //! Moving a store between backends: export, import into an empty database, and
 //! the schema versions opening reports (for `gatehouse store copy` and `store migrate`).
 
+use std::time::Duration;
+
 use store::{
-    AcmeEabKey, AcmeStore, Database, ListFilter, Revocation, SchemaVersions, Snapshot, StorageUrl, Store, StoreError,
+    AcmeEabKey, AcmeStore, Database, LeaseStore, ListFilter, NewSiteCertificate, Revocation, SchemaVersions,
+    SiteCertificateStore, Snapshot, StorageUrl, Store, StoreError,
 };
 
 use crate::acme::{account, order};
@@ -10,13 +13,18 @@ use crate::certificates::cert;
 use crate::fresh::{Fresh, on_both_backends};
 
 on_both_backends!(
-    a_copy_to_either_backend_holds_everything_but_nonces,
+    a_copy_to_either_backend_holds_everything_but_nonces_and_leases,
     a_target_that_holds_anything_is_refused_and_left_as_it_was,
     opening_says_which_schema_version_it_found_and_left,
 );
 
+/// A site's renewal lease, held for longer than any test runs.
+const SITE_LEASE: &str = "acme/www.example.test";
+const HOUR: Duration = Duration::from_secs(3600);
+
 /// A store with one of everything: delivered, undelivered, revoked and ACME-issued
-/// certificates, CRL numbers, an account with an order, a failed challenge, EAB keys.
+/// certificates, CRL numbers, an account with an order, a failed challenge, EAB keys,
+/// a site certificate written under its lease (still held).
 async fn filled(store: &Database) {
     let mut from_acme = cert("03", 300);
     from_acme.source = Some("acme:a1/o1".into());
@@ -44,14 +52,24 @@ async fn filled(store: &Database) {
     store.eab_insert(&eab).await.unwrap();
     store.eab_insert(&AcmeEabKey { kid: "k2".into(), revoked_at: Some(6), account_id: None, ..eab }).await.unwrap();
     store.nonce_insert("n1", i64::MAX).await.unwrap();
+    let lease = store.acquire_lease(SITE_LEASE, "instance-a", HOUR).await.unwrap().expect("a free lease");
+    let site = NewSiteCertificate {
+        name: "www.example.test",
+        chain_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        key_pem: "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIF\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        not_after: 2_000_000_000,
+    };
+    store.put_site_certificate(site, &lease).await.unwrap();
 }
 
-async fn a_copy_to_either_backend_holds_everything_but_nonces(db: &Fresh) {
+async fn a_copy_to_either_backend_holds_everything_but_nonces_and_leases(db: &Fresh) {
     let source = db.open().await;
     filled(&source).await;
     let exported = source.export().await.unwrap();
     assert_eq!(exported.certificates.len(), 4);
     assert_eq!(exported.acme_challenge_failures.len(), 1);
+    let site = source.site_certificate("www.example.test").await.unwrap().expect("the site certificate");
+    assert_eq!(exported.site_certificates, std::slice::from_ref(&site));
     for target in [Fresh::sqlite().await, Fresh::postgres().await] {
         let copy = target.open().await;
         copy.import(&exported).await.unwrap();
@@ -67,6 +85,10 @@ async fn a_copy_to_either_backend_holds_everything_but_nonces(db: &Fresh) {
         assert_eq!(copy.failed_validations_since("a1", 0).await.unwrap(), 1);
         assert_eq!(copy.eab_keys().await.unwrap(), source.eab_keys().await.unwrap());
         assert!(!copy.nonce_take("n1", 0).await.unwrap(), "nonces are not copied");
+        assert_eq!(copy.site_certificate("www.example.test").await.unwrap().as_ref(), Some(&site));
+        // The lease the source holds is not copied: another instance takes it at once on the copy.
+        let lease = copy.acquire_lease(SITE_LEASE, "instance-b", HOUR).await.unwrap();
+        assert!(lease.is_some(), "a copy starts with no lease held");
     }
 }
 
@@ -84,10 +106,11 @@ async fn a_target_that_holds_anything_is_refused_and_left_as_it_was(db: &Fresh) 
     let left = target.export().await.unwrap();
     assert_eq!(left.certificates.len(), 1);
     assert!(left.acme_accounts.is_empty());
-    // Nonces alone do not make a database hold anything worth keeping.
+    // Nonces and leases alone do not make a database hold anything worth keeping.
     let empty_file = Fresh::sqlite().await;
     let empty = empty_file.open().await;
     empty.nonce_insert("n1", 1).await.unwrap();
+    empty.acquire_lease(SITE_LEASE, "instance-a", HOUR).await.unwrap().expect("a free lease");
     empty.import(&Snapshot::default()).await.unwrap();
 }
 
