@@ -126,7 +126,7 @@ for_every_backend! {
         /// Writes a stored certificate as it is, lease and fencing token included (a
         /// restore: the lease it names is not copied, and a new one writes over it).
         pub(crate) async fn insert_site_certificate(
-            tx: &mut sqlx::Transaction<'static, DB>,
+            connection: &mut DB::Connection,
             certificate: &SiteCertificate,
         ) -> Result<()> {
             sqlx::query(
@@ -140,7 +140,7 @@ for_every_backend! {
             .bind(certificate.updated_at)
             .bind(&certificate.lease)
             .bind(certificate.fencing)
-            .execute(&mut **tx)
+            .execute(&mut *connection)
             .await?;
             Ok(())
         }
