@@ -102,8 +102,9 @@ pub enum StoreCommand {
     /// Bring the schema of the storage (--storage, default the data dir's SQLite file) to this
     /// gatehouse's version, and say from which version to which.
     Migrate,
-    /// Copy certificates, revocations, CRL numbers and ACME state from one database into
-    /// another, empty one, in one transaction (nonces are not copied).
+    /// Copy certificates, revocations, CRL numbers, ACME state, the CA kept there and stored
+    /// site certificates from one database into another, empty one, in one transaction
+    /// (nonces and renewal leases, which live seconds to minutes, are not copied).
     Copy {
         /// The database to copy: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE.
         #[arg(long, value_name = "URL")]
