@@ -156,6 +156,44 @@ fn is_host_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acme_client::{Challenges, HTTP_01_PREFIX};
+
+    const TOKEN: &str = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA";
+
+    /// Two instances' challenges on one database file: what one publishes, the other
+    /// answers, until it is removed.
+    #[tokio::test]
+    async fn an_answer_published_by_one_instance_is_served_by_another_until_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gatehouse.db");
+        let orderer = Challenges::shared(SharedAnswers::new(Database::open_sqlite(&path).await.unwrap()));
+        let other = Challenges::shared(SharedAnswers::new(Database::open_sqlite(&path).await.unwrap()));
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let path = format!("{HTTP_01_PREFIX}{TOKEN}");
+
+        let http = orderer.share(AnswerKind::Http01, TOKEN, "a.test", format!("{TOKEN}.thumb")).await.unwrap();
+        let digest = [7u8; 32];
+        let tls = orderer.share(AnswerKind::TlsAlpn01, "a.test", "a.test", hex::encode(digest)).await.unwrap();
+        assert_eq!(other.http_01_answer(&path).await, Some(format!("{TOKEN}.thumb")));
+        assert_eq!(other.http_01_answer("/.well-known/acme-challenge/short").await, None);
+        assert_eq!(other.http_01_answer(&format!("/other{TOKEN}")).await, None);
+        let key = other.tls_alpn_01_answer("a.test", &provider).await.expect("a challenge certificate");
+        let (_, cert) = x509_parser::parse_x509_certificate(&key.cert[0]).unwrap();
+        let extension = cert.extensions().iter().find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31").unwrap();
+        assert!(extension.critical);
+        assert_eq!(&extension.value[2..], digest, "the acmeIdentifier holds the shared digest");
+        assert!(other.tls_alpn_01_answer("b.test", &provider).await.is_none());
+
+        http.unwrap().remove().await;
+        drop(tls);
+        assert_eq!(other.http_01_answer(&path).await, None);
+        // The dropped guard removes its answer from a task of its own.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while other.tls_alpn_01_answer("a.test", &provider).await.is_some() {
+            assert!(std::time::Instant::now() < deadline, "the dropped answer was never removed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     #[test]
     fn only_what_could_be_a_token_or_a_name_is_looked_up() {
