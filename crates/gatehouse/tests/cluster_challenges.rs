@@ -5,7 +5,8 @@
 //! validation to the instance that does NOT hold the renewal lease, so the order
 //! succeeds only if that instance reads the answer the orderer shared through the
 //! database. Two instances registering at once end with one account, stored once
-//! (its key encrypted) and used by both.
+//! (its key encrypted) and used by both. With the database down, an instance serves
+//! as before and answers a challenge request it cannot look up as any other path.
 
 mod support;
 
@@ -251,4 +252,35 @@ fn two_instances_registering_at_once_share_one_account() {
     c.edge.wait_certificate(0, OBTAINED);
     assert!(c.edge.lines(0, ACCOUNT_REGISTERED).is_empty(), "C registered an account:\n{}", c.edge.proc.dump());
     assert_eq!(order_accounts(&[one, two, three]), accounts);
+}
+
+#[test]
+fn with_the_database_down_an_instance_serves_and_answers_challenge_requests_it_cannot_look_up() {
+    let mut cluster = test_cluster::Private::start();
+    let storage = cluster.database_blocking();
+    let env = Env::empty();
+    let upstream = Upstream::start(&env);
+    let (dir, host) = (tmp(), "down.example.test");
+    let mut a = start(dir.path(), &storage, &[host], "dns-01", &upstream);
+    a.edge.wait_certificate(0, OBTAINED);
+
+    // $ pg_ctl stop -m fast
+    cluster.stop();
+    assert_upstream_answered(&curl_edge(&a.edge, host, "/while-down", &server().root()), "/while-down");
+
+    // A challenge path with a token of the right shape is looked up, finds nothing (the
+    // database is away), and gets what any path gets: the redirect to HTTPS.
+    let token = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA";
+    let url = format!("http://{host}:{}/.well-known/acme-challenge/{token}", a.http);
+    let asked = Instant::now();
+    let r = curl(&["--resolve", &format!("{host}:{}:127.0.0.1", a.http), &url]);
+    let took = asked.elapsed();
+    assert_eq!(r.status, 308, "{r:?}");
+    eprintln!("a challenge request with the database down was answered in {} ms", ms(took));
+
+    // A tls-alpn-01 probe for a name with no answer is closed; ordinary handshakes go on.
+    let probe = s_client(a.edge.https, &["-servername", host, "-alpn", "acme-tls/1"], "");
+    assert!(pem_certs(&probe.stdout).is_empty(), "an acme-tls/1 probe got a certificate: {}", probe.all());
+    assert_upstream_answered(&curl_edge(&a.edge, host, "/after-probe", &server().root()), "/after-probe");
+    assert!(a.edge.proc.try_exit().is_none(), "{}", a.edge.proc.dump());
 }
