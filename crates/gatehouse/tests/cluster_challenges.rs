@@ -212,6 +212,14 @@ fn order_accounts(hosts: &[&str]) -> Vec<String> {
     String::from_utf8_lossy(&o.stdout).lines().map(str::to_owned).collect()
 }
 
+/// The status of account `id` in the ACME server's database.
+fn account_status(id: &str) -> String {
+    let db = server().env.data().join("gatehouse.db");
+    let query = format!("SELECT status FROM acme_accounts WHERE id = '{id}'");
+    let o = std::process::Command::new("sqlite3").arg(&db).arg(query).output().expect("run sqlite3");
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
 /// The account id in a data dir's `acme/ACME/account.json`.
 fn cached_account(instance: &Instance) -> String {
     let text = read(instance.edge.data.join("acme").join(ACME).join("account.json"));
@@ -242,6 +250,19 @@ fn two_instances_registering_at_once_share_one_account() {
     assert!(fields[2].ends_with(&format!("/{}", accounts[0])), "stored {stored}, ordered with {}", accounts[0]);
     let key = psql(&storage, "SELECT key_pem FROM acme_client_accounts");
     assert!(key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"), "the account key is stored in the clear");
+    let shared = |i: &Instance| i.edge.lines(0, "ACME account shared through the database").len();
+    assert_eq!(shared(&a) + shared(&b), 1, "instances that stored the account\nA:\n{}", a.edge.proc.dump());
+    let registered = a.edge.lines(0, ACCOUNT_REGISTERED).len() + b.edge.lines(0, ACCOUNT_REGISTERED).len();
+    let lost = |i: &Instance| i.edge.lines(0, "shared its ACME account first; using that one").len();
+    assert_eq!(lost(&a) + lost(&b), registered - 1, "a loser of the race did not take the stored account");
+    eprintln!("accounts registered at the CA by the two instances starting at once: {registered}");
+    // The loser's own account, never used, is deactivated at the CA.
+    let losers = [&a, &b].map(|i| i.edge.lines(0, "shared its ACME account first; using that one"));
+    for line in losers.iter().flatten() {
+        let ours = line.field("ours").unwrap_or_else(|| panic!("no ours= in {}", line.text));
+        let id = ours.rsplit('/').next().unwrap_or_default();
+        assert_eq!(account_status(id), "deactivated", "the losing account {ours}");
+    }
     assert_eq!(cached_account(&a), fields[2], "instance A's data dir copy");
     assert_eq!(cached_account(&b), fields[2], "instance B's data dir copy");
 
