@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use crate::acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeIdentifier, AcmeOrder, AcmeStore};
+use crate::acme_client::{AcmeClientStore, AnswerKind, ChallengeAnswer, ClientAccount};
 use crate::ca_files::CaFile;
 use crate::leases::{Lease, LeaseStore};
 use crate::migrations::SchemaVersions;
@@ -321,6 +322,25 @@ impl SiteCertificateStore for Database {
     }
     async fn site_certificate(&self, name: &str) -> Result<Option<SiteCertificate>> {
         on_backend!(self, store => store.site_certificate(name).await)
+    }
+}
+
+#[async_trait]
+impl AcmeClientStore for Database {
+    async fn put_answer(&self, answer: &ChallengeAnswer, ttl: std::time::Duration) -> Result<()> {
+        on_backend!(self, store => store.put_answer(answer, ttl).await)
+    }
+    async fn answer(&self, kind: AnswerKind, name: &str) -> Result<Option<ChallengeAnswer>> {
+        on_backend!(self, store => store.answer(kind, name).await)
+    }
+    async fn remove_answer(&self, answer: &ChallengeAnswer) -> Result<()> {
+        on_backend!(self, store => store.remove_answer(answer).await)
+    }
+    async fn client_account(&self, directory: &str, name: &str) -> Result<Option<ClientAccount>> {
+        on_backend!(self, store => store.client_account(directory, name).await)
+    }
+    async fn keep_client_account(&self, account: &ClientAccount) -> Result<ClientAccount> {
+        on_backend!(self, store => store.keep_client_account(account).await)
     }
 }
 

@@ -14,6 +14,8 @@
 //! Site certificates are stored once for all gateways (`site_certificates.rs`),
 //! written under a lease with a fencing token (`leases.rs`) so that one instance at
 //! a time renews a site.
+//! The ACME client's challenge answers and accounts are shared too (`acme_client.rs`),
+//! so that whichever instance a CA's validation reaches can answer it.
 //! A whole store can be read out and written into another as a [`Snapshot`]
 //! (`snapshot.rs`), which is how a CA moves between backends, and sealed with a
 //! passphrase into a backup file ([`seal_backup`], [`open_backup`], `backup.rs`).
@@ -25,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod acme;
+mod acme_client;
 mod acme_sql;
 mod backend;
 mod backup;
@@ -43,6 +46,7 @@ mod snapshot;
 mod sqlite;
 
 pub use acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeIdentifier, AcmeOrder, AcmeStore};
+pub use acme_client::{AcmeClientStore, AnswerKind, ChallengeAnswer, ClientAccount};
 pub use backend::{Backend, SqlStore};
 pub use backup::{BackupError, MIN_PASSPHRASE_CHARS, open as open_backup, seal as seal_backup};
 pub use ca_files::CaFile;

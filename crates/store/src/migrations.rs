@@ -297,6 +297,48 @@ CREATE TABLE site_certificates (
 );
 "#,
     },
+    // The ACME client's shared state (`acme_client.rs`): the answers to http-01 and
+    // tls-alpn-01 challenges while an order waits (transient; expiry in unix
+    // milliseconds by the database's clock), and the client's accounts, their keys
+    // encrypted by the caller.
+    Migration {
+        sqlite: r#"
+CREATE TABLE acme_client_answers (
+    kind       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+) STRICT;
+CREATE TABLE acme_client_accounts (
+    directory   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    account_url TEXT NOT NULL,
+    key_pem     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (directory, name)
+) STRICT;
+"#,
+        postgres: r#"
+CREATE TABLE acme_client_answers (
+    kind       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+CREATE TABLE acme_client_accounts (
+    directory   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    account_url TEXT NOT NULL,
+    key_pem     TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (directory, name)
+);
+"#,
+    },
 ];
 
 /// What opening a database did to its schema: the version it found (0 for a new

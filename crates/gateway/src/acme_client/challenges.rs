@@ -3,6 +3,8 @@
 //! here before it redirects, and the TLS listener a ClientHello that offers
 //! only `acme-tls/1` (RFC 8737). An answer is there from just before the CA
 //! is told to validate until the order is done ([`Presented`] takes it away).
+//! On a shared database the answers are also written there (`answers.rs`), and
+//! an answer this instance does not hold is looked for there.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -11,6 +13,10 @@ use rcgen::{CertificateParams, CustomExtension, KeyPair};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
+use store::{AnswerKind, ChallengeAnswer};
+
+use super::AcmeError;
+use super::answers::{Published, SharedAnswers};
 
 /// The ALPN protocol of tls-alpn-01.
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -18,14 +24,62 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// The path prefix of http-01 answers.
 pub const HTTP_01_PREFIX: &str = "/.well-known/acme-challenge/";
 
-/// Answers by token (http-01) and by name (tls-alpn-01).
+/// Answers by token (http-01) and by name (tls-alpn-01), and the database that
+/// shares them with the other instances, if there is one.
 #[derive(Default)]
 pub struct Challenges {
     http: RwLock<HashMap<String, String>>,
     tls_alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    shared: Option<SharedAnswers>,
 }
 
 impl Challenges {
+    /// Answers shared through `shared` as well as held here.
+    pub(crate) fn shared(shared: SharedAnswers) -> Challenges {
+        Challenges { shared: Some(shared), ..Challenges::default() }
+    }
+
+    /// The answer to an http-01 validation request for `path`: this instance's, else
+    /// one another instance shared. Anything but the challenge path is answered
+    /// `None` at once, without asking the database.
+    pub async fn http_01_answer(&self, path: &str) -> Option<String> {
+        let token = path.strip_prefix(HTTP_01_PREFIX)?;
+        if let Some(answer) = self.http_01(token) {
+            return Some(answer);
+        }
+        self.shared.as_ref()?.http_01(token).await
+    }
+
+    /// The challenge certificate for a tls-alpn-01 validation of SNI `name` (lowercase):
+    /// this instance's, else one made now for the digest another instance shared.
+    pub async fn tls_alpn_01_answer(&self, name: &str, provider: &CryptoProvider) -> Option<Arc<CertifiedKey>> {
+        if let Some(key) = self.tls_alpn_01(name) {
+            return Some(key);
+        }
+        let (identifier, digest) = self.shared.as_ref()?.tls_alpn_01(name).await?;
+        match tls_alpn_01_certificate(&identifier, &digest, provider) {
+            Ok(key) => Some(Arc::new(key)),
+            Err(e) => {
+                tracing::warn!(%identifier, error = %e, "cannot make the tls-alpn-01 certificate of a shared answer");
+                None
+            }
+        }
+    }
+
+    /// Writes an answer just presented into the shared database, for the other
+    /// instances to serve; `None` when nothing is shared.
+    pub(crate) async fn share(
+        &self,
+        kind: AnswerKind,
+        name: &str,
+        identifier: &str,
+        value: String,
+    ) -> Result<Option<Published>, AcmeError> {
+        let Some(shared) = &self.shared else { return Ok(None) };
+        let answer = ChallengeAnswer { kind, name: name.to_owned(), identifier: identifier.to_owned(), value };
+        shared.publish(answer).await.map(Some)
+    }
+
     /// The key authorization to answer at `/.well-known/acme-challenge/{token}`.
     pub fn http_01(&self, token: &str) -> Option<String> {
         self.http.read().unwrap_or_else(PoisonError::into_inner).get(token).cloned()
@@ -57,13 +111,18 @@ impl Challenges {
         provider: &CryptoProvider,
     ) -> Result<Presented, String> {
         let key = tls_alpn_01_certificate(name, digest, provider)?;
-        // RFC 8738 §6: an IP address is validated with its reverse-DNS name as the SNI.
-        let name = match name.parse::<std::net::IpAddr>() {
-            Ok(ip) => pki::reverse_dns_name(ip),
-            Err(_) => name.to_ascii_lowercase(),
-        };
+        let name = tls_alpn_01_sni(name);
         self.tls_alpn.write().unwrap_or_else(PoisonError::into_inner).insert(name.clone(), Arc::new(key));
         Ok(Presented { challenges: self.clone(), key: Key::TlsAlpn(name) })
+    }
+}
+
+/// The SNI name a validation of `identifier` carries: RFC 8738 §6 validates an IP
+/// address with its reverse-DNS name.
+pub(crate) fn tls_alpn_01_sni(identifier: &str) -> String {
+    match identifier.parse::<std::net::IpAddr>() {
+        Ok(ip) => pki::reverse_dns_name(ip),
+        Err(_) => identifier.to_ascii_lowercase(),
     }
 }
 

@@ -3,15 +3,18 @@
 //! (Let's Encrypt, pebble, gatehouse's own ACME server).
 //!
 //! The protocol is instant-acme's; what is here is what it leaves to its
-//! user: the account kept in the data dir, answering the challenges (on the
-//! gateway's own listeners, or through DNS), the certificate's key and CSR,
-//! keeping the certificate, and when to renew it ([`schedule`]).
+//! user: the account kept in the data dir (and in the shared database, `account.rs`),
+//! answering the challenges (on the gateway's own listeners, shared with the other
+//! instances through the database, `answers.rs`; or through DNS), the certificate's
+//! key and CSR, keeping the certificate, and when to renew it ([`schedule`]).
 //!
 //! - [`AcmeClient`]: one per process; the accounts, by `[[acme]]` table, and
 //!   the challenge answers the listeners serve.
 //! - [`Managed`]: one certificate (a site's, or an agent entry's): its stored
 //!   copy, its renewal time, and the order that replaces it.
 
+mod account;
+mod answers;
 pub mod challenges;
 pub mod config;
 pub mod dns;
@@ -192,9 +195,13 @@ impl AcmeClient {
         }
     }
 
-    /// Keeps certificates in the shared database too, and orders one at a time across
-    /// the instances sharing it (`shared.rs`).
+    /// Keeps certificates and the account in the shared database too, orders one at a
+    /// time across the instances sharing it (`shared.rs`), and shares challenge answers
+    /// with them (`answers.rs`).
     pub fn shared(mut self, shared: Option<SharedSites>) -> AcmeClient {
+        if let Some(shared) = &shared {
+            self.challenges = Arc::new(Challenges::shared(answers::SharedAnswers::new(shared.store().clone())));
+        }
         self.shared = shared;
         self
     }
@@ -367,7 +374,8 @@ impl Managed {
         Ok(stored)
     }
 
-    /// The account of the table, restored from the data dir, or registered (and kept).
+    /// The account of the table, restored from the shared database or the data dir, or
+    /// registered (and kept), see `account.rs`.
     async fn account(&self) -> Result<Arc<Account>, AcmeError> {
         let mut accounts = self.client.accounts.lock().await;
         if let Some((table, account)) = accounts.get(&self.acme.name)
@@ -376,7 +384,8 @@ impl Managed {
             return Ok(account.clone());
         }
         let dir = self.client.data_dir.join(stored::file_name(&self.acme.name));
-        let account = Arc::new(order::account(&self.acme, &self.base_dir, &dir).await?);
+        let shared = self.client.shared.as_ref();
+        let account = Arc::new(account::account(&self.acme, &self.base_dir, &dir, shared).await?);
         accounts.insert(self.acme.name.clone(), (self.acme.clone(), account.clone()));
         Ok(account)
     }

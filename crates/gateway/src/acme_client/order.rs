@@ -1,5 +1,5 @@
-//! The account and one order, with instant-acme: register or restore the
-//! account, create the order (its profile, and the certificate it replaces),
+//! One order, with instant-acme (the account it is made with is `account.rs`'s):
+//! create the order (its profile, and the certificate it replaces),
 //! answer each authorization's challenge, finalize with a CSR for a key of
 //! our own, download the chain.
 
@@ -12,18 +12,19 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, ChallengeType, ExternalAccountKey, HttpClient,
-    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    Account, AuthorizationStatus, BodyWrapper, ChallengeType, ExternalAccountKey, HttpClient, Identifier, NewOrder,
+    OrderStatus, RetryPolicy,
 };
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use serde::{Deserialize, Serialize};
+use store::AnswerKind;
 
-use super::challenges::Presented;
+use super::answers::Published;
+use super::challenges::{Presented, tls_alpn_01_sni};
 use super::dns::DnsSolver;
 use super::stored::Stored;
-use super::{AcmeConfig, AcmeError, Challenge, Managed, problem_detail, problem_text};
+use super::{AcmeConfig, AcmeError, Challenge, Managed, problem_text};
 
 /// How long the CA gets to validate every name of an order.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
@@ -34,52 +35,6 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(120);
 pub(super) struct Issued {
     pub chain_pem: String,
     pub key_pem: String,
-}
-
-/// The account file: the directory it is registered at, and instant-acme's credentials.
-#[derive(Serialize, Deserialize)]
-struct AccountFile {
-    directory: String,
-    credentials: AccountCredentials,
-}
-
-/// The account of `table`: restored from `dir/account.json` when it was registered at the
-/// same directory, registered (and written, mode 0600) otherwise.
-pub(super) async fn account(table: &AcmeConfig, base_dir: &Path, dir: &Path) -> Result<Account, AcmeError> {
-    let failed = |detail: String| AcmeError::Account { directory: table.directory.clone(), detail };
-    let path = dir.join("account.json");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        match serde_json::from_str::<AccountFile>(&text) {
-            Ok(file) if file.directory == table.directory => {
-                return builder(table, base_dir)?
-                    .from_credentials(file.credentials)
-                    .await
-                    .map_err(|e| failed(problem_detail(&e)));
-            }
-            Ok(_) => tracing::info!(acme = %table.name, "the directory changed; registering a new account"),
-            Err(e) => {
-                return Err(AcmeError::Local(format!(
-                    "{} is damaged ({e}); move it away to register a new account",
-                    path.display()
-                )));
-            }
-        }
-    }
-    let contact: Vec<String> =
-        table.contact.iter().map(|c| if c.contains(':') { c.clone() } else { format!("mailto:{c}") }).collect();
-    let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
-    let eab = eab_key(table, base_dir)?;
-    let new = NewAccount { contact: &contact, terms_of_service_agreed: true, only_return_existing: false };
-    let (account, credentials) = builder(table, base_dir)?
-        .create(&new, table.directory.clone(), eab.as_ref())
-        .await
-        .map_err(|e| failed(problem_detail(&e)))?;
-    let file = AccountFile { directory: table.directory.clone(), credentials };
-    let json = serde_json::to_vec_pretty(&file).map_err(|e| AcmeError::Local(e.to_string()))?;
-    std::fs::create_dir_all(dir).map_err(|e| AcmeError::Local(format!("cannot create {}: {e}", dir.display())))?;
-    pki::files::write_atomic(&path, &json, pki::files::PRIVATE, true).map_err(|e| AcmeError::Local(e.to_string()))?;
-    tracing::info!(acme = %table.name, directory = %table.directory, account = %account.id(), "ACME account registered");
-    Ok(account)
 }
 
 /// The external account binding key of the table, read from its file.
@@ -140,10 +95,10 @@ pub(super) fn builder(table: &AcmeConfig, base_dir: &Path) -> Result<instant_acm
     Ok(Account::builder_with_http(client))
 }
 
-/// An answer given for one authorization, taken away when dropped (dns-01 records are
-/// removed by [`cleanup`]).
+/// An answer given for one authorization, taken away when dropped or by [`cleanup`]
+/// (dns-01 records, and answers shared through the database).
 enum Answer {
-    Listener { _held: Presented },
+    Listener { _held: Presented, shared: Option<Published> },
     Dns { name: String, value: String },
 }
 
@@ -240,17 +195,25 @@ async fn answer_all(
         };
         let key_authorization = handle.key_authorization();
         let client = &managed.client;
+        // Held here, and shared before the CA is told to validate: it may ask another instance.
         let answer = match challenge {
             Challenge::Http01 => {
-                Answer::Listener { _held: client.challenges.present_http_01(&handle.token, key_authorization.as_str()) }
+                let value = key_authorization.as_str();
+                let held = client.challenges.present_http_01(&handle.token, value);
+                let shared = client.challenges.share(AnswerKind::Http01, &handle.token, &name, value.to_owned()).await;
+                Answer::Listener { _held: held, shared: shared? }
             }
             Challenge::TlsAlpn01 => {
                 let host = name.trim_start_matches("*.");
-                let presented = client
+                let digest = key_authorization.digest();
+                let held = client
                     .challenges
-                    .present_tls_alpn_01(host, key_authorization.digest().as_ref(), client.provider())
+                    .present_tls_alpn_01(host, digest.as_ref(), client.provider())
                     .map_err(AcmeError::Local)?;
-                Answer::Listener { _held: presented }
+                let sni = tls_alpn_01_sni(host);
+                let shared =
+                    client.challenges.share(AnswerKind::TlsAlpn01, &sni, host, hex::encode(digest.as_ref())).await;
+                Answer::Listener { _held: held, shared: shared? }
             }
             Challenge::Dns01 => {
                 let solver = dns.ok_or_else(|| AcmeError::Local("dns-01 needs a dns table".to_owned()))?;
@@ -301,13 +264,20 @@ async fn wait_validated(order: &mut instant_acme::Order, challenge: Challenge) -
     Err(AcmeError::Order { step: "validation", detail })
 }
 
-/// Takes every answer away: listener answers as they drop, dns-01 records from the zone.
+/// Takes every answer away: listener answers as they drop, shared ones from the
+/// database, dns-01 records from the zone.
 async fn cleanup(dns: Option<&DnsSolver>, answers: Vec<Answer>) {
     for answer in answers {
-        if let (Answer::Dns { name, value }, Some(solver)) = (&answer, dns)
-            && let Err(e) = solver.cleanup(name, value).await
-        {
-            tracing::warn!(%name, error = %e, "the dns-01 record could not be removed; remove it by hand");
+        match answer {
+            Answer::Listener { _held, shared: Some(shared) } => shared.remove().await,
+            Answer::Listener { .. } => {}
+            Answer::Dns { name, value } => {
+                if let Some(solver) = dns
+                    && let Err(e) = solver.cleanup(&name, &value).await
+                {
+                    tracing::warn!(%name, error = %e, "the dns-01 record could not be removed; remove it by hand");
+                }
+            }
         }
     }
 }

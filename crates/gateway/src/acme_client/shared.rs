@@ -80,6 +80,11 @@ impl SharedSites {
         &self.store
     }
 
+    /// The passphrase that encrypts keys in the database.
+    pub(crate) fn passphrase(&self) -> &pki::Passphrase {
+        &self.passphrase
+    }
+
     /// How long a lease is granted for.
     pub(crate) fn ttl(&self) -> Duration {
         self.ttl

@@ -209,11 +209,15 @@ fn offers_only_acme_tls(hello: &StartHandshake<TcpStream>) -> bool {
 }
 
 /// A tls-alpn-01 validation: the handshake completes with the challenge certificate of
-/// the SNI name while its order waits for it, and the connection is closed; without one
-/// (no order for that name now) the connection is closed unanswered.
+/// the SNI name while its order waits for it (on this instance, or on another that
+/// shared its answer through the database: the ClientHello has been read, so the
+/// lookup is awaited here, before rustls picks a certificate), and the connection is
+/// closed; without one (no order for that name now) the connection is closed unanswered.
 async fn answer_tls_alpn_01(gateway: &Gateway, hello: StartHandshake<TcpStream>, sni: Option<&str>, timeout: Duration) {
-    let key =
-        sni.zip(gateway.acme.as_ref()).and_then(|(name, acme)| acme.challenges.tls_alpn_01(&name.to_ascii_lowercase()));
+    let key = match sni.zip(gateway.acme.as_ref()) {
+        Some((name, acme)) => acme.challenges.tls_alpn_01_answer(&name.to_ascii_lowercase(), &gateway.provider).await,
+        None => None,
+    };
     let Some(key) = key else {
         tracing::debug!(sni = ?sni, "acme-tls/1 handshake for a name with no tls-alpn-01 challenge pending; closed");
         return;

@@ -35,7 +35,13 @@ pub async fn serve_redirect(
         tokio::spawn(async move {
             let service = service_fn(move |mut req: Request<Incoming>| {
                 let gateway = gateway.clone();
-                async move { Ok::<_, std::convert::Infallible>(redirect(&gateway, &mut req, https_port)) }
+                async move {
+                    let response = match http_01_answer(&gateway, &req).await {
+                        Some(response) => response,
+                        None => redirect(&gateway, &mut req, https_port),
+                    };
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -46,22 +52,26 @@ pub async fn serve_redirect(
     }
 }
 
-/// The redirect for one request, or why there is none. An ACME http-01 challenge being
-/// validated is answered first, whatever the host: the CA asks over plain HTTP.
+/// The answer to an ACME http-01 challenge being validated, whatever the host: the CA
+/// asks over plain HTTP, and this comes before the redirect. Only a GET of the
+/// challenge path may wait for the shared database (`acme_client::answers`).
+async fn http_01_answer(gateway: &Gateway, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    if req.method() != http::Method::GET {
+        return None;
+    }
+    let key_authorization = gateway.acme.as_ref()?.challenges.http_01_answer(req.uri().path()).await?;
+    let mut response = Response::new(Full::new(Bytes::from(key_authorization)));
+    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    Some(response)
+}
+
+/// The redirect for one request, or why there is none.
 fn redirect(gateway: &Gateway, req: &mut Request<Incoming>, https_port: u16) -> Response<Full<Bytes>> {
     let answer = |status: StatusCode, text: String| {
         let mut response = Response::new(Full::new(Bytes::from(text)));
         *response.status_mut() = status;
         response
     };
-    if req.method() == http::Method::GET
-        && let Some(acme) = &gateway.acme
-        && let Some(key_authorization) = acme.challenges.http_01_path(req.uri().path())
-    {
-        let mut response = answer(StatusCode::OK, key_authorization);
-        response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
-        return response;
-    }
     let authority = match crate::proxy::target(req) {
         Ok(authority) => authority,
         Err(refusal) => return answer(StatusCode::BAD_REQUEST, format!("{refusal}\n")),

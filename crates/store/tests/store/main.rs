@@ -6,6 +6,7 @@
 //! shared database can show (two instances at once) is in `postgres.rs`.
 
 mod acme;
+mod acme_client;
 mod ca_files;
 mod certificates;
 mod fresh;
