@@ -179,5 +179,9 @@ fn counts(snapshot: &Snapshot) -> Vec<String> {
             0 => "no site certificates".to_owned(),
             n => format!("{} (keys encrypted)", count(n, "site certificate", "site certificates")),
         },
+        match snapshot.acme_client_accounts.len() {
+            0 => "no ACME client accounts".to_owned(),
+            n => format!("{} (keys encrypted)", count(n, "ACME client account", "ACME client accounts")),
+        },
     ]
 }

@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Row;
 
 use crate::Result;
 use crate::StoreError;
@@ -57,7 +58,8 @@ pub struct ChallengeAnswer {
 }
 
 /// An ACME client account as stored: where it is registered and its credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClientAccount {
     /// The CA's directory URL.
     pub directory: String,
@@ -102,6 +104,43 @@ fn kind_from(text: &str) -> Result<AnswerKind> {
         "http-01" => Ok(AnswerKind::Http01),
         "tls-alpn-01" => Ok(AnswerKind::TlsAlpn01),
         other => Err(StoreError::Corrupt(format!("acme_client_answers.kind {other:?}"))),
+    }
+}
+
+/// The columns of an ACME client account, as [`SqlStore::client_account_from_row`] reads them.
+pub(crate) const SELECT_CLIENT_ACCOUNT: &str =
+    "SELECT directory, name, account_url, key_pem, created_at FROM acme_client_accounts";
+
+for_every_backend! {
+    impl SqlStore {
+        pub(crate) fn client_account_from_row(row: &DB::Row) -> Result<ClientAccount> {
+            Ok(ClientAccount {
+                directory: row.try_get("directory")?,
+                name: row.try_get("name")?,
+                account_url: row.try_get("account_url")?,
+                key_pem: row.try_get("key_pem")?,
+                created_at: row.try_get("created_at")?,
+            })
+        }
+
+        /// Writes a stored account as it is, its time included (a restore).
+        pub(crate) async fn insert_client_account(
+            connection: &mut DB::Connection,
+            account: &ClientAccount,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO acme_client_accounts (directory, name, account_url, key_pem, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&account.directory)
+            .bind(&account.name)
+            .bind(&account.account_url)
+            .bind(&account.key_pem)
+            .bind(account.created_at)
+            .execute(&mut *connection)
+            .await?;
+            Ok(())
+        }
     }
 }
 
@@ -157,21 +196,13 @@ for_every_backend! {
         }
 
         async fn client_account(&self, directory: &str, name: &str) -> Result<Option<ClientAccount>> {
-            let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
-                "SELECT directory, name, account_url, key_pem, created_at FROM acme_client_accounts \
-                 WHERE directory = $1 AND name = $2",
-            )
-            .bind(directory)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row.map(|(directory, name, account_url, key_pem, created_at)| ClientAccount {
-                directory,
-                name,
-                account_url,
-                key_pem,
-                created_at,
-            }))
+            let sql = format!("{SELECT_CLIENT_ACCOUNT} WHERE directory = $1 AND name = $2");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(directory)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(Self::client_account_from_row).transpose()
         }
 
         async fn keep_client_account(&self, account: &ClientAccount) -> Result<ClientAccount> {
@@ -189,6 +220,7 @@ for_every_backend! {
                 .bind(&account.key_pem)
                 .execute(&self.pool)
                 .await?;
+            self.durable().await?;
             self.client_account(&account.directory, &account.name).await?.ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "the ACME account of {} at {} was stored and is gone",

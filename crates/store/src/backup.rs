@@ -332,6 +332,13 @@ mod tests {
                 lease: "internal-ca/www.example.test".into(),
                 fencing: 4,
             }],
+            acme_client_accounts: vec![crate::ClientAccount {
+                directory: "https://ca.example.test/acme/directory".into(),
+                name: "internal".into(),
+                account_url: "https://ca.example.test/acme/acct/1".into(),
+                key_pem: "-----BEGIN ENCRYPTED PRIVATE KEY-----".into(),
+                created_at: 1_700_000_000_456,
+            }],
         }
     }
 

@@ -42,7 +42,8 @@ macro_rules! on_backend {
     };
 }
 
-/// As [`on_backend!`], for the reads a gateway keeps making while it serves: on
+/// As [`on_backend!`], for what a gateway keeps asking while it serves (revocations,
+/// site certificates and their leases, ACME client answers and accounts): on
 /// PostgreSQL, an error that hides an unreachable database says so
 /// ([`PgStore::unreachable`]), so the gateway's log names the cause, not "pool timed out".
 macro_rules! on_backend_saying_why {
@@ -305,42 +306,42 @@ impl AcmeStore for Database {
 #[async_trait]
 impl LeaseStore for Database {
     async fn acquire_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<Option<Lease>> {
-        on_backend!(self, store => store.acquire_lease(name, holder, ttl).await)
+        on_backend_saying_why!(self, store => store.acquire_lease(name, holder, ttl).await)
     }
     async fn renew_lease(&self, lease: &Lease, ttl: std::time::Duration) -> Result<bool> {
-        on_backend!(self, store => store.renew_lease(lease, ttl).await)
+        on_backend_saying_why!(self, store => store.renew_lease(lease, ttl).await)
     }
     async fn release_lease(&self, lease: &Lease) -> Result<()> {
-        on_backend!(self, store => store.release_lease(lease).await)
+        on_backend_saying_why!(self, store => store.release_lease(lease).await)
     }
 }
 
 #[async_trait]
 impl SiteCertificateStore for Database {
     async fn put_site_certificate(&self, certificate: NewSiteCertificate<'_>, lease: &Lease) -> Result<()> {
-        on_backend!(self, store => store.put_site_certificate(certificate, lease).await)
+        on_backend_saying_why!(self, store => store.put_site_certificate(certificate, lease).await)
     }
     async fn site_certificate(&self, name: &str) -> Result<Option<SiteCertificate>> {
-        on_backend!(self, store => store.site_certificate(name).await)
+        on_backend_saying_why!(self, store => store.site_certificate(name).await)
     }
 }
 
 #[async_trait]
 impl AcmeClientStore for Database {
     async fn put_answer(&self, answer: &ChallengeAnswer, ttl: std::time::Duration) -> Result<()> {
-        on_backend!(self, store => store.put_answer(answer, ttl).await)
+        on_backend_saying_why!(self, store => store.put_answer(answer, ttl).await)
     }
     async fn answer(&self, kind: AnswerKind, name: &str) -> Result<Option<ChallengeAnswer>> {
-        on_backend!(self, store => store.answer(kind, name).await)
+        on_backend_saying_why!(self, store => store.answer(kind, name).await)
     }
     async fn remove_answer(&self, answer: &ChallengeAnswer) -> Result<()> {
-        on_backend!(self, store => store.remove_answer(answer).await)
+        on_backend_saying_why!(self, store => store.remove_answer(answer).await)
     }
     async fn client_account(&self, directory: &str, name: &str) -> Result<Option<ClientAccount>> {
-        on_backend!(self, store => store.client_account(directory, name).await)
+        on_backend_saying_why!(self, store => store.client_account(directory, name).await)
     }
     async fn keep_client_account(&self, account: &ClientAccount) -> Result<ClientAccount> {
-        on_backend!(self, store => store.keep_client_account(account).await)
+        on_backend_saying_why!(self, store => store.keep_client_account(account).await)
     }
 }
 

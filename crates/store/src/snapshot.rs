@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use crate::acme::{AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeEabKey, AcmeOrder};
+use crate::acme_client::{ClientAccount, SELECT_CLIENT_ACCOUNT};
 use crate::acme_sql::{SELECT_ACCOUNT, SELECT_AUTHORIZATION, SELECT_EAB, SELECT_ORDER};
 use crate::backend::for_every_backend;
 use crate::ca_files::CaFile;
@@ -61,6 +62,10 @@ pub struct Snapshot {
     /// Site certificates stored once for every gateway (`site_certificates.rs`), keys
     /// encrypted as stored. Absent from backups made before schema version 6.
     pub site_certificates: Vec<SiteCertificate>,
+    /// The gateways' ACME client accounts (`acme_client.rs`), keys encrypted as stored.
+    /// Absent from backups made before schema version 7. Their challenge answers live
+    /// minutes and are not copied.
+    pub acme_client_accounts: Vec<ClientAccount>,
 }
 
 /// The last CRL number an issuer took.
@@ -93,6 +98,7 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("acme_eab_keys", "EAB key", "EAB keys"),
     ("ca_files", "CA file", "CA files"),
     ("site_certificates", "site certificate", "site certificates"),
+    ("acme_client_accounts", "ACME client account", "ACME client accounts"),
 ];
 
 for_every_backend! {
@@ -153,6 +159,12 @@ for_every_backend! {
                 Self::site_certificate_from_row,
             )
             .await?;
+            let acme_client_accounts = Self::read_all(
+                &mut tx,
+                format!("{SELECT_CLIENT_ACCOUNT} ORDER BY directory, name"),
+                Self::client_account_from_row,
+            )
+            .await?;
             tx.commit().await?;
             Ok(Snapshot {
                 certificates,
@@ -164,6 +176,7 @@ for_every_backend! {
                 acme_eab_keys,
                 ca_files,
                 site_certificates,
+                acme_client_accounts,
             })
         }
 
@@ -229,6 +242,9 @@ for_every_backend! {
             }
             for certificate in &snapshot.site_certificates {
                 Self::insert_site_certificate(&mut tx, certificate).await?;
+            }
+            for account in &snapshot.acme_client_accounts {
+                Self::insert_client_account(&mut tx, account).await?;
             }
             tx.commit().await?;
             Ok(())

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use store::{
-    AcmeEabKey, AcmeStore, Database, LeaseStore, ListFilter, NewSiteCertificate, Revocation, SchemaVersions,
-    SiteCertificateStore, Snapshot, StorageUrl, Store, StoreError,
+    AcmeClientStore, AcmeEabKey, AcmeStore, AnswerKind, ChallengeAnswer, ClientAccount, Database, LeaseStore,
+    ListFilter, NewSiteCertificate, Revocation, SchemaVersions, SiteCertificateStore, Snapshot, StorageUrl, Store,
+    StoreError,
 };
 
 use crate::acme::{account, order};
@@ -60,6 +61,25 @@ async fn filled(store: &Database) {
         not_after: 2_000_000_000,
     };
     store.put_site_certificate(site, &lease).await.unwrap();
+    store.keep_client_account(&client_account()).await.unwrap();
+    let answer = ChallengeAnswer {
+        kind: AnswerKind::Http01,
+        name: "tok".into(),
+        identifier: "www.example.test".into(),
+        value: "tok.thumb".into(),
+    };
+    store.put_answer(&answer, HOUR).await.unwrap();
+}
+
+/// The gateways' ACME client account in [`filled`].
+fn client_account() -> ClientAccount {
+    ClientAccount {
+        directory: "https://ca.example.test/acme/directory".into(),
+        name: "internal".into(),
+        account_url: "https://ca.example.test/acme/acct/1".into(),
+        key_pem: "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIF\n-----END ENCRYPTED PRIVATE KEY-----\n".into(),
+        created_at: 0,
+    }
 }
 
 async fn a_copy_to_either_backend_holds_everything_but_nonces_and_leases(db: &Fresh) {
@@ -70,6 +90,7 @@ async fn a_copy_to_either_backend_holds_everything_but_nonces_and_leases(db: &Fr
     assert_eq!(exported.acme_challenge_failures.len(), 1);
     let site = source.site_certificate("www.example.test").await.unwrap().expect("the site certificate");
     assert_eq!(exported.site_certificates, std::slice::from_ref(&site));
+    assert_eq!(exported.acme_client_accounts.len(), 1);
     for target in [Fresh::sqlite().await, Fresh::postgres().await] {
         let copy = target.open().await;
         copy.import(&exported).await.unwrap();
@@ -86,6 +107,10 @@ async fn a_copy_to_either_backend_holds_everything_but_nonces_and_leases(db: &Fr
         assert_eq!(copy.eab_keys().await.unwrap(), source.eab_keys().await.unwrap());
         assert!(!copy.nonce_take("n1", 0).await.unwrap(), "nonces are not copied");
         assert_eq!(copy.site_certificate("www.example.test").await.unwrap().as_ref(), Some(&site));
+        let account = copy.client_account(&client_account().directory, "internal").await.unwrap();
+        assert_eq!(account.as_ref(), exported.acme_client_accounts.first(), "the ACME client account");
+        assert_eq!(account.map(|a| a.key_pem), Some(client_account().key_pem));
+        assert!(copy.answer(AnswerKind::Http01, "tok").await.unwrap().is_none(), "answers are not copied");
         // The lease the source holds is not copied: another instance takes it at once on the copy.
         let lease = copy.acquire_lease(SITE_LEASE, "instance-b", HOUR).await.unwrap();
         assert!(lease.is_some(), "a copy starts with no lease held");
