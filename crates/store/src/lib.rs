@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+mod account_cache;
 mod acme;
 mod acme_client;
 mod acme_sql;
