@@ -31,14 +31,6 @@ const SELECT_CHALLENGE: &str = "SELECT id, kind, token, status, validated_at, er
 
 for_every_backend! {
     impl SqlStore {
-        /// Forgets the in-memory copy of account `id`, called before and after it changes:
-        /// a read between the two is not kept (see `account_cache.rs`).
-        fn forget_account(&self, id: &str) {
-            if let Some(cache) = &self.accounts {
-                cache.forget(id);
-            }
-        }
-
         pub(crate) fn account_from_row(row: &DB::Row) -> Result<AcmeAccount> {
             Ok(AcmeAccount {
                 id: row.try_get("id")?,
@@ -272,19 +264,11 @@ impl AcmeStore for SqlStore {
     }
 
     async fn account(&self, id: &str) -> Result<Option<AcmeAccount>> {
-        if let Some(kept) = self.accounts.as_ref().and_then(|cache| cache.get(id)) {
-            return Ok(Some(kept));
-        }
-        let generation = self.accounts.as_ref().map(|cache| cache.generation());
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT_ACCOUNT} WHERE id = $1")))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        let account = row.as_ref().map(Self::account_from_row).transpose()?;
-        if let (Some(cache), Some(generation), Some(account)) = (&self.accounts, generation, &account) {
-            cache.keep(generation, account);
-        }
-        Ok(account)
+        row.as_ref().map(Self::account_from_row).transpose()
     }
 
     async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AcmeAccount>> {
@@ -296,28 +280,23 @@ impl AcmeStore for SqlStore {
     }
 
     async fn account_update(&self, id: &str, contact: &[String], status: &str) -> Result<()> {
-        self.forget_account(id);
-        let updated = sqlx::query("UPDATE acme_accounts SET contact = $1, status = $2 WHERE id = $3")
+        sqlx::query("UPDATE acme_accounts SET contact = $1, status = $2 WHERE id = $3")
             .bind(json(&contact)?)
             .bind(status)
             .bind(id)
             .execute(&self.pool)
-            .await;
-        self.forget_account(id);
-        updated?;
+            .await?;
         self.durable().await?;
         Ok(())
     }
 
     async fn account_key_change(&self, id: &str, thumbprint: &str, jwk: &str) -> Result<bool> {
-        self.forget_account(id);
         let changed = sqlx::query("UPDATE acme_accounts SET thumbprint = $1, jwk = $2 WHERE id = $3")
             .bind(thumbprint)
             .bind(jwk)
             .bind(id)
             .execute(&self.pool)
             .await;
-        self.forget_account(id);
         match changed {
             Ok(_) => self.durable().await.map(|()| true),
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(false),

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use sqlx::{Pool, Postgres, Sqlite, Transaction};
 
 use crate::Result;
-use crate::account_cache::AccountCache;
 use crate::durability::Durability;
 use crate::nonce_book::NonceBook;
 use crate::revocation_log::RevocationNotices;
@@ -91,18 +90,11 @@ pub struct SqlStore<DB: Backend> {
     pub(crate) nonces: Nonces<DB>,
     /// How a write transaction's commit is made durable before its call returns.
     pub(crate) durability: Durability,
-    /// ACME accounts kept in memory, where one process serves the database (SQLite).
-    pub(crate) accounts: Option<Arc<AccountCache>>,
 }
 
 impl<DB: Backend> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
-        SqlStore {
-            pool: self.pool.clone(),
-            nonces: self.nonces.clone(),
-            durability: self.durability.clone(),
-            accounts: self.accounts.clone(),
-        }
+        SqlStore { pool: self.pool.clone(), nonces: self.nonces.clone(), durability: self.durability.clone() }
     }
 }
 

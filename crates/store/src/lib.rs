@@ -26,7 +26,6 @@
 
 #![forbid(unsafe_code)]
 
-mod account_cache;
 mod acme;
 mod acme_client;
 mod acme_sql;

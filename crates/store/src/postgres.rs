@@ -77,10 +77,7 @@ impl SqlStore<Postgres> {
                 )
             })
             .connect_lazy_with(options);
-        Ok((
-            SqlStore { pool, nonces: Nonces::Pool(nonces), durability: Durability::AtCommit, accounts: None },
-            versions,
-        ))
+        Ok((SqlStore { pool, nonces: Nonces::Pool(nonces), durability: Durability::AtCommit }, versions))
     }
 }
 

@@ -57,7 +57,6 @@ impl SqlStore<Sqlite> {
             pool,
             nonces: Nonces::Memory(Default::default()),
             durability: Durability::Group(std::sync::Arc::new(GroupSync::new(path))),
-            accounts: Some(Default::default()),
         };
         let versions = store.migrate().await?;
         Ok((store, versions))

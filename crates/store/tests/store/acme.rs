@@ -10,7 +10,6 @@ on_both_backends!(
     orders_authorizations_and_challenges_move_once,
     failed_validations_are_counted_for_rate_limits,
     an_eab_key_binds_one_account_until_revoked,
-    an_account_read_after_a_change_is_the_changed_one,
 );
 
 pub fn account(id: &str, thumbprint: &str) -> AcmeAccount {
@@ -167,24 +166,4 @@ async fn an_eab_key_binds_one_account_until_revoked(db: &Fresh) {
     assert!(!store.eab_bind("k2", "a3").await.unwrap(), "a revoked key bound an account");
     assert!(!store.eab_revoke("k9", 9).await.unwrap());
     assert!(store.eab_key("k9").await.unwrap().is_none());
-}
-
-/// The account the server reads on every request is the one last written, however
-/// often it was read before (SQLite keeps a copy in memory).
-async fn an_account_read_after_a_change_is_the_changed_one(db: &Fresh) {
-    let store = db.open().await;
-    store.account_insert(&account("a1", "t1")).await.unwrap();
-    for _ in 0..2 {
-        assert_eq!(store.account("a1").await.unwrap().unwrap().status, "valid");
-    }
-    store.account_update("a1", &["mailto:new@example.test".into()], "deactivated").await.unwrap();
-    let read = store.account("a1").await.unwrap().unwrap();
-    assert_eq!(
-        (read.status.as_str(), read.contact.as_slice()),
-        ("deactivated", &["mailto:new@example.test".to_owned()][..])
-    );
-    assert!(store.account_key_change("a1", "t2", r#"{"kty":"OKP"}"#).await.unwrap());
-    let read = store.account("a1").await.unwrap().unwrap();
-    assert_eq!((read.thumbprint.as_str(), read.jwk.as_str()), ("t2", r#"{"kty":"OKP"}"#));
-    assert!(store.account("nobody").await.unwrap().is_none());
 }
