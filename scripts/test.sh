@@ -69,6 +69,9 @@ if ! "$CERTBOT_VENV/bin/certbot" --version 2>/dev/null | grep -qx "certbot $CERT
     "certbot==$CERTBOT_VERSION" "acme==$CERTBOT_VERSION" "certbot-dns-rfc2136==$CERTBOT_VERSION"
 fi
 
+# One build, run once: incremental caches would only add gigabytes of disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 # The fuzz targets' properties over their seeds, regressions and generated inputs
 # (a crate of its own, outside the workspace: see fuzz/README.md).
 cargo test --manifest-path fuzz/Cargo.toml --locked --test targets
