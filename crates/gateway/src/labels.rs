@@ -15,7 +15,7 @@
 /// `Variant(..)` or `Variant { .. }` when it has fields), or, listed under
 /// `wraps`, holds a value of another labelled type whose labels it takes:
 ///
-/// ```ignore
+/// ```text
 /// labelled! {
 ///     RequestRefusal {
 ///         NoRoute => "no_route",
