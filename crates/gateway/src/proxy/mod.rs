@@ -9,39 +9,41 @@
 //! 2. [`policy`]: a route that requires a client certificate refuses the
 //!    request (403, HTML or JSON by Accept, with the reason) unless the
 //!    connection's certificate verified.
-//! 3. [`upstream_request`]: hop-by-hop and spoofable headers removed, Host
+//! 3. [`upstream_request`] (in `headers`): hop-by-hop and spoofable headers removed, Host
 //!    set to the checked authority, the client identity, `X-Forwarded-*` and
 //!    `X-Request-Id` set; `Upgrade` kept only for WebSocket on routes that
 //!    allow it (never h2c).
 //! 4. forward: [`Pool::forward`](crate::upstream::Pool::forward) sends it; a
 //!    WebSocket 101 is spliced through, any other 101 is a 502.
-//! 5. [`response_filter`]: hop-by-hop headers removed, HSTS added.
+//! 5. [`response_filter`] (in `headers`): hop-by-hop headers removed, HSTS added.
 //! 6. logging: the access line is written when the response body ends
-//!    ([`LoggedBody`]).
+//!    ([`LoggedBody`], in `answer`, with the answers the gateway gives itself).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Authority;
 use http::{Request, Response, StatusCode};
-use http_body_util::{Either, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use http_body_util::Either;
+use hyper::body::Incoming;
 
-use crate::identity::{IdentityHeaders, is_spoofable, strip_spoofable};
-use crate::log::{AccessEntry, now_rfc3339, write_line};
-use crate::metrics::{DurationHistogram, Metrics, RequestDurations};
+use crate::identity::IdentityHeaders;
+use crate::metrics::Metrics;
 use crate::refusal::{NoVerifiedCertificate, RequestRefusal, Unforwardable, UpstreamFailure};
 use crate::sites::{Route, Site};
-use crate::target::{TargetError, bare_host, canonical_path, host_of};
+use crate::target::{TargetError, bare_host, canonical_path};
 use crate::trust::{CertSummary, Refusal, RevocationWatch};
-use crate::upstream::OriginBody;
+
+mod answer;
+mod headers;
+
+pub use answer::{LoggedBody, ProxyBody};
+use answer::{Refused, Unanswered, access_entry, wants_json};
+pub use headers::{response_filter, upstream_request};
 
 /// What the connection knows of the client certificate.
 #[derive(Debug, Clone)]
@@ -122,11 +124,6 @@ impl RequestCounts {
     }
 }
 
-/// Response body: the upstream's, or one the gateway made; logged when it ends.
-pub type ProxyBody = LoggedBody;
-
-type Inner = Either<OriginBody, Full<Bytes>>;
-
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A process-unique request id: a random per-process prefix and a counter
@@ -189,47 +186,6 @@ pub async fn handle(conn: Arc<Connection>, mut req: Request<Incoming>) -> Result
     forward(&conn, req, route, &authority, id, &mut pending, refused).await
 }
 
-/// A request on its way to the origin, whose client may give up before the
-/// answer: then the access line is written with status 499 (nginx's "client
-/// closed request"), and the cancellation counts against the connection.
-struct Unanswered<'a> {
-    entry: Option<Box<AccessEntry>>,
-    started: Instant,
-    conn: &'a Connection,
-    route: &'a Route,
-    answered: bool,
-}
-
-impl Unanswered<'_> {
-    /// The origin answered (or failed): the access line goes with the response.
-    fn answered(&mut self) -> Option<Box<AccessEntry>> {
-        self.answered = true;
-        self.conn.requests.answered.fetch_add(1, Ordering::Relaxed);
-        self.entry.take()
-    }
-}
-
-impl Drop for Unanswered<'_> {
-    fn drop(&mut self) {
-        if self.answered {
-            return;
-        }
-        self.conn.requests.cancelled.fetch_add(1, Ordering::Relaxed);
-        let refusal = RequestRefusal::ClientClosedRequest;
-        let status = refusal.status().as_u16();
-        let elapsed = self.started.elapsed();
-        self.conn.metrics.request(status);
-        self.conn.metrics.refused(&refusal);
-        self.route.durations.for_status(status).observe(elapsed);
-        if let Some(mut entry) = self.entry.take() {
-            entry.status = status;
-            entry.refused = Some(refusal.label());
-            entry.duration_ms = milliseconds(elapsed);
-            write_line(&entry);
-        }
-    }
-}
-
 /// Phases 3 to 6 for a request that may go through.
 async fn forward(
     conn: &Connection,
@@ -283,36 +239,6 @@ async fn forward(
     let (parts, body) = response.into_parts();
     let logged = LoggedBody::new(Either::Left(body), entry, status, pending.started, conn, &route.durations);
     Ok(Response::from_parts(parts, logged))
-}
-
-/// The access line's fields known before the request is answered.
-fn access_entry(
-    conn: &Connection,
-    id: &HeaderValue,
-    req: &Request<Incoming>,
-    host: &str,
-    path: &str,
-) -> Box<AccessEntry> {
-    Box::new(AccessEntry {
-        time: now_rfc3339(),
-        event: "request",
-        request_id: id.to_str().unwrap_or_default().to_owned(),
-        client_ip: conn.peer.ip().to_string(),
-        host: host.to_owned(),
-        method: req.method().to_string(),
-        path: path.to_owned(),
-        protocol: version_name(req.version()),
-        status: 0,
-        bytes: 0,
-        duration_ms: 0.0,
-        tls_version: conn.tls_version,
-        cipher: conn.cipher,
-        client_serial: conn.client.summary().map(|s| s.serial.clone()),
-        client_subject: conn.client.summary().map(|s| s.subject.clone()),
-        client_verify: conn.client.verify_label(),
-        upstream: None,
-        refused: None,
-    })
 }
 
 /// Phase 0: the one authority and the canonical path the request is
@@ -373,114 +299,6 @@ pub fn policy(route: &Route, client: &ClientCert) -> Result<(), NoVerifiedCertif
     }
 }
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Phase 3: headers for the upstream. Host is the authority that was
-/// checked, whatever the client sent; an upgrade is kept only for WebSocket.
-pub fn upstream_request(
-    conn: &Connection,
-    req: &mut Request<Incoming>,
-    authority: &Authority,
-    id: HeaderValue,
-    websocket: bool,
-) {
-    let headers = req.headers_mut();
-    // The usual request already says exactly the checked authority: its Host is kept as it is.
-    let host_as_checked = headers.get(header::HOST).filter(|v| v.as_bytes() == authority.as_str().as_bytes()).cloned();
-    let upgrade = if websocket { headers.get(header::UPGRADE).cloned() } else { None };
-    remove_hop_by_hop(headers, true);
-    if let Some(protocol) = upgrade {
-        headers.insert(header::UPGRADE, protocol);
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-    conn.identity.apply(headers);
-    headers.insert(X_FORWARDED_FOR.clone(), conn.forwarded_for.clone());
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-    let host_as_checked_kept = host_as_checked.is_some();
-    let authority_value = host_as_checked.unwrap_or_else(|| {
-        HeaderValue::from_str(authority.as_str()).expect("a parsed authority is a valid header value")
-    });
-    let host = host_of(authority);
-    let host_value = if host.len() == authority.as_str().len() {
-        authority_value.clone()
-    } else {
-        HeaderValue::from_str(host).expect("a parsed host is a valid header value")
-    };
-    headers.insert(X_FORWARDED_HOST.clone(), host_value);
-    headers.insert(X_REQUEST_ID.clone(), id);
-    if !host_as_checked_kept {
-        headers.insert(header::HOST, authority_value);
-    }
-    *req.version_mut() = http::Version::HTTP_11;
-}
-
-/// Phase 5: response headers for the client.
-///
-/// For an HTTP/2 client the values are copied out of the origin
-/// connection's read buffer: HPACK keeps header values in its table for the
-/// life of the connection, and each would keep a whole buffer (8 KiB or
-/// more) of the origin connection alive with it.
-pub fn response_filter(site: &Site, headers: &mut HeaderMap, h2: bool) {
-    remove_hop_by_hop(headers, false);
-    if h2 {
-        for value in headers.values_mut() {
-            let sensitive = value.is_sensitive();
-            if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
-                copy.set_sensitive(sensitive);
-                *value = copy;
-            }
-        }
-    }
-    if let Some(hsts) = &site.hsts {
-        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-    }
-}
-
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    // The h2c upgrade's settings: never forwarded, as h2c is not.
-    HeaderName::from_static("http2-settings"),
-];
-
-/// Removes the hop-by-hop headers, those `Connection` names, and, for a
-/// request (`spoofable`), the identity headers only the gateway may set.
-fn remove_hop_by_hop(headers: &mut HeaderMap, spoofable: bool) {
-    // One pass over the names decides; most messages have none of these.
-    let found = headers.keys().any(|name| HOP_BY_HOP.contains(name) || (spoofable && is_spoofable(name)));
-    if !found {
-        return;
-    }
-    // Names listed in Connection are hop-by-hop too.
-    if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
-        }
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    if spoofable {
-        strip_spoofable(headers);
-    }
-}
-
 fn splice_upgrade(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
     tokio::spawn(async move {
         let (Ok(down), Ok(up)) = (downstream.await, upstream.await) else {
@@ -493,147 +311,4 @@ fn splice_upgrade(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrad
             tracing::debug!(error = %e, "upgraded connection ended");
         }
     });
-}
-
-fn wants_json(headers: &HeaderMap) -> bool {
-    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"))
-}
-
-fn version_name(v: http::Version) -> &'static str {
-    match v {
-        http::Version::HTTP_2 => "HTTP/2",
-        http::Version::HTTP_10 => "HTTP/1.0",
-        _ => "HTTP/1.1",
-    }
-}
-
-/// What a refusal of the request needs of it: its connection, when it began, whether
-/// the client asked for JSON.
-#[derive(Clone, Copy)]
-struct Refused<'a> {
-    conn: &'a Connection,
-    started: Instant,
-    json: bool,
-}
-
-impl Refused<'_> {
-    /// The response the gateway answers itself with (400, 403, 404, 421, 429, 502, 503, 504):
-    /// the refusal's status, its sentence as HTML or JSON (by Accept), and its label in the
-    /// access line and `gatehouse_requests_refused_total`.
-    fn answer(
-        self,
-        mut entry: Option<Box<AccessEntry>>,
-        refusal: RequestRefusal,
-        durations: &RequestDurations,
-    ) -> Response<ProxyBody> {
-        let (conn, status) = (self.conn, refusal.status());
-        let message = refusal.to_string();
-        let (content_type, body) = if self.json {
-            let body = serde_json::json!({ "status": status.as_u16(), "error": refusal.label(), "reason": message });
-            ("application/json", body.to_string())
-        } else {
-            let title = status.canonical_reason().unwrap_or("Error");
-            let escaped = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-            (
-                "text/html; charset=utf-8",
-                format!(
-                    "<!doctype html><html><head><title>{} {title}</title></head><body><h1>{} {title}</h1><p>{escaped}</p></body></html>\n",
-                    status.as_u16(),
-                    status.as_u16()
-                ),
-            )
-        };
-        conn.metrics.refused(&refusal);
-        if let Some(e) = entry.as_mut() {
-            e.refused = Some(refusal.label());
-        }
-        let body = Either::Right(Full::new(Bytes::from(body)));
-        let mut response = Response::new(LoggedBody::new(body, entry, status.as_u16(), self.started, conn, durations));
-        *response.status_mut() = status;
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if let Some(hsts) = &conn.site.hsts {
-            response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-        }
-        response
-    }
-}
-
-/// A duration in milliseconds with microsecond precision, as access lines give it.
-fn milliseconds(elapsed: Duration) -> f64 {
-    (elapsed.as_secs_f64() * 1e6).round() / 1e3
-}
-
-/// A response body that counts its bytes and writes the access line when it ends or is dropped.
-pub struct LoggedBody {
-    inner: Inner,
-    entry: Option<Box<AccessEntry>>,
-    status: u16,
-    bytes: u64,
-    done: bool,
-    started: Instant,
-    metrics: Arc<Metrics>,
-    /// The route's histogram for this status, picked when the response began.
-    duration: DurationHistogram,
-}
-
-impl LoggedBody {
-    fn new(
-        inner: Inner,
-        entry: Option<Box<AccessEntry>>,
-        status: u16,
-        started: Instant,
-        conn: &Connection,
-        durations: &RequestDurations,
-    ) -> LoggedBody {
-        let duration = durations.for_status(status).clone();
-        LoggedBody { inner, entry, status, bytes: 0, done: false, started, metrics: conn.metrics.clone(), duration }
-    }
-
-    fn finish(&mut self) {
-        if std::mem::replace(&mut self.done, true) {
-            return;
-        }
-        let elapsed = self.started.elapsed();
-        self.metrics.request(self.status);
-        self.duration.observe(elapsed);
-        if let Some(mut entry) = self.entry.take() {
-            entry.status = self.status;
-            entry.bytes = self.bytes;
-            entry.duration_ms = milliseconds(elapsed);
-            write_line(&entry);
-        }
-    }
-}
-
-impl Body for LoggedBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.bytes += data.len() as u64;
-                }
-            }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for LoggedBody {
-    fn drop(&mut self) {
-        self.finish();
-    }
 }
