@@ -17,8 +17,9 @@ use crate::external::CaKey;
 use crate::host::{CnName, server_cn};
 use crate::key::KeyType;
 use crate::name::{SubjectAltName, refuse_control};
-use crate::profile::{CaSettings, DnField, Profile};
+use crate::profile::{DnField, Profile};
 use crate::serial::Serial;
+use crate::settings::CaSettings;
 
 /// Backdating of notBefore, so clients with a slightly slow clock accept a fresh certificate.
 const CLOCK_SKEW: Duration = Duration::minutes(5);

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::external::{CaKey, ExternalKey};
 use crate::files::{PRIVATE, PUBLIC, create_private_dir, sync_dir, write_atomic};
 use crate::key::{Passphrase, decode_private_key, encode_private_key};
-use crate::profile::CaSettings;
+use crate::settings::CaSettings;
 use pkcs8::der::zeroize::Zeroizing;
 
 /// The file that names the intermediate's key in a token, instead of `intermediate.key`.

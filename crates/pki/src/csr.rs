@@ -259,7 +259,7 @@ mod tests {
             csr.sans.iter().map(ToString::to_string).collect::<Vec<_>>(),
             ["DNS:app.example.com", "IP:10.0.0.1"]
         );
-        let mut policy = crate::profile::CaSettings::default().server;
+        let mut policy = crate::settings::CaSettings::default().server;
         policy.subject_fields = vec![DnField::CommonName];
         let req = csr.to_request(Profile::Server, &policy, None);
         assert_eq!(req.subject.to_string(), "CN=app.example.com");

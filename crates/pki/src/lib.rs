@@ -26,6 +26,7 @@ mod profile;
 mod roster;
 mod serial;
 mod service;
+mod settings;
 mod x509;
 
 pub use authority::{
@@ -41,8 +42,9 @@ pub use key::{KeyType, Passphrase, decode_private_key, encode_private_key, priva
 pub use name::{SubjectAltName, dns_matches, is_dns_name, reverse_dns_name, wildcard_matches};
 pub use pem::{PemDefect, PemFileError, read_first_pem, read_first_pem_file, read_pem, read_pem_file};
 pub use pkcs12::{Pkcs12Format, build_pkcs12, generate_password};
-pub use profile::{AcmeProfile, CaSettings, DnField, Profile, ProfilePolicy, line_col};
+pub use profile::{DnField, Profile, ProfilePolicy};
 pub use roster::{COLUMNS as ROSTER_COLUMNS, RosterProblem, RosterRow, read_roster};
 pub use serial::Serial;
 pub use service::{CertificateAuthority, CertificateStatus, Crl, release_hold, revoke, rfc3339};
+pub use settings::{AcmeProfile, CaSettings, line_col};
 pub use x509::{allows_client_auth, subject_alt_names, subject_key_id, subject_key_id_of_der};
