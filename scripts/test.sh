@@ -2,7 +2,7 @@
 # Runs every test of the workspace. Installs the real peers the tests drive
 # (openssl, sqlite3, curl, nginx, chromium with NSS tools, Debian's python3
 # with websockets and h2; for ACME: lego, pebble, bind9 with its tools and dig;
-# for keyless: softhsm2 and opensc's pkcs11-tool)
+# for keyless: softhsm2 and opensc's pkcs11-tool; testssl.sh, the scanner auditors run)
 # with apt-get when they are missing, and certbot from PyPI into a virtualenv,
 # so no test is ever skipped for lack of a tool.
 set -euo pipefail
@@ -29,6 +29,7 @@ need named-checkconf bind9-utils
 need dig bind9-dnsutils
 need softhsm2-util softhsm2
 need pkcs11-tool opensc
+need testssl testssl.sh
 # The store's tests start a PostgreSQL cluster of their own; Debian keeps its programs off PATH.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 py_module() { # py_module MODULE PACKAGE

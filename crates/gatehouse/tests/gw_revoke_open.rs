@@ -2,7 +2,7 @@
 //! (by `gatehouse ca revoke`, or in a CRL file) after its handshake gets 403
 //! with reason `revoked` on the next request of its open connection, within
 //! the same time as new handshakes are refused, and the HTTP/1.1 connection is
-//! closed.
+//! closed; a TLS session resumed after the revocation gets nothing.
 mod support;
 use support::*;
 
@@ -113,4 +113,65 @@ fn a_certificate_revoked_in_a_crl_file_is_refused_on_its_open_connection() {
     let (status, body, _) = refused.unwrap_or_else(|| panic!("still served after 10 s\n{}", gw.proc.dump()));
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("revoked"), "{body}");
+}
+
+/// A session resumed after its certificate was revoked: resumption skips the
+/// certificate's verification in the handshake, so the check after the handshake is
+/// what refuses it; for TLS 1.3 and 1.2 alike, on a `require` site the resumed
+/// connection gets no answer and the refusal is logged.
+#[test]
+fn a_session_resumed_with_a_revoked_certificate_gets_no_request_through() {
+    let env = Env::new();
+    let up = Upstream::start(&env);
+    let gw = Gateway::localhost(&env, &up, "", "mtls = \"require\"\ntrust = { internal_ca = true }\n");
+    let alice = env.client("alice");
+    let request = "GET /resumed HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut sessions = Vec::new();
+    for version in ["-tls1_3", "-tls1_2"] {
+        let session = env.path().join(format!("session{version}.pem"));
+        let first = gw.s_client(
+            &[
+                version,
+                "-servername",
+                "localhost",
+                "-CAfile",
+                s(&gw.root),
+                "-cert",
+                s(&alice.crt),
+                "-key",
+                s(&alice.key),
+                "-sess_out",
+                s(&session),
+                "-ign_eof",
+            ],
+            request,
+        );
+        assert!(first.stdout.contains("HTTP/1.1 200"), "{version} before the revocation:\n{}", first.all());
+        sessions.push((version, session));
+    }
+
+    env.gh_ok(&["ca", "revoke", &alice.serial]);
+    // New handshakes with the certificate are refused once the gateway has the revocation.
+    let refused = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        (gw.curl_cert("localhost", "/new", &alice, &[]).status != 200).then_some(())
+    });
+    assert!(refused.is_some(), "the revocation did not reach the gateway\n{}", gw.proc.dump());
+
+    for (version, session) in &sessions {
+        let before = gw.proc.stdout_lines().len();
+        let resumed = gw.s_client(
+            &[version, "-servername", "localhost", "-CAfile", s(&gw.root), "-sess_in", s(session), "-ign_eof"],
+            request,
+        );
+        assert!(resumed.stdout.contains("Reused,"), "{version}: the session was not resumed:\n{}", resumed.all());
+        assert!(
+            !resumed.stdout.contains("HTTP/1.1 200"),
+            "{version}: a resumed session was served:\n{}",
+            resumed.all()
+        );
+        let line = gw.proc.wait_stdout_after(before, Duration::from_secs(5), |l| {
+            l.contains("\"event\":\"client_cert_refused\"") && l.contains("\"reason\":\"revoked\"")
+        });
+        assert!(line.is_some(), "{version}: no client_cert_refused line\n{}", gw.proc.dump());
+    }
 }
