@@ -263,8 +263,10 @@ pub fn line_col(text: &str, offset: usize) -> String {
 
 const SETTINGS_TEMPLATE: &str = r#"# gatehouse CA settings. Unknown keys are errors.
 
-# URL of the CRL (`gatehouse ca crl` output, published by you); put in every
-# certificate issued from now on as its CRL distribution point.
+# URL of the CRL, put in every certificate issued from now on as its CRL
+# distribution point: a `gatehouse serve` that uses this CA publishes the CRL on
+# its plain-HTTP listener as http://HOST[:PORT]/ca/intermediate.crl; or publish
+# `gatehouse ca crl --der` output yourself.
 {crl_line}
 
 # How long a CRL from `gatehouse ca crl` is valid (its nextUpdate), in hours.

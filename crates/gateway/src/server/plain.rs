@@ -1,4 +1,5 @@
-//! The plain-HTTP listeners: the redirect to HTTPS and the admin endpoints.
+//! The plain-HTTP listeners: the redirect to HTTPS (which also answers ACME http-01
+//! challenges and publishes the internal CA's CRL) and the admin endpoints.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +15,16 @@ use tokio::sync::watch;
 
 use crate::Gateway;
 
+/// Where the plain-HTTP listener publishes the internal CA's CRL, whatever the host:
+/// the URL to give as `crl_url` in `ca.toml` is `http://HOST[:PORT]` of this listener
+/// followed by this path.
+pub const CRL_PATH: &str = "/ca/intermediate.crl";
+
 /// The plain-HTTP listener: a request for a host some site serves is
 /// redirected to HTTPS (308); the `Location` is built only from the checked
-/// authority and canonical path, so a hostile Host cannot shape it.
+/// authority and canonical path, so a hostile Host cannot shape it. Before the
+/// redirect come the CRL ([`CRL_PATH`]) and ACME http-01 answers, which clients
+/// fetch over plain HTTP.
 pub async fn serve_redirect(
     gateway: Arc<Gateway>,
     listener: TcpListener,
@@ -36,9 +44,12 @@ pub async fn serve_redirect(
             let service = service_fn(move |mut req: Request<Incoming>| {
                 let gateway = gateway.clone();
                 async move {
-                    let response = match http_01_answer(&gateway, &req).await {
+                    let response = match crl_answer(&gateway, &req).await {
                         Some(response) => response,
-                        None => redirect(&gateway, &mut req, https_port),
+                        None => match http_01_answer(&gateway, &req).await {
+                            Some(response) => response,
+                            None => redirect(&gateway, &mut req, https_port),
+                        },
                     };
                     Ok::<_, std::convert::Infallible>(response)
                 }
@@ -50,6 +61,34 @@ pub async fn serve_redirect(
                 .await;
         });
     }
+}
+
+/// The internal CA's CRL (DER, `application/pkix-crl`) for a GET or HEAD of
+/// [`CRL_PATH`] exactly, when the data dir has a CA; 503 when it cannot be made
+/// now (the log says why) (the key is encrypted and no passphrase was given, the
+/// database does not answer).
+async fn crl_answer(gateway: &Gateway, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) || req.uri().path() != CRL_PATH {
+        return None;
+    }
+    let ca = gateway.internal.as_ref()?;
+    let mut response = match ca.published_crl().await {
+        Ok(der) => {
+            let mut response = Response::new(Full::new(der));
+            response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/pkix-crl"));
+            response
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot make the CRL to publish");
+            // What is wrong (a path, the database) is for the operator's log.
+            let mut response =
+                Response::new(Full::new(Bytes::from("the CRL cannot be made now; the gateway's log says why\n")));
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+        }
+    };
+    response.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+    Some(response)
 }
 
 /// The answer to an ACME http-01 challenge being validated, whatever the host: the CA

@@ -28,6 +28,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -38,6 +39,10 @@ use tokio::sync::Mutex;
 use crate::acme_client::SharedSites;
 use crate::certificates::subject_alt_names;
 use crate::trust::{InternalRevocations, RevokedSet, RevokedSetBuilder};
+
+mod publish;
+
+use publish::PublishedCrl;
 
 /// Why the internal CA cannot be opened, or give what the gateway asks of it.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +98,11 @@ pub struct InternalCa {
     passphrase: Option<pki::Passphrase>,
     /// The database the gateways share, which holds site certificates once for all.
     shared: Option<SharedSites>,
+    /// Bumped each time a changed revoked set is swapped in: the published CRL is
+    /// made again after it changes.
+    revocations_changed: AtomicU64,
+    /// The CRL last made for publishing ([`InternalCa::published_crl`]).
+    published: Mutex<Option<PublishedCrl>>,
 }
 
 /// The longest wait before listening again after the listener connection failed.
@@ -130,6 +140,8 @@ impl InternalCa {
             store,
             passphrase,
             shared: None,
+            revocations_changed: AtomicU64::new(0),
+            published: Mutex::new(None),
         };
         ca.refresh_revocations().await?;
         Ok(ca)
@@ -208,6 +220,7 @@ impl InternalCa {
         };
         tracing::info!(revoked = serials.len(), changes, "internal CA revocation list updated");
         self.revocations.serials.store(Arc::new(serials));
+        self.revocations_changed.fetch_add(1, Ordering::Release);
         Ok(true)
     }
 

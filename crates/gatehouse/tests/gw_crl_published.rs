@@ -1,0 +1,86 @@
+//! A gateway that uses the internal CA publishes its CRL on its plain-HTTP listener
+//! at `/ca/intermediate.crl`, the URL `crl_url` in `ca.toml` writes into the
+//! certificates the CA issues. openssl, given only the certificate and the CA,
+//! follows that distribution point: it accepts the certificate, and once the
+//! certificate is revoked, refuses it. Between changes the same CRL is served, so
+//! fetching it often uses up no CRL numbers.
+mod support;
+use support::*;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// `curl -o T/NAME URL`: the body as bytes, in a file.
+fn download(dir: &Path, name: &str, url: &str) -> PathBuf {
+    let file = dir.join(name);
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--fail", "--max-time", "20", "-o", s(&file), url]);
+    let out = run_limited(cmd, Duration::from_secs(30));
+    assert_eq!(out.code, 0, "curl {url}: {}", out.all());
+    file
+}
+
+/// `openssl verify -crl_check -crl_download`: the CRL comes from the certificate's
+/// distribution point, nowhere else.
+fn verify_with_downloaded_crl(env: &Env, cert: &Cert) -> Out {
+    openssl(&[
+        "verify",
+        "-crl_check",
+        "-crl_download",
+        "-CAfile",
+        s(&env.root()),
+        "-untrusted",
+        s(&env.intermediate()),
+        s(&cert.crt),
+    ])
+}
+
+#[test]
+fn the_crl_at_the_certificates_distribution_point_is_the_gateways_and_follows_revocations() {
+    let env = Env::new();
+    let (https, http) = (free_port(), free_port());
+    let crl_url = format!("http://127.0.0.1:{http}/ca/intermediate.crl");
+    let ca_toml = env.data().join("ca.toml");
+    let text = fs::read_to_string(&ca_toml).expect("ca.toml");
+    fs::write(&ca_toml, format!("crl_url = \"{crl_url}\"\n{text}")).expect("write ca.toml");
+    let up = Upstream::start(&env);
+    // A gateway that uses the internal CA (here to verify client certificates) publishes its CRL.
+    let site = "mtls = \"optional\"\ntrust = { internal_ca = true }\n";
+    let toml = localhost_config(&env, &listen_toml(https, Some(http), None), &up, "", site);
+    let gw = Gateway::start(&env, "gw.toml", https, &toml);
+    let alice = env.client("alice");
+    assert!(x509_text(&alice.crt).contains(&format!("URI:{crl_url}")), "{}", x509_text(&alice.crt));
+
+    let ok = verify_with_downloaded_crl(&env, &alice);
+    assert!(ok.code == 0 && ok.stdout.contains(": OK"), "before the revocation: {}\n{}", ok.all(), gw.proc.dump());
+
+    // The same CRL until something changes.
+    let head = curl(&[&crl_url]);
+    assert_eq!(head.status, 200, "{head:?}");
+    assert!(head.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v == "application/pkix-crl"));
+    let first = download(env.path(), "first.crl", &crl_url);
+    let again = download(env.path(), "again.crl", &crl_url);
+    assert_eq!(fs::read(first).unwrap(), fs::read(again).unwrap(), "a second CRL though nothing changed");
+
+    env.gh_ok(&["ca", "revoke", &alice.serial, "--reason", "keyCompromise"]);
+    let refused = wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
+        let out = verify_with_downloaded_crl(&env, &alice);
+        (out.code != 0).then_some(out)
+    })
+    .unwrap_or_else(|| panic!("the downloaded CRL never listed the revocation\n{}", gw.proc.dump()));
+    assert!(refused.all().contains("certificate revoked"), "{}", refused.all());
+
+    // The published CRL is the intermediate's, signed by it, and lists the serial.
+    let crl = download(env.path(), "after.crl", &crl_url);
+    let text =
+        openssl(&["crl", "-inform", "DER", "-in", s(&crl), "-noout", "-text", "-CAfile", s(&env.intermediate())]);
+    assert!(text.all().contains("verify OK"), "{}", text.all());
+    assert!(text.stdout.contains(&alice.serial), "{}", text.stdout);
+    assert!(text.stdout.contains("Key Compromise"), "{}", text.stdout);
+
+    // Only that one path: anything else on the listener is still the redirect.
+    let other = curl(&[format!("http://localhost:{http}/ca/x.crl")]);
+    assert_eq!(other.status, 308, "{other:?}");
+}
