@@ -42,9 +42,7 @@ fn the_crl_at_the_certificates_distribution_point_is_the_gateways_and_follows_re
     let env = Env::new();
     let (https, http) = (free_port(), free_port());
     let crl_url = format!("http://127.0.0.1:{http}/ca/intermediate.crl");
-    let ca_toml = env.data().join("ca.toml");
-    let text = fs::read_to_string(&ca_toml).expect("ca.toml");
-    fs::write(&ca_toml, format!("crl_url = \"{crl_url}\"\n{text}")).expect("write ca.toml");
+    env.set_crl_url(&crl_url);
     let up = Upstream::start(&env);
     // A gateway that uses the internal CA (here to verify client certificates) publishes its CRL.
     let site = "mtls = \"optional\"\ntrust = { internal_ca = true }\n";

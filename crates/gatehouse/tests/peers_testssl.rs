@@ -25,9 +25,7 @@ fn testssl_finds_no_weak_protocol_cipher_or_known_attack() {
     require("testssl");
     let env = Env::new();
     // As a CA that publishes its CRL has it: the site's certificate names where.
-    let ca_toml = env.data().join("ca.toml");
-    let text = fs::read_to_string(&ca_toml).expect("ca.toml");
-    fs::write(&ca_toml, format!("crl_url = \"http://ca.test/intermediate.crl\"\n{text}")).expect("write ca.toml");
+    env.set_crl_url("http://ca.test/intermediate.crl");
     let up = Upstream::start(&env);
     let gw = Gateway::localhost(
         &env,

@@ -79,6 +79,12 @@ impl Env {
     pub fn data(&self) -> PathBuf {
         self.path().join("data")
     }
+    /// Puts `crl_url = URL` in the CA's `ca.toml`: certificates issued from then on name it.
+    pub fn set_crl_url(&self, url: &str) {
+        let path = self.data().join("ca.toml");
+        let text = fs::read_to_string(&path).expect("ca.toml");
+        fs::write(&path, format!("crl_url = \"{url}\"\n{text}")).expect("write ca.toml");
+    }
     pub fn root(&self) -> PathBuf {
         self.data().join("ca/root.crt")
     }
