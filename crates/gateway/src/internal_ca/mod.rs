@@ -42,7 +42,7 @@ use crate::trust::{InternalRevocations, RevokedSet, RevokedSetBuilder};
 
 mod publish;
 
-use publish::PublishedCrl;
+use publish::Published;
 
 /// Why the internal CA cannot be opened, or give what the gateway asks of it.
 #[derive(Debug, thiserror::Error)]
@@ -101,8 +101,9 @@ pub struct InternalCa {
     /// Bumped each time a changed revoked set is swapped in: the published CRL is
     /// made again after it changes.
     revocations_changed: AtomicU64,
-    /// The CRL last made for publishing ([`InternalCa::published_crl`]).
-    published: Mutex<Option<PublishedCrl>>,
+    /// The CRL last made for publishing, or why it could not be made
+    /// ([`InternalCa::published_crl`]).
+    published: Mutex<Published>,
 }
 
 /// The longest wait before listening again after the listener connection failed.
@@ -141,7 +142,7 @@ impl InternalCa {
             passphrase,
             shared: None,
             revocations_changed: AtomicU64::new(0),
-            published: Mutex::new(None),
+            published: Mutex::new(Published::default()),
         };
         ca.refresh_revocations().await?;
         Ok(ca)

@@ -44,12 +44,12 @@ pub async fn serve_redirect(
             let service = service_fn(move |mut req: Request<Incoming>| {
                 let gateway = gateway.clone();
                 async move {
-                    let response = match crl_answer(&gateway, &req).await {
-                        Some(response) => response,
-                        None => match http_01_answer(&gateway, &req).await {
-                            Some(response) => response,
-                            None => redirect(&gateway, &mut req, https_port),
-                        },
+                    let response = if let Some(crl) = crl_answer(&gateway, &req).await {
+                        crl
+                    } else if let Some(answer) = http_01_answer(&gateway, &req).await {
+                        answer
+                    } else {
+                        redirect(&gateway, &mut req, https_port)
                     };
                     Ok::<_, std::convert::Infallible>(response)
                 }
@@ -64,23 +64,19 @@ pub async fn serve_redirect(
 }
 
 /// The internal CA's CRL (DER, `application/pkix-crl`) for a GET or HEAD of
-/// [`CRL_PATH`] exactly, when the data dir has a CA; 503 when it cannot be made
-/// now (the log says why) (the key is encrypted and no passphrase was given, the
-/// database does not answer).
+/// [`CRL_PATH`] exactly, when the gateway uses the internal CA; 503 when it cannot
+/// be made now (the log says why).
 async fn crl_answer(gateway: &Gateway, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
     if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) || req.uri().path() != CRL_PATH {
         return None;
     }
-    let ca = gateway.internal.as_ref()?;
-    let mut response = match ca.published_crl().await {
-        Ok(der) => {
+    let mut response = match gateway.internal.as_ref()?.published_crl().await {
+        Some(der) => {
             let mut response = Response::new(Full::new(der));
             response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/pkix-crl"));
             response
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot make the CRL to publish");
-            // What is wrong (a path, the database) is for the operator's log.
+        None => {
             let mut response =
                 Response::new(Full::new(Bytes::from("the CRL cannot be made now; the gateway's log says why\n")));
             *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
